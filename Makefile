@@ -1,0 +1,46 @@
+# Every command the README and CI use. `make help` lists them.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: help install demo test lint typecheck unit bench clean
+
+help:
+	@echo "make demo   - install, then run the demo server (SQLite, no other service)"
+	@echo "make test   - install, then lint, type-check and run the whole test suite"
+	@echo "make bench  - run the quote fan-out benchmark (see docs/performance.md)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/tradews serve --demo
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: install
+	$(BIN)/mypy src
+
+unit: install node_modules/.installed
+	$(BIN)/python -m pytest
+
+test: lint typecheck unit
+
+bench: install node_modules/.installed
+	$(BIN)/python bench/quote_fanout.py
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+from tradews.app.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""All I/O lives here: the WebSocket server, storage, clocks."""

@@ -1,0 +1,150 @@
+"""The WebSocket transport adapter, on picows.
+
+Each connection gets a :class:`Connection` (a picows listener) wrapping a sans-I/O
+:class:`~tradews.session.session.Session`. This module only moves bytes: frames in, the session's
+replies out, close when the session says so, and releases the session when the socket goes.
+
+Why picows: measured on this project's target machine it served 121k request/response pairs a
+second against 73k for aiohttp and 34k for websockets, within 10 % of a C epoll server (see
+``docs/architecture.md``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, WSUpgradeRequest
+
+from tradews.api.errors import ApiError, ErrorCode
+from tradews.codecs.jsonrpc import encode_error
+from tradews.session.session import Services, Session
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 1 << 20
+
+_BINARY_REFUSED = encode_error(
+    None,
+    ApiError(
+        ErrorCode.INVALID_REQUEST,
+        data="binary frames are not part of the JSON-RPC protocol; send JSON in text frames",
+    ),
+)
+_TOO_BIG = encode_error(
+    None,
+    ApiError(ErrorCode.INVALID_REQUEST, data=f"message larger than {MAX_MESSAGE_BYTES} bytes"),
+)
+
+
+class Connection(WSListener):  # type: ignore[misc]
+    """One client connection. ``writable`` is False while the socket's send buffer is full."""
+
+    def __init__(
+        self,
+        services: Services[Connection],
+        registry: set[Connection],
+        clock: Callable[[], int],
+    ) -> None:
+        self.session: Session[Connection] = Session(services, self)
+        self.transport: WSTransport | None = None
+        self.writable = True
+        self._registry = registry
+        self._clock = clock
+        self._fragments: list[bytes] | None = None
+        self._fragment_type = WSMsgType.TEXT
+        self._fragment_size = 0
+
+    # picows callbacks ----------------------------------------------------------------------
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+        self._registry.add(self)
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self._registry.discard(self)
+        self.session.close()
+        self.writable = False
+
+    def pause_writing(self) -> None:
+        self.writable = False
+
+    def resume_writing(self) -> None:
+        self.writable = True
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        msg_type = frame.msg_type
+        if msg_type is WSMsgType.CONTINUATION or not frame.fin:
+            payload = self._reassemble(frame)
+            if payload is None:
+                return
+            msg_type = self._fragment_type
+        elif msg_type is WSMsgType.TEXT or msg_type is WSMsgType.BINARY:
+            payload = frame.get_payload_as_bytes()
+        elif msg_type is WSMsgType.CLOSE:
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+            return
+        else:  # PING is answered by picows itself; PONG needs nothing
+            return
+        if msg_type is WSMsgType.BINARY:
+            transport.send(WSMsgType.TEXT, _BINARY_REFUSED)
+            return
+        self.receive(payload)
+
+    def receive(self, payload: bytes) -> None:
+        transport = self.transport
+        assert transport is not None
+        session = self.session
+        for out in session.receive_text(payload, self._clock()):
+            transport.send(WSMsgType.TEXT, out)
+        if session.close_reason is not None:
+            self.close(WSCloseCode.POLICY_VIOLATION, session.close_reason)
+
+    def _reassemble(self, frame: WSFrame) -> bytes | None:
+        """Collect a fragmented message; return it whole on the final frame."""
+        if frame.msg_type is not WSMsgType.CONTINUATION:
+            self._fragments = []
+            self._fragment_type = frame.msg_type
+            self._fragment_size = 0
+        elif self._fragments is None:
+            self.close(WSCloseCode.PROTOCOL_ERROR, "continuation frame without a first frame")
+            return None
+        self._fragment_size += frame.payload_size
+        if self._fragment_size > MAX_MESSAGE_BYTES:
+            self._fragments = None
+            if self.transport is not None:
+                self.transport.send(WSMsgType.TEXT, _TOO_BIG)
+            self.close(WSCloseCode.MESSAGE_TOO_BIG, "message too big")
+            return None
+        self._fragments.append(frame.get_payload_as_bytes())
+        if not frame.fin:
+            return None
+        whole = b"".join(self._fragments)
+        self._fragments = None
+        return whole
+
+    # Outgoing ------------------------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_close_frame_sent:
+            transport.send(WSMsgType.TEXT, data)
+
+    def close(self, code: WSCloseCode, reason: str) -> None:
+        transport = self.transport
+        if transport is None or transport.is_close_frame_sent:
+            return
+        transport.send_close(code, reason.encode()[:120])
+        transport.disconnect()
+
+
+def listener_factory(
+    services: Services[Connection],
+    registry: set[Connection],
+    clock: Callable[[], int],
+) -> Callable[[WSUpgradeRequest], Connection]:
+    def factory(request: WSUpgradeRequest) -> Connection:
+        return Connection(services, registry, clock)
+
+    return factory

@@ -1,0 +1,1 @@
+"""The API vocabulary shared by every codec: typed messages and error codes."""

@@ -1,0 +1,78 @@
+"""Error codes of the API, and the exception that carries one.
+
+JSON-RPC 2.0 reserves -32768..-32000. tradews uses the five standard codes from that range for
+protocol errors and positive codes of its own for application errors, grouped by the thousand:
+
+=====  ===========================  ===================================================
+code   name                         meaning
+=====  ===========================  ===================================================
+-32700 PARSE_ERROR                  the frame is not valid JSON (reply id is null)
+-32600 INVALID_REQUEST              not a JSON-RPC 2.0 request object (or an empty batch)
+-32601 METHOD_NOT_FOUND             no such method
+-32602 INVALID_PARAMS               params missing, of the wrong type, or malformed
+-32603 INTERNAL_ERROR               a bug on the server; the message carries no details
+1001   AUTH_REQUIRED                the method needs ``rpc.login`` first
+1002   INVALID_CREDENTIALS          unknown API key or wrong secret (never says which)
+1003   KEY_REVOKED                  the key was revoked (only said to holders of its secret)
+1004   KEY_EXPIRED                  the key expired (only said to holders of its secret)
+1005   TIER_NOT_ALLOWED             websocket access requires the enterprise tier
+1006   ALREADY_LOGGED_IN            this connection is already logged in
+1007   TOO_MANY_LOGIN_FAILURES      too many failed logins; the connection is closed
+2001   UNKNOWN_SYMBOL               no listed instrument has this symbol
+2002   INVALID_QUANTITY             off the lot, below the minimum or above the maximum
+2003   NO_PRICE                     no reference price is available for the instrument yet
+2004   UNKNOWN_SUBSCRIPTION         no such subscription on this connection
+2005   SUBSCRIPTION_LIMIT           too many subscriptions on this connection
+3001   BATCH_TOO_LARGE              a batch holds more requests than the server accepts
+=====  ===========================  ===================================================
+
+The same table is published in ``docs/protocol.md``; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Any
+
+
+class ErrorCode(IntEnum):
+    PARSE_ERROR = -32700
+    INVALID_REQUEST = -32600
+    METHOD_NOT_FOUND = -32601
+    INVALID_PARAMS = -32602
+    INTERNAL_ERROR = -32603
+    AUTH_REQUIRED = 1001
+    INVALID_CREDENTIALS = 1002
+    KEY_REVOKED = 1003
+    KEY_EXPIRED = 1004
+    TIER_NOT_ALLOWED = 1005
+    ALREADY_LOGGED_IN = 1006
+    TOO_MANY_LOGIN_FAILURES = 1007
+    UNKNOWN_SYMBOL = 2001
+    INVALID_QUANTITY = 2002
+    NO_PRICE = 2003
+    UNKNOWN_SUBSCRIPTION = 2004
+    SUBSCRIPTION_LIMIT = 2005
+    BATCH_TOO_LARGE = 3001
+
+
+_DEFAULT_MESSAGES = {
+    ErrorCode.PARSE_ERROR: "Parse error",
+    ErrorCode.INVALID_REQUEST: "Invalid Request",
+    ErrorCode.METHOD_NOT_FOUND: "Method not found",
+    ErrorCode.INVALID_PARAMS: "Invalid params",
+    ErrorCode.INTERNAL_ERROR: "Internal error",
+}
+
+
+class ApiError(Exception):
+    """An error to report to the client: a stable ``code``, a human ``message``, optional ``data``.
+
+    Raised by handlers and turned into an error response by the codec; never escapes a session.
+    """
+
+    def __init__(self, code: ErrorCode, message: str | None = None, data: Any = None) -> None:
+        self.code = code
+        self.message = message or _DEFAULT_MESSAGES.get(code, code.name.replace("_", " ").lower())
+        self.data = data
+        super().__init__(f"{int(code)} {self.message}")

@@ -1,0 +1,450 @@
+"""The ``tradews`` command line: run the server and administer its database.
+
+Every admin command works on the same SQLite file as a running server, which notices changes
+within half a second (new instruments are listed, revoked keys are disconnected).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import signal
+import sys
+from dataclasses import replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tradews import __version__
+from tradews.adapters import clock
+from tradews.adapters.sqlite_store import TIERS, SqliteStore, StoreError, resolve_db_path
+from tradews.domain.instrument import Instrument, InvalidDecimal, OffStep, parse_decimal
+
+app = typer.Typer(
+    help="tradews: a self-hosted real-time trading server (JSON-RPC 2.0 over WebSocket).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+account_app = typer.Typer(help="Accounts and their tiers.", no_args_is_help=True)
+key_app = typer.Typer(
+    help="API keys: create (secret shown once), list, revoke.", no_args_is_help=True
+)
+instrument_app = typer.Typer(help="Listed instruments.", no_args_is_help=True)
+app.add_typer(account_app, name="account")
+app.add_typer(key_app, name="key")
+app.add_typer(instrument_app, name="instrument")
+
+out = Console(soft_wrap=True, highlight=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+DbOption = Annotated[
+    str,
+    typer.Option("--db", envvar="TRADEWS_DB", help="SQLite database (path or sqlite:///PATH)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+def open_store(db: str) -> SqliteStore:
+    try:
+        return SqliteStore(resolve_db_path(db))
+    except StoreError as exc:
+        fail(str(exc))
+    except Exception as exc:  # sqlite3.Error and OS errors: say what, not where
+        fail(f"cannot open database {db!r}: {exc}")
+
+
+def fmt_ms(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000).astimezone().isoformat(timespec="seconds")
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2) + "\n")
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+) -> None:
+    if version:
+        out.print(__version__)
+        raise typer.Exit()
+
+
+# serve ----------------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    db: DbOption = "tradews.db",
+    demo: Annotated[
+        bool,
+        typer.Option(help="List demo instruments, run simulated prices and create a demo account."),
+    ] = False,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (0 picks a free one).")] = 8765,
+    seed: Annotated[int, typer.Option(help="Seed of the demo price walks.")] = 1,
+    tick_interval: Annotated[float, typer.Option(help="Seconds between price/quote pulses.")] = 0.1,
+    quote_ttl: Annotated[float, typer.Option(help="Seconds a quote stays firm.")] = 3.0,
+    volatility: Annotated[
+        float, typer.Option(help="Demo walk volatility per hour (0.02 = 2 %; 0 = still).")
+    ] = 0.02,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the WebSocket server."""
+    from tradews.app.demo import seed_demo
+    from tradews.app.server import Server, ServerSettings
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if not 0 <= port <= 65535:
+        fail("port must be between 0 and 65535")
+    if volatility < 0:
+        fail("--volatility must not be negative")
+    if tick_interval <= 0 or quote_ttl <= 0:
+        fail("--tick-interval and --quote-ttl must be positive")
+    ttl_ms = int(quote_ttl * 1000)
+    refresh_ms = max(1, ttl_ms // 3)
+    if refresh_ms <= tick_interval * 1000:
+        fail("--quote-ttl must be at least three pulses long so quotes are refreshed in time")
+    store = open_store(db)
+    creds = seed_demo(store, clock.now_ms()) if demo else None
+    settings = replace(
+        ServerSettings(),
+        host=host,
+        port=port,
+        demo=demo,
+        seed=seed,
+        tick_interval=tick_interval,
+        quote_ttl_ms=ttl_ms,
+        quote_refresh_ms=refresh_ms,
+        volatility=volatility,
+    )
+    server = Server(settings, store)
+
+    async def run() -> None:
+        try:
+            await server.start()
+        except OSError as exc:
+            fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+        url = f"ws://{host}:{server.port}"
+        instruments = ", ".join(i.symbol for i in server.catalog.all()) or "none"
+        out.print(f"[bold green]tradews {__version__}[/bold green] listening on {url}")
+        out.print(f"database: {store.path}  instruments: {instruments}")
+        if creds is not None:
+            out.print("\n[bold]Demo account[/bold] 'demo' (enterprise tier). A new key each start:")
+            out.print(f"  apiKey:    {creds.api_key}")
+            out.print(f"  apiSecret: {creds.api_secret}")
+            out.print("\nStream BTC_USD quotes from the command line:")
+            out.print(
+                f"  tradews quotes BTC_USD --url {url} --key {creds.api_key} "
+                f"--secret {creds.api_secret}"
+            )
+            out.print("\nOr from any WebSocket client, send these two text frames:")
+            login = {
+                "jsonrpc": "2.0",
+                "method": "rpc.login",
+                "id": 1,
+                "params": {"apiKey": creds.api_key, "apiSecret": creds.api_secret},
+            }
+            quote = {
+                "jsonrpc": "2.0",
+                "method": "quote_request",
+                "id": 2,
+                "params": {"symbol": "BTC_USD", "type": "RFQ"},
+            }
+            out.print(f"  {json.dumps(login)}")
+            out.print(f"  {json.dumps(quote)}")
+        out.print("\nPress Ctrl+C to stop.", style="dim")
+        sys.stdout.flush()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        err.print("stopping: closing connections")
+        await server.stop()
+
+    _run_async(run())
+    store.close()
+
+
+def _run_async(coro: Any) -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - platforms without uvloop
+        asyncio.run(coro)
+    else:
+        uvloop.run(coro)
+
+
+# accounts -------------------------------------------------------------------------------------
+
+
+@account_app.command("create")
+def account_create(
+    name: str,
+    tier: Annotated[str, typer.Option(help="enterprise or standard.")] = "standard",
+    db: DbOption = "tradews.db",
+    as_json: JsonOption = False,
+) -> None:
+    """Create an account. Only enterprise-tier accounts may use the WebSocket API."""
+    if tier not in TIERS:
+        fail(f"--tier must be one of: {', '.join(TIERS)}")
+    store = open_store(db)
+    try:
+        account = store.create_account(name, tier, clock.now_ms())
+    except StoreError as exc:
+        fail(str(exc))
+    if as_json:
+        print_json({"id": account.id, "name": account.name, "tier": account.tier})
+    else:
+        out.print(f"created account [bold]{account.name}[/bold] (tier {account.tier})")
+
+
+@account_app.command("list")
+def account_list(db: DbOption = "tradews.db", as_json: JsonOption = False) -> None:
+    """List accounts."""
+    accounts = open_store(db).list_accounts()
+    if as_json:
+        print_json(
+            [
+                {"id": a.id, "name": a.name, "tier": a.tier, "createdAt": a.created_at}
+                for a in accounts
+            ]
+        )
+        return
+    table = Table("id", "name", "tier", "created")
+    for a in accounts:
+        table.add_row(str(a.id), a.name, a.tier, fmt_ms(a.created_at))
+    out.print(table)
+
+
+# keys -----------------------------------------------------------------------------------------
+
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+_UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def parse_duration_ms(text: str) -> int:
+    match = _DURATION.match(text.strip())
+    if match is None or int(match.group(1)) == 0:
+        fail(f"--expires-in must look like 30s, 15m, 12h or 90d, got {text!r}")
+    return int(match.group(1)) * _UNIT_MS[match.group(2)]
+
+
+@key_app.command("create")
+def key_create(
+    account: str,
+    db: DbOption = "tradews.db",
+    as_json: JsonOption = False,
+    expires_in: Annotated[str | None, typer.Option(help="Expire after e.g. 90d, 12h, 30m.")] = None,
+    label: Annotated[str | None, typer.Option(help="A note to tell keys apart.")] = None,
+) -> None:
+    """Create an API key. The secret is printed once and never stored."""
+    store = open_store(db)
+    now = clock.now_ms()
+    expires_at = now + parse_duration_ms(expires_in) if expires_in else None
+    try:
+        key, secret = store.create_key(account, now, expires_at=expires_at, label=label)
+    except StoreError as exc:
+        fail(str(exc))
+    if as_json:
+        print_json(
+            {"apiKey": key, "apiSecret": secret, "account": account, "expiresAt": expires_at}
+        )
+        return
+    out.print(f"apiKey:    {key}")
+    out.print(f"apiSecret: {secret}")
+    if expires_at is not None:
+        out.print(f"expires:   {fmt_ms(expires_at)}")
+    err.print("[yellow]Store the secret now: it cannot be shown again.[/yellow]")
+
+
+@key_app.command("list")
+def key_list(account: str, db: DbOption = "tradews.db", as_json: JsonOption = False) -> None:
+    """List an account's keys (never their secrets)."""
+    store = open_store(db)
+    try:
+        keys = store.list_keys(account)
+    except StoreError as exc:
+        fail(str(exc))
+    now = clock.now_ms()
+    if as_json:
+        print_json(
+            [
+                {
+                    "apiKey": k.key_id,
+                    "label": k.label,
+                    "status": k.status(now),
+                    "createdAt": k.created_at,
+                    "expiresAt": k.expires_at,
+                    "revokedAt": k.revoked_at,
+                }
+                for k in keys
+            ]
+        )
+        return
+    table = Table("apiKey", "label", "status", "created", "expires")
+    for k in keys:
+        table.add_row(
+            k.key_id, k.label or "", k.status(now), fmt_ms(k.created_at), fmt_ms(k.expires_at)
+        )
+    out.print(table)
+
+
+@key_app.command("revoke")
+def key_revoke(key: str, db: DbOption = "tradews.db") -> None:
+    """Revoke a key. A running server disconnects its sessions within a second."""
+    store = open_store(db)
+    try:
+        changed = store.revoke_key(key, clock.now_ms())
+    except StoreError as exc:
+        fail(str(exc))
+    out.print(f"revoked {key}" if changed else f"{key} was already revoked")
+
+
+# instruments ----------------------------------------------------------------------------------
+
+
+def _decimal_option(text: str | None, what: str) -> Decimal | None:
+    if text is None:
+        return None
+    try:
+        return parse_decimal(text, what=what)
+    except InvalidDecimal as exc:
+        fail(str(exc))
+
+
+@instrument_app.command("add")
+def instrument_add(
+    symbol: str,
+    base: Annotated[str, typer.Option(help="Asset bought and sold, e.g. BTC.")],
+    quote: Annotated[str, typer.Option(help="Asset prices are in, e.g. USD.")],
+    tick: Annotated[str, typer.Option(help="Price increment, e.g. 0.01.")],
+    lot: Annotated[str, typer.Option(help="Quantity increment, e.g. 0.0001.")],
+    min_size: Annotated[
+        str | None, typer.Option(help="Smallest quantity (default: one lot).")
+    ] = None,
+    max_size: Annotated[str | None, typer.Option(help="Largest quantity (default: none).")] = None,
+    quote_size: Annotated[
+        str | None,
+        typer.Option(
+            help="Quantity an RFQ stream quotes by default (default: 1 if allowed, else min size)."
+        ),
+    ] = None,
+    spread_bps: Annotated[str, typer.Option(help="Half-spread of RFQ quotes, basis points.")] = "5",
+    db: DbOption = "tradews.db",
+) -> None:
+    """List a new instrument."""
+    if not re.fullmatch(r"[A-Z0-9]{1,12}_[A-Z0-9]{1,12}", symbol):
+        fail("symbol must look like BASE_QUOTE in capitals, e.g. BTC_USD")
+    tick_d = _decimal_option(tick, "--tick")
+    lot_d = _decimal_option(lot, "--lot")
+    assert tick_d is not None and lot_d is not None
+    min_d = _decimal_option(min_size, "--min-size") or lot_d
+    max_d = _decimal_option(max_size, "--max-size")
+    size_d = _decimal_option(quote_size, "--quote-size")
+    if size_d is None:
+        one = Decimal(1)
+        fits = one % lot_d == 0 and one >= min_d and (max_d is None or one <= max_d)
+        size_d = one if fits else min_d
+    try:
+        spread = Decimal(spread_bps)
+        inst = Instrument(symbol, base, quote, tick_d, lot_d, min_d, max_d, size_d, spread)
+    except (OffStep, ValueError, ArithmeticError) as exc:
+        fail(str(exc))
+    store = open_store(db)
+    try:
+        store.add_instrument(inst, clock.now_ms())
+    except StoreError as exc:
+        fail(str(exc))
+    out.print(f"listed [bold]{symbol}[/bold]")
+
+
+@instrument_app.command("list")
+def instrument_list(db: DbOption = "tradews.db", as_json: JsonOption = False) -> None:
+    """List instruments."""
+    instruments = open_store(db).list_instruments()
+    rows = [
+        {
+            "symbol": i.symbol,
+            "base": i.base,
+            "quote": i.quote,
+            "tick": str(i.tick),
+            "lot": str(i.lot),
+            "minSize": str(i.min_size),
+            "maxSize": None if i.max_size is None else str(i.max_size),
+            "quoteSize": str(i.quote_size),
+            "spreadBps": str(i.spread_bps),
+        }
+        for i in instruments
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(*rows[0].keys()) if rows else Table("symbol")
+    for r in rows:
+        table.add_row(*(v or "-" for v in r.values()))
+    out.print(table)
+
+
+# a tiny client for the terminal ---------------------------------------------------------------
+
+
+@app.command()
+def quotes(
+    symbol: str,
+    key: Annotated[str, typer.Option(envvar="TRADEWS_API_KEY", help="API key.")],
+    secret: Annotated[str, typer.Option(envvar="TRADEWS_API_SECRET", help="API secret.")],
+    url: Annotated[str, typer.Option(help="Server URL.")] = "ws://127.0.0.1:8765",
+    quantity: Annotated[str | None, typer.Option(help="Quantity to quote.")] = None,
+    count: Annotated[int, typer.Option(help="Stop after this many quotes (0: never).")] = 0,
+) -> None:
+    """Log in and print a stream of firm RFQ quotes."""
+    from tradews.client import Client, ClientError
+
+    async def run() -> None:
+        try:
+            async with await Client.connect(url) as client:
+                await client.login(key, secret)
+                sub = await client.quote_request(symbol, quantity=quantity)
+                out.print(f"subscribed {sub['subscription']}: {sub['symbol']} x {sub['quantity']}")
+                n = 0
+                async for note in client.notifications():
+                    if note.method != "quote":
+                        continue
+                    q = note.params
+                    out.print(
+                        f"{q['seq']:>6} {q['symbol']} buy {q['buyPrice']} sell "
+                        f"{q['sellPrice']} qty {q['quantity']} id {q['quoteId']}"
+                    )
+                    n += 1
+                    if count and n >= count:
+                        break
+        except ClientError as exc:
+            fail(str(exc))
+        except OSError as exc:
+            fail(f"cannot connect to {url}: {exc}")
+
+    with contextlib.suppress(KeyboardInterrupt):
+        _run_async(run())
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,252 @@
+"""An async Python client for the tradews JSON-RPC WebSocket API.
+
+    async with await Client.connect("ws://127.0.0.1:8765") as client:
+        await client.login(api_key, api_secret)
+        await client.quote_request("BTC_USD")
+        async for note in client.notifications():
+            print(note.method, note.params)
+
+:meth:`Client.call` sends one request and returns its ``result`` or raises :class:`RpcError`
+with the server's code, message and data. Notifications (quotes, market data) are queued in
+arrival order and read with :meth:`Client.notifications` or :meth:`Client.next_notification`.
+When the connection ends, pending calls raise :class:`ConnectionClosed` and the notification
+iterator stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import msgspec
+from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+
+class ClientError(Exception):
+    """Base of every error this client raises."""
+
+
+class RpcError(ClientError):
+    """The server answered a call with an error."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        self.code = code
+        self.message = message
+        self.data = data
+        detail = f" ({data})" if data is not None else ""
+        super().__init__(f"error {code}: {message}{detail}")
+
+
+class ConnectionClosed(ClientError):
+    """The connection ended; ``code`` and ``reason`` are from the server's close frame if any."""
+
+    def __init__(self, code: int | None, reason: str) -> None:
+        self.code = code
+        self.reason = reason
+        super().__init__(f"connection closed ({code}: {reason})" if code else "connection closed")
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    method: str
+    params: Any
+
+
+_decoder = msgspec.json.Decoder()
+_encoder = msgspec.json.Encoder()
+_CLOSED = object()
+
+
+class _Listener(WSListener):  # type: ignore[misc]
+    def __init__(self) -> None:
+        self.pending: dict[Any, asyncio.Future[Any]] = {}
+        self.notes: asyncio.Queue[Any] = asyncio.Queue()
+        self.frames: asyncio.Queue[Any] | None = None
+        self.closed: ConnectionClosed | None = None
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type is WSMsgType.CLOSE:
+            self.closed = ConnectionClosed(frame.get_close_code().value, frame.get_close_reason())
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+            return
+        if frame.msg_type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+            return
+        payload = frame.get_payload_as_bytes()
+        if self.frames is not None:
+            self.frames.put_nowait(payload)
+            return
+        try:
+            message = _decoder.decode(payload)
+        except msgspec.DecodeError:
+            return
+        for item in message if isinstance(message, list) else (message,):
+            self._dispatch(item)
+
+    def _dispatch(self, item: Any) -> None:
+        if not isinstance(item, dict):
+            return
+        if "method" in item and "id" not in item:
+            self.notes.put_nowait(Notification(item["method"], item.get("params")))
+            return
+        future = self.pending.pop(item.get("id"), None)
+        if future is not None and not future.done():
+            future.set_result(item)
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        if self.closed is None:
+            self.closed = ConnectionClosed(None, "connection lost")
+        for future in self.pending.values():
+            if not future.done():
+                future.set_exception(self.closed)
+        self.pending.clear()
+        self.notes.put_nowait(_CLOSED)
+        if self.frames is not None:
+            self.frames.put_nowait(_CLOSED)
+
+
+class Client:
+    """One connection to a tradews server. Create it with :meth:`connect`."""
+
+    def __init__(self, transport: WSTransport, listener: _Listener) -> None:
+        self._transport = transport
+        self._listener = listener
+        self._ids = itertools.count(1)
+
+    @classmethod
+    async def connect(cls, url: str, *, raw: bool = False, timeout: float = 10) -> Client:
+        """Open a connection. With ``raw=True`` every frame is kept as bytes for
+        :meth:`recv_frame` and nothing is parsed (for protocol tests and tools)."""
+        try:
+            transport, listener = await asyncio.wait_for(ws_connect(_Listener, url), timeout)
+        except TimeoutError:
+            raise ClientError(f"timed out connecting to {url}") from None
+        assert isinstance(listener, _Listener)
+        if raw:
+            listener.frames = asyncio.Queue()
+        return cls(transport, listener)
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # Calls ---------------------------------------------------------------------------------
+
+    async def call(self, method: str, params: Any = None, *, timeout: float = 10) -> Any:
+        """Send a request and return its result; raise :class:`RpcError` on an error reply."""
+        if self._listener.closed is not None:
+            raise self._listener.closed
+        request_id = next(self._ids)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._listener.pending[request_id] = future
+        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": request_id}
+        if params is not None:
+            message["params"] = params
+        self._transport.send(WSMsgType.TEXT, _encoder.encode(message))
+        try:
+            reply = await asyncio.wait_for(future, timeout)
+        finally:
+            self._listener.pending.pop(request_id, None)
+        if "error" in reply:
+            err = reply["error"]
+            raise RpcError(err.get("code"), err.get("message"), err.get("data"))
+        return reply.get("result")
+
+    def notify(self, method: str, params: Any = None) -> None:
+        """Send a JSON-RPC notification (no reply will come)."""
+        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            message["params"] = params
+        self._transport.send(WSMsgType.TEXT, _encoder.encode(message))
+
+    async def login(self, api_key: str, api_secret: str) -> bool:
+        return bool(await self.call("rpc.login", {"apiKey": api_key, "apiSecret": api_secret}))
+
+    async def quote_request(self, symbol: str, *, quantity: str | None = None) -> Any:
+        params: dict[str, Any] = {"symbol": symbol, "type": "RFQ"}
+        if quantity is not None:
+            params["quantity"] = quantity
+        return await self.call("quote_request", params)
+
+    async def quote_cancel(self, subscription: str) -> bool:
+        return bool(await self.call("quote_cancel", {"subscription": subscription}))
+
+    async def market_data_request(self) -> Any:
+        return await self.call("market_data_request")
+
+    async def time(self) -> int:
+        return int((await self.call("time"))["time"])
+
+    # Notifications -------------------------------------------------------------------------
+
+    async def next_notification(self, *, timeout: float = 10) -> Notification:
+        """The next notification; raises :class:`ConnectionClosed` when the connection ends."""
+        item = await asyncio.wait_for(self._listener.notes.get(), timeout)
+        if item is _CLOSED:
+            self._listener.notes.put_nowait(_CLOSED)
+            assert self._listener.closed is not None
+            raise self._listener.closed
+        assert isinstance(item, Notification)
+        return item
+
+    async def notifications(self) -> AsyncIterator[Notification]:
+        """Iterate notifications until the connection ends."""
+        while True:
+            try:
+                yield await self.next_notification(timeout=3600)
+            except ConnectionClosed:
+                return
+
+    # Raw frames ----------------------------------------------------------------------------
+
+    def send_text(self, data: str | bytes) -> None:
+        payload = data.encode() if isinstance(data, str) else data
+        self._transport.send(WSMsgType.TEXT, payload)
+
+    def send_binary(self, data: bytes) -> None:
+        self._transport.send(WSMsgType.BINARY, data)
+
+    async def recv_frame(self, *, timeout: float = 10) -> bytes:
+        """The next frame's payload (``raw=True`` clients only)."""
+        frames = self._listener.frames
+        if frames is None:
+            raise ClientError("recv_frame needs a client connected with raw=True")
+        item = await asyncio.wait_for(frames.get(), timeout)
+        if item is _CLOSED:
+            frames.put_nowait(_CLOSED)
+            assert self._listener.closed is not None
+            raise self._listener.closed
+        assert isinstance(item, bytes)
+        return item
+
+    async def recv_json(self, *, timeout: float = 10) -> Any:
+        return _decoder.decode(await self.recv_frame(timeout=timeout))
+
+    # Lifecycle -----------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> ConnectionClosed | None:
+        return self._listener.closed
+
+    async def wait_closed(self, *, timeout: float = 10) -> ConnectionClosed:
+        await asyncio.wait_for(self._transport.wait_disconnected(), timeout)
+        assert self._listener.closed is not None
+        return self._listener.closed
+
+    async def close(self) -> None:
+        if not self._transport.is_disconnected:
+            if not self._transport.is_close_frame_sent:
+                self._transport.send_close()
+            self._transport.disconnect()
+            await self._transport.wait_disconnected()

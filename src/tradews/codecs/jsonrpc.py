@@ -1,0 +1,177 @@
+"""JSON-RPC 2.0 framing, to the letter of the specification (https://www.jsonrpc.org/specification).
+
+:func:`parse_frame` turns the bytes of one text frame into a :class:`Frame`: a single call, a
+batch of calls, or an error that must be answered on its own (a parse error, an empty batch).
+Each :class:`Call` keeps its ``params`` undecoded (``msgspec.Raw``) so the session decodes them
+straight into the method's typed params struct, with error paths like ``$.symbol``.
+
+Rules implemented here, each covered by a test:
+
+- invalid JSON -> -32700 with ``id: null``; an empty array -> a single -32600;
+- a batch element that is not a request -> -32600 for that element, the rest still run;
+- ``id`` absent means a notification: it runs and gets no reply, errors included;
+- ids are echoed with their JSON type (string, integer, fractional number or null).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from tradews.api.errors import ApiError, ErrorCode
+
+Id = str | int | float | None
+
+
+class _Request(msgspec.Struct, frozen=True):
+    jsonrpc: str
+    method: str
+    params: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    id: Id | msgspec.UnsetType = msgspec.UNSET
+
+
+class _IdOnly(msgspec.Struct):
+    id: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One well-formed request. ``is_notification`` calls must get no reply."""
+
+    method: str
+    params: msgspec.Raw | None
+    id: Id
+    is_notification: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    """A batch element or single message that is not a valid request: answer with ``error``."""
+
+    error: ApiError
+    id: Id = None
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """What one text frame held. ``items`` is empty only when ``error`` is set."""
+
+    items: list[Call | Invalid]
+    is_batch: bool
+    error: ApiError | None = None
+
+
+_request_decoder = msgspec.json.Decoder(_Request)
+_batch_decoder = msgspec.json.Decoder(list[msgspec.Raw])
+_id_decoder = msgspec.json.Decoder(_IdOnly)
+
+
+def _parse_one(data: bytes | msgspec.Raw) -> Call | Invalid:
+    try:
+        req = _request_decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        return Invalid(ApiError(ErrorCode.INVALID_REQUEST, data=str(exc)), _salvage_id(data))
+    except msgspec.DecodeError:
+        return Invalid(ApiError(ErrorCode.PARSE_ERROR))
+    if req.jsonrpc != "2.0":
+        return Invalid(
+            ApiError(ErrorCode.INVALID_REQUEST, data='"jsonrpc" must be exactly "2.0"'),
+            None if isinstance(req.id, msgspec.UnsetType) else req.id,
+        )
+    if isinstance(req.id, msgspec.UnsetType):
+        return Call(req.method, _params(req.params), None, True)
+    return Call(req.method, _params(req.params), req.id, False)
+
+
+def _params(raw: msgspec.Raw | msgspec.UnsetType) -> msgspec.Raw | None:
+    return None if isinstance(raw, msgspec.UnsetType) else raw
+
+
+def _salvage_id(data: bytes | msgspec.Raw) -> Id:
+    """Echo the id of an invalid request when it can be read and is of a valid type."""
+    try:
+        value = _id_decoder.decode(data).id
+    except msgspec.DecodeError:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    return value
+
+
+def parse_frame(data: bytes, *, max_batch: int) -> Frame:
+    """Parse one text frame. Never raises: every problem becomes an error to send back."""
+    stripped = data.lstrip()
+    if stripped[:1] == b"[":
+        try:
+            elements = _batch_decoder.decode(data)
+        except msgspec.DecodeError:
+            return Frame([], True, ApiError(ErrorCode.PARSE_ERROR))
+        if not elements:
+            return Frame([], True, ApiError(ErrorCode.INVALID_REQUEST, data="empty batch"))
+        if len(elements) > max_batch:
+            return Frame(
+                [],
+                True,
+                ApiError(
+                    ErrorCode.BATCH_TOO_LARGE,
+                    f"a batch may hold at most {max_batch} requests, got {len(elements)}",
+                ),
+            )
+        return Frame([_parse_one(e) for e in elements], True)
+    item = _parse_one(data)
+    if isinstance(item, Invalid) and item.error.code == ErrorCode.PARSE_ERROR:
+        return Frame([], False, item.error)
+    return Frame([item], False)
+
+
+# Encoding ------------------------------------------------------------------------------------
+
+
+class _Result(msgspec.Struct):
+    jsonrpc: str
+    result: Any
+    id: Id
+
+
+class _ErrorBody(msgspec.Struct, omit_defaults=True):
+    code: int
+    message: str
+    data: Any = None
+
+
+class _Error(msgspec.Struct):
+    jsonrpc: str
+    error: _ErrorBody
+    id: Id
+
+
+class _Notification(msgspec.Struct):
+    jsonrpc: str
+    method: str
+    params: Any
+
+
+_encoder = msgspec.json.Encoder(decimal_format="string")
+
+
+def result(id: Id, value: Any) -> _Result:
+    return _Result("2.0", value, id)
+
+
+def error(id: Id, err: ApiError) -> _Error:
+    return _Error("2.0", _ErrorBody(int(err.code), err.message, err.data), id)
+
+
+def encode(message: Any) -> bytes:
+    """Encode a response, a list of responses (a batch reply) or a notification."""
+    return _encoder.encode(message)
+
+
+def encode_notification(method: str, params: Any) -> bytes:
+    return _encoder.encode(_Notification("2.0", method, params))
+
+
+def encode_error(id: Id, err: ApiError) -> bytes:
+    return _encoder.encode(error(id, err))

@@ -1,0 +1,111 @@
+"""Instruments and exact money.
+
+Inside the core every price is an integer number of ticks and every quantity an integer number
+of lots. Decimal strings exist only at the edges (JSON, the command line, the database). A value
+that is not an exact multiple of its step is rejected, never rounded: rounding a client's price
+silently is how desks lose money.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+
+
+class InvalidDecimal(ValueError):
+    """A string that is not a finite, positive decimal number."""
+
+
+class OffStep(ValueError):
+    """A value that is not an exact multiple of its tick or lot."""
+
+
+def parse_decimal(text: str, *, what: str = "value") -> Decimal:
+    """Parse ``text`` as a finite decimal greater than zero.
+
+    Raises :class:`InvalidDecimal` with a message naming ``what`` otherwise.
+    """
+    try:
+        value = Decimal(text)
+    except (InvalidOperation, TypeError, ValueError):
+        raise InvalidDecimal(f"{what} must be a decimal number, got {text!r}") from None
+    if not value.is_finite():
+        raise InvalidDecimal(f"{what} must be finite, got {text!r}")
+    if value <= 0:
+        raise InvalidDecimal(f"{what} must be greater than zero, got {text!r}")
+    return value
+
+
+def to_steps(value: Decimal, step: Decimal, *, what: str = "value") -> int:
+    """Return ``value / step`` as an int, or raise :class:`OffStep` if it is not whole."""
+    steps, remainder = divmod(value, step)
+    if remainder != 0:
+        raise OffStep(f"{what} {value} is not a multiple of {step}")
+    return int(steps)
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    """A tradable pair such as ``BTC_USD``: ``base`` is bought and sold, priced in ``quote``.
+
+    ``quote_size`` is the quantity an RFQ stream quotes when the client does not ask for one;
+    ``spread_bps`` is the half-spread the desk adds on each side of the reference price.
+    """
+
+    symbol: str
+    base: str
+    quote: str
+    tick: Decimal
+    lot: Decimal
+    min_size: Decimal
+    max_size: Decimal | None
+    quote_size: Decimal
+    spread_bps: Decimal = Decimal("5")
+    _tick_places: int = field(init=False, repr=False, compare=False)
+    _lot_places: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for name in ("tick", "lot", "min_size", "quote_size"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be greater than zero")
+        if self.spread_bps < 0:
+            raise ValueError("spread_bps must not be negative")
+        to_steps(self.min_size, self.lot, what="min size")
+        if self.max_size is not None:
+            to_steps(self.max_size, self.lot, what="max size")
+            if self.max_size < self.min_size:
+                raise ValueError("max size must not be below min size")
+        self.check_quantity(to_steps(self.quote_size, self.lot, what="quote size"))
+        object.__setattr__(self, "_tick_places", max(0, -int(self.tick.as_tuple().exponent)))
+        object.__setattr__(self, "_lot_places", max(0, -int(self.lot.as_tuple().exponent)))
+
+    # Prices --------------------------------------------------------------------------------
+
+    def price_ticks(self, text: str) -> int:
+        """Parse a client's price string into ticks; raises on junk or an off-tick price."""
+        return to_steps(parse_decimal(text, what="price"), self.tick, what="price")
+
+    def format_price(self, ticks: int) -> str:
+        return f"{Decimal(ticks) * self.tick:.{self._tick_places}f}"
+
+    # Quantities ----------------------------------------------------------------------------
+
+    def quantity_lots(self, text: str) -> int:
+        """Parse a client's quantity into lots and check it against the size limits."""
+        lots = to_steps(parse_decimal(text, what="quantity"), self.lot, what="quantity")
+        self.check_quantity(lots)
+        return lots
+
+    def check_quantity(self, lots: int) -> None:
+        qty = Decimal(lots) * self.lot
+        if qty < self.min_size:
+            raise OffStep(f"quantity {qty} is below the minimum size {self.min_size}")
+        if self.max_size is not None and qty > self.max_size:
+            raise OffStep(f"quantity {qty} is above the maximum size {self.max_size}")
+
+    def format_quantity(self, lots: int) -> str:
+        return f"{Decimal(lots) * self.lot:.{self._lot_places}f}"
+
+    @property
+    def quote_size_lots(self) -> int:
+        return to_steps(self.quote_size, self.lot)

@@ -1,0 +1,126 @@
+"""RFQ quote streams: who asked for what, and when each one is owed a new firm quote.
+
+A stream gets a new quote when its two-way price moves (after rounding on the tick), or when its
+current quote is within ``refresh_ms`` of ``validUntil``: a client streaming quotes always holds
+one that is still firm. A stream whose connection cannot take more data right now (a slow reader)
+is skipped rather than queued: quotes are perishable, so it gets the fresh one once it drains,
+and its ``seq`` never skips a number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Generic, TypeVar
+
+from tradews.api.messages import Quote
+from tradews.codecs.jsonrpc import encode_notification
+from tradews.domain.instrument import Instrument
+from tradews.domain.pricing import TwoWayPrice, quote_prices
+
+C = TypeVar("C")
+
+QUOTE_METHOD = "quote"
+
+
+@dataclass(slots=True, eq=False)
+class QuoteStream(Generic[C]):
+    conn: C
+    subscription: str
+    account_id: int
+    instrument: Instrument
+    quantity_lots: int
+    seq: int = 0
+    last_price: TwoWayPrice | None = None
+    valid_until: int = 0
+    quantity_text: str = field(default="", init=False)
+
+    def __post_init__(self) -> None:
+        self.quantity_text = self.instrument.format_quantity(self.quantity_lots)
+
+
+class QuoteDesk(Generic[C]):
+    """Holds reference prices and every open quote stream; prices and emits quotes."""
+
+    def __init__(
+        self,
+        *,
+        ttl_ms: int,
+        refresh_ms: int,
+        new_quote_id: Callable[[], str],
+    ) -> None:
+        if not 0 < refresh_ms < ttl_ms:
+            raise ValueError("refresh_ms must be between 0 and ttl_ms")
+        self.ttl_ms = ttl_ms
+        self.refresh_ms = refresh_ms
+        self._new_quote_id = new_quote_id
+        self._references: dict[str, Fraction] = {}
+        self._streams: dict[int, QuoteStream[C]] = {}
+
+    # Prices --------------------------------------------------------------------------------
+
+    def set_reference(self, symbol: str, price_ticks: Fraction) -> None:
+        self._references[symbol] = price_ticks
+
+    def reference(self, symbol: str) -> Fraction | None:
+        return self._references.get(symbol)
+
+    def price(self, instrument: Instrument, quantity_lots: int) -> TwoWayPrice | None:
+        """The firm two-way price for ``quantity_lots``, or None without a reference price."""
+        ref = self._references.get(instrument.symbol)
+        if ref is None:
+            return None
+        return quote_prices(ref, instrument.spread_bps)
+
+    # Streams -------------------------------------------------------------------------------
+
+    def open(self, stream: QuoteStream[C], now_ms: int) -> bytes | None:
+        """Register ``stream`` and return its first quote (None if no price is known yet)."""
+        self._streams[id(stream)] = stream
+        price = self.price(stream.instrument, stream.quantity_lots)
+        return None if price is None else self._quote(stream, price, now_ms)
+
+    def close(self, stream: QuoteStream[C]) -> None:
+        self._streams.pop(id(stream), None)
+
+    @property
+    def stream_count(self) -> int:
+        return len(self._streams)
+
+    def due(self, now_ms: int, writable: Callable[[C], bool]) -> Iterable[tuple[C, bytes]]:
+        """Yield ``(conn, frame)`` for every stream owed a new quote at ``now_ms``."""
+        prices: dict[tuple[str, int], TwoWayPrice | None] = {}
+        refresh_at = self.refresh_ms
+        for stream in list(self._streams.values()):
+            inst = stream.instrument
+            key = (inst.symbol, stream.quantity_lots)
+            if key in prices:
+                price = prices[key]
+            else:
+                price = prices[key] = self.price(inst, stream.quantity_lots)
+            if price is None:
+                continue
+            if price == stream.last_price and now_ms < stream.valid_until - refresh_at:
+                continue
+            if not writable(stream.conn):
+                continue
+            yield stream.conn, self._quote(stream, price, now_ms)
+
+    def _quote(self, stream: QuoteStream[C], price: TwoWayPrice, now_ms: int) -> bytes:
+        inst = stream.instrument
+        stream.seq += 1
+        stream.last_price = price
+        stream.valid_until = now_ms + self.ttl_ms
+        quote = Quote(
+            subscription=stream.subscription,
+            symbol=inst.symbol,
+            buy_price=inst.format_price(price.buy_ticks),
+            sell_price=inst.format_price(price.sell_ticks),
+            quantity=stream.quantity_text,
+            quote_id=self._new_quote_id(),
+            valid_until=stream.valid_until,
+            seq=stream.seq,
+            timestamp=now_ms,
+        )
+        return encode_notification(QUOTE_METHOD, quote)

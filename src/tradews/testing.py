@@ -1,0 +1,112 @@
+"""Helpers to run a real tradews server in a subprocess, for tests and benchmarks.
+
+    with ServerProcess.start(db_path, demo=True) as server:
+        client = await Client.connect(server.url)
+        await client.login(server.api_key, server.api_secret)
+
+The server is the installed ``tradews serve`` command, so what is tested is what users run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+_LISTENING = re.compile(r"listening on (ws://\S+)")
+_KEY = re.compile(r"apiKey:\s+(\S+)")
+_SECRET = re.compile(r"apiSecret:\s+(\S+)")
+
+
+@dataclass
+class ServerProcess:
+    process: subprocess.Popen[str]
+    db: Path
+    url: str = ""
+    api_key: str = ""
+    api_secret: str = ""
+    banner: list[str] = field(default_factory=list)
+
+    @classmethod
+    def start(
+        cls, db: Path, *, demo: bool = True, args: tuple[str, ...] = (), timeout: float = 20
+    ) -> ServerProcess:
+        cmd = [sys.executable, "-m", "tradews", "serve", "--db", str(db), "--port", "0"]
+        if demo:
+            cmd.append("--demo")
+        cmd.extend(args)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        process = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        )
+        server = cls(process, db)
+        deadline = time.monotonic() + timeout
+        assert process.stdout is not None
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or process.poll() is not None:
+                process.kill()
+                rest = process.stdout.read() if process.poll() is not None else ""
+                raise RuntimeError(
+                    "server did not start:\n" + "\n".join(server.banner) + (rest or "")
+                )
+            ready, _, _ = select.select([process.stdout], [], [], remaining)
+            if not ready:
+                continue
+            line = process.stdout.readline()
+            server.banner.append(line.rstrip("\n"))
+            if m := _LISTENING.search(line):
+                server.url = m.group(1)
+            elif m := _KEY.search(line):
+                server.api_key = m.group(1)
+            elif m := _SECRET.search(line):
+                server.api_secret = m.group(1)
+            elif "Press Ctrl+C" in line:
+                return server
+
+    def cli(self, *args: str) -> Any:
+        """Run ``tradews ARGS --db <this server's db> --json`` and return the parsed output."""
+        return run_cli(*args, "--json", db=self.db)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        return self.process.returncode
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def run_cli(*args: str, db: Path, check: bool = True) -> Any:
+    """Run the ``tradews`` command line; return parsed JSON output (or the raw result)."""
+    cmd = [sys.executable, "-m", "tradews", *args, "--db", str(db)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    if check and done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
+    if "--json" in args and done.returncode == 0:
+        return json.loads(done.stdout)
+    return done
