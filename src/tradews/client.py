@@ -200,6 +200,18 @@ class Client:
         assert isinstance(item, Notification)
         return item
 
+    def drain_notifications(self) -> list[Notification]:
+        """Return, and forget, every notification received but not yet read."""
+        notes = self._listener.notes
+        drained: list[Notification] = []
+        while not notes.empty():
+            item = notes.get_nowait()
+            if item is _CLOSED:
+                notes.put_nowait(_CLOSED)
+                break
+            drained.append(item)
+        return drained
+
     async def notifications(self) -> AsyncIterator[Notification]:
         """Iterate notifications until the connection ends."""
         while True:
@@ -243,6 +255,10 @@ class Client:
         await asyncio.wait_for(self._transport.wait_disconnected(), timeout)
         assert self._listener.closed is not None
         return self._listener.closed
+
+    def abort(self) -> None:
+        """Drop the TCP connection at once, without a close handshake (as a crash would)."""
+        self._transport.underlying_transport.abort()
 
     async def close(self) -> None:
         if not self._transport.is_disconnected:

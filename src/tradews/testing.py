@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
-import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ class ServerProcess:
     url: str = ""
     api_key: str = ""
     api_secret: str = ""
-    banner: list[str] = field(default_factory=list)
+    output: list[str] = field(default_factory=list)
 
     @classmethod
     def start(
@@ -49,21 +50,19 @@ class ServerProcess:
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
         )
         server = cls(process, db)
+        # A thread drains the server's output for its whole life: it hands the banner lines
+        # over, and keeps the pipe from filling up and blocking the server on a log write.
+        lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=_drain, args=(process, lines, server.output), daemon=True).start()
         deadline = time.monotonic() + timeout
-        assert process.stdout is not None
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or process.poll() is not None:
+            try:
+                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                line = None
+            if line is None:
                 process.kill()
-                rest = process.stdout.read() if process.poll() is not None else ""
-                raise RuntimeError(
-                    "server did not start:\n" + "\n".join(server.banner) + (rest or "")
-                )
-            ready, _, _ = select.select([process.stdout], [], [], remaining)
-            if not ready:
-                continue
-            line = process.stdout.readline()
-            server.banner.append(line.rstrip("\n"))
+                raise RuntimeError("server did not start:\n" + "\n".join(server.output))
             if m := _LISTENING.search(line):
                 server.url = m.group(1)
             elif m := _KEY.search(line):
@@ -85,8 +84,6 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
         return self.process.returncode
 
     def __enter__(self) -> ServerProcess:
@@ -110,3 +107,11 @@ def run_cli(*args: str, db: Path, check: bool = True) -> Any:
     if "--json" in args and done.returncode == 0:
         return json.loads(done.stdout)
     return done
+
+
+def _drain(process: subprocess.Popen[str], lines: queue.Queue[str | None], keep: list[str]) -> None:
+    assert process.stdout is not None
+    for line in process.stdout:
+        keep.append(line.rstrip("\n"))
+        lines.put(line)
+    lines.put(None)

@@ -14,7 +14,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, WSUpgradeRequest
+from picows import (
+    WSCloseCode,
+    WSFrame,
+    WSListener,
+    WSMsgType,
+    WSTransport,
+    WSUpgradeRequest,
+    WSUpgradeResponse,
+    WSUpgradeResponseWithListener,
+)
 
 from tradews.api.errors import ApiError, ErrorCode
 from tradews.codecs.jsonrpc import encode_error
@@ -139,12 +148,26 @@ class Connection(WSListener):  # type: ignore[misc]
         transport.disconnect()
 
 
+HttpRoutes = dict[bytes, Callable[[], tuple[bytes, str]]]
+
+
 def listener_factory(
     services: Services[Connection],
     registry: set[Connection],
     clock: Callable[[], int],
-) -> Callable[[WSUpgradeRequest], Connection]:
-    def factory(request: WSUpgradeRequest) -> Connection:
+    http_routes: HttpRoutes | None = None,
+) -> Callable[[WSUpgradeRequest], Connection | WSUpgradeResponseWithListener]:
+    """Every path upgrades to the API, except ``http_routes`` (plain GET, e.g. ``/metrics``)."""
+    routes = http_routes or {}
+
+    def factory(request: WSUpgradeRequest) -> Connection | WSUpgradeResponseWithListener:
+        route = routes.get(request.path)
+        if route is not None and "upgrade" not in request.headers.get("Connection", "").lower():
+            body, content_type = route()
+            response = WSUpgradeResponse.create_ok_response(
+                body, extra_headers={"Content-Type": content_type}
+            )
+            return WSUpgradeResponseWithListener(response, None)
         return Connection(services, registry, clock)
 
     return factory

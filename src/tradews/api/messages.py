@@ -84,6 +84,7 @@ class InstrumentMarketData(_Out, frozen=True):
     last: str | None
     bid: str | None
     ask: str | None
+    open24h: str | None
     high24h: str | None
     low24h: str | None
     volume24h: str

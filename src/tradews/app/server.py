@@ -20,12 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from picows import WSCloseCode, ws_create_server
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from tradews.adapters import clock
 from tradews.adapters.sqlite_store import SqliteStore
 from tradews.adapters.ws_server import MAX_MESSAGE_BYTES, Connection, listener_factory
 from tradews.app.catalog import Catalog
 from tradews.app.demo import start_ticks
+from tradews.app.metrics import render as render_metrics
 from tradews.app.openrpc import openrpc_document
 from tradews.domain.random_walk import RandomWalk
 from tradews.session.market_data import MarketDataDesk
@@ -99,7 +101,15 @@ class Server:
         if self.settings.demo:
             self._sync_walks()
         self._server = await ws_create_server(
-            listener_factory(self.services, self.connections, self._now_ms),
+            listener_factory(
+                self.services,
+                self.connections,
+                self._now_ms,
+                {
+                    b"/metrics": lambda: (render_metrics(self), CONTENT_TYPE_LATEST),
+                    b"/healthz": lambda: (b"ok\n", "text/plain; charset=utf-8"),
+                },
+            ),
             self.settings.host,
             self.settings.port,
             max_frame_size=MAX_MESSAGE_BYTES,

@@ -80,13 +80,14 @@ def _parse_one(data: bytes | msgspec.Raw) -> Call | Invalid:
             ApiError(ErrorCode.INVALID_REQUEST, data='"jsonrpc" must be exactly "2.0"'),
             None if isinstance(req.id, msgspec.UnsetType) else req.id,
         )
-    if isinstance(req.id, msgspec.UnsetType):
-        return Call(req.method, _params(req.params), None, True)
-    return Call(req.method, _params(req.params), req.id, False)
-
-
-def _params(raw: msgspec.Raw | msgspec.UnsetType) -> msgspec.Raw | None:
-    return None if isinstance(raw, msgspec.UnsetType) else raw
+    request_id = None if isinstance(req.id, msgspec.UnsetType) else req.id
+    params = None if isinstance(req.params, msgspec.UnsetType) else req.params
+    if params is not None and bytes(params).lstrip()[:1] not in (b"{", b"["):
+        return Invalid(
+            ApiError(ErrorCode.INVALID_REQUEST, data='"params" must be an object or an array'),
+            request_id,
+        )
+    return Call(req.method, params, request_id, isinstance(req.id, msgspec.UnsetType))
 
 
 def _salvage_id(data: bytes | msgspec.Raw) -> Id:

@@ -38,7 +38,10 @@ def parse_decimal(text: str, *, what: str = "value") -> Decimal:
 
 def to_steps(value: Decimal, step: Decimal, *, what: str = "value") -> int:
     """Return ``value / step`` as an int, or raise :class:`OffStep` if it is not whole."""
-    steps, remainder = divmod(value, step)
+    try:
+        steps, remainder = divmod(value, step)
+    except ArithmeticError:  # e.g. 1E+999999: beyond what the decimal context can divide
+        raise OffStep(f"{what} {value} is out of range") from None
     if remainder != 0:
         raise OffStep(f"{what} {value} is not a multiple of {step}")
     return int(steps)

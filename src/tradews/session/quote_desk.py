@@ -57,6 +57,8 @@ class QuoteDesk(Generic[C]):
         self._new_quote_id = new_quote_id
         self._references: dict[str, Fraction] = {}
         self._streams: dict[int, QuoteStream[C]] = {}
+        self.quotes_made = 0
+        self.skipped_slow = 0
 
     # Prices --------------------------------------------------------------------------------
 
@@ -104,12 +106,14 @@ class QuoteDesk(Generic[C]):
             if price == stream.last_price and now_ms < stream.valid_until - refresh_at:
                 continue
             if not writable(stream.conn):
+                self.skipped_slow += 1
                 continue
             yield stream.conn, self._quote(stream, price, now_ms)
 
     def _quote(self, stream: QuoteStream[C], price: TwoWayPrice, now_ms: int) -> bytes:
         inst = stream.instrument
         stream.seq += 1
+        self.quotes_made += 1
         stream.last_price = price
         stream.valid_until = now_ms + self.ttl_ms
         quote = Quote(

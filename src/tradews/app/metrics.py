@@ -1,0 +1,55 @@
+"""Prometheus metrics, served at ``GET /metrics`` on the WebSocket port.
+
+The hot path only bumps plain integers on the server; this collector reads them when scraped, so
+publishing metrics costs nothing between scrapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from tradews.app.server import Server
+
+
+class ServerCollector(Collector):
+    def __init__(self, server: Server) -> None:
+        self._server = server
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        s = self._server
+        yield GaugeMetricFamily(
+            "tradews_connections", "Open WebSocket connections.", value=len(s.connections)
+        )
+        yield GaugeMetricFamily(
+            "tradews_sessions_authenticated",
+            "Connections that have logged in.",
+            value=sum(1 for c in s.connections if c.session.principal is not None),
+        )
+        yield GaugeMetricFamily(
+            "tradews_quote_streams", "Open RFQ quote streams.", value=s.quotes.stream_count
+        )
+        yield GaugeMetricFamily(
+            "tradews_market_data_subscribers",
+            "Connections subscribed to market data.",
+            value=len(s.market.subscribers),
+        )
+        yield CounterMetricFamily(
+            "tradews_quotes", "Firm quotes made and sent.", value=s.quotes.quotes_made
+        )
+        yield CounterMetricFamily(
+            "tradews_quotes_skipped_slow_reader",
+            "Quotes not sent because the client's socket buffer was full.",
+            value=s.quotes.skipped_slow,
+        )
+
+
+def render(server: Server) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ServerCollector(server))
+    return generate_latest(registry)

@@ -1,0 +1,57 @@
+"""Shared fixtures: a real demo server in a subprocess, and clients connected to it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tradews.client import Client
+from tradews.testing import ServerProcess
+
+REQUIRE_SERVICES = os.environ.get("TRADEWS_REQUIRE_SERVICES") == "1"
+
+
+def require(available: bool, reason: str) -> None:
+    """Skip when a needed tool or service is missing; fail instead when CI requires them."""
+    if available:
+        return
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{reason} (TRADEWS_REQUIRE_SERVICES=1)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One demo server shared by the tests that do not change its configuration."""
+    db = tmp_path_factory.mktemp("server") / "tradews.db"
+    with ServerProcess.start(db, demo=True) as proc:
+        yield proc
+
+
+@pytest.fixture
+async def client(server: ServerProcess) -> AsyncIterator[Client]:
+    async with await Client.connect(server.url) as c:
+        yield c
+
+
+@pytest.fixture
+async def logged_in(server: ServerProcess) -> AsyncIterator[Client]:
+    async with await Client.connect(server.url) as c:
+        assert await c.login(server.api_key, server.api_secret) is True
+        yield c
+
+
+@pytest.fixture
+async def raw(server: ServerProcess) -> AsyncIterator[Client]:
+    """A client that sees every frame as bytes, for protocol-level tests."""
+    async with await Client.connect(server.url, raw=True) as c:
+        yield c
+
+
+def node_available() -> bool:
+    root = Path(__file__).resolve().parent.parent
+    return shutil.which("node") is not None and (root / "node_modules" / "ws").is_dir()

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tradews.domain.instrument import Instrument, InvalidDecimal, OffStep
+
+BTC = Instrument(
+    "BTC_USD", "BTC", "USD", Decimal("0.01"), Decimal("0.0001"), Decimal("0.001"),
+    Decimal("100"), Decimal("1"),
+)  # fmt: skip
+
+
+def test_prices_and_quantities_round_trip_exactly() -> None:
+    assert BTC.price_ticks("65000.01") == 6_500_001
+    assert BTC.format_price(6_500_001) == "65000.01"
+    assert BTC.format_price(6_500_000) == "65000.00"
+    assert BTC.quantity_lots("0.0015") == 15
+    assert BTC.format_quantity(15) == "0.0015"
+
+
+@pytest.mark.parametrize("text", ["65000.001", "0.005"])
+def test_off_tick_price_is_rejected_not_rounded(text: str) -> None:
+    with pytest.raises(OffStep):
+        BTC.price_ticks(text)
+
+
+@pytest.mark.parametrize("text", ["abc", "", "NaN", "Infinity", "-1", "0", "1e999999999999"])
+def test_junk_is_rejected(text: str) -> None:
+    with pytest.raises((InvalidDecimal, OffStep)):
+        BTC.price_ticks(text)
+
+
+@pytest.mark.parametrize("text, reason", [("0.0005", "below"), ("100.0001", "above")])
+def test_size_limits(text: str, reason: str) -> None:
+    with pytest.raises(OffStep, match=reason):
+        BTC.quantity_lots(text)
+
+
+@given(st.integers(min_value=1, max_value=10**15))
+def test_format_then_parse_is_identity(ticks: int) -> None:
+    assert BTC.price_ticks(BTC.format_price(ticks)) == ticks
+
+
+def test_invalid_definitions() -> None:
+    with pytest.raises(ValueError):
+        Instrument("X_Y", "X", "Y", Decimal("0"), Decimal("1"), Decimal("1"), None, Decimal("1"))
+    with pytest.raises(OffStep):  # quote size off the lot
+        Instrument(
+            "X_Y", "X", "Y", Decimal("1"), Decimal("0.5"), Decimal("1"), None, Decimal("1.25")
+        )

@@ -1,0 +1,169 @@
+"""The sans-I/O session, driven directly with a fake clock and a fake key store."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tradews.api.errors import ApiError, ErrorCode
+from tradews.app.catalog import Catalog
+from tradews.app.demo import DEMO_INSTRUMENTS
+from tradews.session.market_data import MarketDataDesk
+from tradews.session.ports import Principal
+from tradews.session.quote_desk import QuoteDesk
+from tradews.session.session import Services, Session, SessionState
+
+
+class FakeKeys:
+    def authenticate(self, api_key: str, api_secret: str, now_ms: int) -> Principal:
+        if (api_key, api_secret) == ("k", "s"):
+            return Principal(1, "acme", "enterprise", "k", None)
+        if (api_key, api_secret) == ("std", "s"):
+            return Principal(2, "retail", "standard", "std", None)
+        raise ApiError(ErrorCode.INVALID_CREDENTIALS, "invalid API key or secret")
+
+
+def make_services() -> Services[str]:
+    counter = iter(range(1, 10**9))
+    quotes: QuoteDesk[str] = QuoteDesk(
+        ttl_ms=3000, refresh_ms=1000, new_quote_id=lambda: f"id{next(counter)}"
+    )
+    quotes.set_reference("BTC_USD", Fraction(6_500_000))
+    catalog = Catalog(DEMO_INSTRUMENTS)
+    return Services(FakeKeys(), catalog, quotes, MarketDataDesk(quotes, catalog.all), 1000)
+
+
+def call(session: Session[str], method: str, params: Any = None, id: Any = 1) -> list[Any]:
+    msg: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": id}
+    if params is not None:
+        msg["params"] = params
+    return [json.loads(b) for b in session.receive_text(json.dumps(msg).encode(), 1_000)]
+
+
+def test_login_then_quote_stream_then_refresh_and_close() -> None:
+    services = make_services()
+    s = Session(services, "conn-1")
+    assert (
+        call(s, "quote_request", {"symbol": "BTC_USD", "type": "RFQ"})[0]["error"]["code"] == 1001
+    )
+    assert call(s, "rpc.login", {"apiKey": "k", "apiSecret": "s"}) == [
+        {"jsonrpc": "2.0", "result": True, "id": 1}
+    ]
+    assert s.state is SessionState.AUTHENTICATED
+    reply, first = call(s, "quote_request", {"symbol": "BTC_USD", "type": "RFQ"}, id="r")
+    assert reply["result"]["symbol"] == "BTC_USD" and reply["id"] == "r"
+    q = first["params"]
+    assert (q["buyPrice"], q["sellPrice"], q["seq"], q["validUntil"]) == (
+        "64967.50", "65032.50", 1, 4_000,
+    )  # fmt: skip
+    desk = services.quotes
+    # Nothing is owed while the price is unchanged and the quote is fresh...
+    assert list(desk.due(2_000, lambda c: True)) == []
+    # ...a refresh is owed once it is within refresh_ms of expiry...
+    due = list(desk.due(3_000, lambda c: True))
+    assert [c for c, _ in due] == ["conn-1"]
+    assert json.loads(due[0][1])["params"]["seq"] == 2
+    # ...and at once when the price moves, unless the reader is slow.
+    desk.set_reference("BTC_USD", Fraction(6_600_000))
+    assert list(desk.due(3_100, lambda c: False)) == []
+    assert desk.skipped_slow == 1
+    ((conn, frame),) = desk.due(3_100, lambda c: True)
+    assert json.loads(frame)["params"]["seq"] == 3  # no gap for the skipped pulse
+    s.close()
+    assert desk.stream_count == 0 and s.state is SessionState.CLOSED
+    assert s.receive_text(b'{"jsonrpc":"2.0","method":"time","id":1}', 0) == []
+
+
+def test_standard_tier_and_failure_limit() -> None:
+    s = Session(make_services(), "c")
+    err = call(s, "rpc.login", {"apiKey": "std", "apiSecret": "s"})[0]["error"]
+    assert err == {"code": 1005, "message": "websocket access requires the enterprise tier"}
+    for _ in range(3):
+        assert call(s, "rpc.login", {"apiKey": "x", "apiSecret": "y"})[0]["error"]["code"] == 1002
+    assert s.close_reason is None
+    assert call(s, "rpc.login", {"apiKey": "x", "apiSecret": "y"})[0]["error"]["code"] == 1007
+    assert s.close_reason == "too many failed logins"
+
+
+def test_subscription_limit() -> None:
+    services = make_services()
+    s = Session(services, "c")
+    call(s, "rpc.login", {"apiKey": "k", "apiSecret": "s"})
+    limit = services.limits.max_subscriptions
+    for i in range(limit):
+        assert "result" in call(s, "quote_request", {"symbol": "BTC_USD", "type": "RFQ"}, i)[0]
+    assert (
+        call(s, "quote_request", {"symbol": "BTC_USD", "type": "RFQ"})[0]["error"]["code"] == 2005
+    )
+    assert s.subscription_count == limit
+
+
+def test_no_price_yet() -> None:
+    s = Session(make_services(), "c")
+    call(s, "rpc.login", {"apiKey": "k", "apiSecret": "s"})
+    err = call(s, "quote_request", {"symbol": "ETH_USD", "type": "RFQ"})[0]["error"]
+    assert err["code"] == 2003
+
+
+def test_market_data_snapshot_without_history() -> None:
+    services = make_services()
+    s = Session(services, "c")
+    call(s, "rpc.login", {"apiKey": "k", "apiSecret": "s"})
+    reply, snapshot = call(s, "market_data_request")
+    rows = {r["symbol"]: r for r in snapshot["params"]["instruments"]}
+    assert rows["BTC_USD"]["bid"] == "64967.50" and rows["BTC_USD"]["last"] is None
+    assert rows["ETH_USD"]["bid"] is None
+    services.market.observe(1_000)
+    rows = {
+        r["symbol"]: r for r in json.loads(services.market.snapshot(2_000))["params"]["instruments"]
+    }
+    assert rows["BTC_USD"]["last"] == "65000.00" and rows["BTC_USD"]["change24h"] == "0.00"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+requests = st.fixed_dictionaries(
+    {},
+    optional={
+        "jsonrpc": st.sampled_from(["2.0", "1.0", 2]),
+        "method": st.sampled_from(["rpc.login", "time", "quote_request", "quote_cancel",
+                                   "market_data_request", "rpc.discover", "nope"]) | json_values,
+        "params": json_values,
+        "id": json_values,
+    },
+)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(st.binary(max_size=64), requests.map(lambda r: json.dumps(r).encode()),
+                 st.lists(requests, max_size=4).map(lambda r: json.dumps(r).encode())))  # fmt: skip
+def test_any_input_gets_valid_json_rpc_and_never_an_internal_error(data: bytes) -> None:
+    s = Session(make_services(), "c")
+    call(s, "rpc.login", {"apiKey": "k", "apiSecret": "s"})
+    for frame in s.receive_text(data, 5_000):
+        message = json.loads(frame)
+        for item in message if isinstance(message, list) else [message]:
+            assert item["jsonrpc"] == "2.0"
+            if "error" in item:
+                assert item["error"]["code"] != -32603, item
+                assert "id" in item
+            else:
+                assert "result" in item or item.get("method") in ("quote", "market_data")
+
+
+def test_quote_quantity_decimal_places() -> None:
+    s = Session(make_services(), "c")
+    call(s, "rpc.login", {"apiKey": "k", "apiSecret": "s"})
+    reply, first = call(s, "quote_request", {"symbol": "BTC_USD", "type": "RFQ", "quantity": "0.5"})
+    assert Decimal(first["params"]["quantity"]) == Decimal("0.5")
+    assert first["params"]["quantity"] == "0.5000"
