@@ -1,0 +1,45 @@
+"""A server without --demo: it serves what its database lists, and sees CLI changes live."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from tradews.client import Client, RpcError
+from tradews.testing import ServerProcess, run_cli
+
+
+async def test_plain_server_serves_its_database(tmp_path: Path) -> None:
+    db = tmp_path / "ops.db"
+    run_cli("account", "create", "fund-a", "--tier", "enterprise", db=db)
+    key = run_cli("key", "create", "fund-a", "--json", db=db)
+    run_cli(
+        "instrument", "add", "BTC_EUR", "--base", "BTC", "--quote", "EUR",
+        "--tick", "0.5", "--lot", "0.001", db=db,
+    )  # fmt: skip
+    with ServerProcess.start(db, demo=False) as server:
+        assert server.api_key == ""  # no demo account is created or printed
+        async with await Client.connect(server.url) as c:
+            await c.login(key["apiKey"], key["apiSecret"])
+            sub = await c.market_data_request()
+            assert sub["symbols"] == ["BTC_EUR"]
+            # No price source without the demo walk: a clear error, no silent empty stream.
+            with pytest.raises(RpcError) as info:
+                await c.quote_request("BTC_EUR")
+            assert info.value.code == 2003 and "BTC_EUR" in info.value.message
+
+            run_cli(
+                "instrument", "add", "ETH_EUR", "--base", "ETH", "--quote", "EUR",
+                "--tick", "0.01", "--lot", "0.01", db=db,
+            )  # fmt: skip
+            for _ in range(30):
+                symbols = (await c.market_data_request())["symbols"]
+                if "ETH_EUR" in symbols:
+                    break
+                await asyncio.sleep(0.1)
+            assert symbols == ["BTC_EUR", "ETH_EUR"]
+            with pytest.raises(RpcError) as info:
+                await c.quote_request("ETH_EUR")
+            assert info.value.code == 2003  # listed now, not unknown
