@@ -43,3 +43,17 @@ async def test_plain_server_serves_its_database(tmp_path: Path) -> None:
             with pytest.raises(RpcError) as info:
                 await c.quote_request("ETH_EUR")
             assert info.value.code == 2003  # listed now, not unknown
+
+
+async def test_sigterm_closes_clients_with_going_away(tmp_path: Path) -> None:
+    server = ServerProcess.start(tmp_path / "stop.db", demo=True)
+    try:
+        async with await Client.connect(server.url) as c:
+            await c.login(server.api_key, server.api_secret)
+            await c.quote_request("BTC_USD")
+            stopping = asyncio.create_task(asyncio.to_thread(server.stop))
+            closed = await c.wait_closed(timeout=10)
+            assert closed.code == 1001 and closed.reason == "server shutting down"
+            assert await stopping == 0
+    finally:
+        server.stop()
