@@ -1,0 +1,201 @@
+"""A price-time priority limit order book for one instrument.
+
+Levels are kept in a dict by price (O(1) to find) plus a sorted list of prices per side (bisect to
+insert a new level; a book has tens to hundreds of levels, so this beats a tree in Python). Each
+level holds its orders in a dict, which keeps insertion order (time priority) and removes from
+the middle in O(1) (cancels).
+
+The book only holds and matches orders. It does not validate them, lock funds or settle trades:
+the engine does that around it. ``tests/domain/reference_book.py`` is a deliberately naive book
+that the property tests drive side by side with this one.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, insort
+from collections.abc import Iterator
+from fractions import Fraction
+
+from tradews.domain.orders import Order, Side
+
+
+class Level:
+    __slots__ = ("orders", "price", "total")
+
+    def __init__(self, price: int) -> None:
+        self.price = price
+        self.orders: dict[int, Order] = {}
+        self.total = 0
+
+
+class OrderBook:
+    __slots__ = ("_levels", "_prices", "orders", "symbol")
+
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+        self._levels: dict[Side, dict[int, Level]] = {Side.BUY: {}, Side.SELL: {}}
+        # Ascending on both sides: the best bid is the last, the best ask the first.
+        self._prices: dict[Side, list[int]] = {Side.BUY: [], Side.SELL: []}
+        self.orders: dict[int, Order] = {}
+
+    # Reading --------------------------------------------------------------------------------
+
+    def best(self, side: Side) -> int | None:
+        prices = self._prices[side]
+        if not prices:
+            return None
+        return prices[-1] if side is Side.BUY else prices[0]
+
+    def would_cross(self, side: Side, price: int) -> bool:
+        """Would an order of ``side`` at ``price`` trade against the book?"""
+        best = self.best(side.opposite)
+        if best is None:
+            return False
+        return best <= price if side is Side.BUY else best >= price
+
+    def levels(self, side: Side) -> Iterator[Level]:
+        """Levels of ``side`` from the best price outwards."""
+        levels = self._levels[side]
+        prices = self._prices[side]
+        ordered = reversed(prices) if side is Side.BUY else iter(prices)
+        for price in ordered:
+            yield levels[price]
+
+    def depth(self, side: Side, n: int | None = None) -> list[tuple[int, int]]:
+        """``[(price, total quantity)]`` of the ``n`` best levels of ``side``."""
+        out: list[tuple[int, int]] = []
+        for level in self.levels(side):
+            if n is not None and len(out) >= n:
+                break
+            out.append((level.price, level.total))
+        return out
+
+    def fillable(self, side: Side, limit: int | None, quantity: int, account_id: int) -> int:
+        """How much of ``quantity`` an order of ``side`` would fill now (at most ``limit``),
+        stopping, like :meth:`match`, at the first resting order of the same account."""
+        got = 0
+        for level in self.levels(side.opposite):
+            if limit is not None and (
+                level.price > limit if side is Side.BUY else level.price < limit
+            ):
+                break
+            for maker in level.orders.values():
+                if maker.account_id == account_id:
+                    return got
+                got += maker.remaining
+                if got >= quantity:
+                    return quantity
+        return got
+
+    def vwap(self, side: Side, quantity: int) -> Fraction | None:
+        """Average price to take ``quantity`` from ``side`` of the book, or None if too thin."""
+        left = quantity
+        cost = 0
+        for level in self.levels(side):
+            take = min(left, level.total)
+            cost += take * level.price
+            left -= take
+            if left == 0:
+                return Fraction(cost, quantity)
+        return None
+
+    # Changing -------------------------------------------------------------------------------
+
+    def rest(self, order: Order) -> None:
+        """Put ``order`` at the back of the queue at its price."""
+        side = order.side
+        levels = self._levels[side]
+        level = levels.get(order.price)
+        if level is None:
+            level = levels[order.price] = Level(order.price)
+            insort(self._prices[side], order.price)
+        level.orders[order.order_id] = order
+        level.total += order.remaining
+        self.orders[order.order_id] = order
+
+    def remove(self, order: Order) -> None:
+        """Take a resting order out of the book."""
+        del self.orders[order.order_id]
+        side = order.side
+        levels = self._levels[side]
+        level = levels[order.price]
+        del level.orders[order.order_id]
+        level.total -= order.remaining
+        if not level.orders:
+            del levels[order.price]
+            prices = self._prices[side]
+            del prices[bisect_left(prices, order.price)]
+
+    def reduce(self, order: Order, new_remaining: int) -> None:
+        """Lower a resting order's remaining quantity in place: it keeps its queue position."""
+        level = self._levels[order.side][order.price]
+        level.total -= order.remaining - new_remaining
+        order.remaining = new_remaining
+
+    def match(
+        self, side: Side, limit: int | None, quantity: int, account_id: int
+    ) -> tuple[list[tuple[Order, int]], bool]:
+        """Trade an incoming order against the book; return ``(fills, self_trade_stop)``.
+
+        ``fills`` are ``(maker, quantity)`` in execution order, at the maker's price; makers are
+        already reduced, and removed when filled (their status is the engine's business).
+        Matching stops when ``quantity`` is done, the ``limit`` is reached, the opposite side is
+        empty, or the next maker belongs to ``account_id`` (self-trade prevention, ``True``).
+        """
+        fills: list[tuple[Order, int]] = []
+        opposite = side.opposite
+        levels = self._levels[opposite]
+        prices = self._prices[opposite]
+        is_buy = side is Side.BUY
+        while quantity and prices:
+            price = prices[0] if is_buy else prices[-1]
+            if limit is not None and (price > limit if is_buy else price < limit):
+                break
+            level = levels[price]
+            for maker in list(level.orders.values()):
+                if maker.account_id == account_id:
+                    return fills, True
+                take = maker.remaining if maker.remaining < quantity else quantity
+                fills.append((maker, take))
+                quantity -= take
+                maker.remaining -= take
+                level.total -= take
+                if maker.remaining == 0:
+                    del level.orders[maker.order_id]
+                    del self.orders[maker.order_id]
+                if not quantity:
+                    break
+            if not level.orders:
+                del levels[price]
+                if is_buy:
+                    del prices[0]
+                else:
+                    prices.pop()
+        return fills, False
+
+    # Checking -------------------------------------------------------------------------------
+
+    def validate(self) -> None:
+        """Raise AssertionError if an internal invariant is broken (used by tests and replay)."""
+        seen = 0
+        for side in (Side.BUY, Side.SELL):
+            levels = self._levels[side]
+            prices = self._prices[side]
+            assert prices == sorted(set(prices)), "price list not sorted/unique"
+            assert set(prices) == set(levels), "price list and levels disagree"
+            last_priority = None
+            for price in prices:
+                level = levels[price]
+                assert level.orders, f"empty level {price}"
+                assert level.total == sum(o.remaining for o in level.orders.values())
+                last_priority = None
+                for order in level.orders.values():
+                    assert order.side is side and order.price == price and order.remaining > 0
+                    assert self.orders[order.order_id] is order
+                    if last_priority is not None:
+                        assert order.priority > last_priority, "time priority broken"
+                    last_priority = order.priority
+                    seen += 1
+        assert seen == len(self.orders), "orders index out of step"
+        bid, ask = self.best(Side.BUY), self.best(Side.SELL)
+        assert bid is None or ask is None or bid < ask, f"crossed book {bid} >= {ask}"

@@ -1,0 +1,166 @@
+"""Orders and their lifecycle.
+
+An order's life is a small state table (``TRANSITIONS``), checked on every change::
+
+    NEW ──fill──> PARTIALLY_FILLED ──fill──> FILLED
+     │                 │
+     ├──cancel─────────┴──cancel──> CANCELLED
+     └──(never rests) ───────────> CANCELLED   (IOC/market remainder, STP, FOK not fillable)
+
+Rejected orders never enter the table: they are refused before they exist, with a
+:class:`Reject` reason code.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Side(enum.IntEnum):
+    BUY = 1
+    SELL = 2
+
+    @property
+    def opposite(self) -> Side:
+        return Side.SELL if self is Side.BUY else Side.BUY
+
+
+class OrderType(enum.IntEnum):
+    LIMIT = 1
+    MARKET = 2
+
+
+class TimeInForce(enum.IntEnum):
+    GTC = 1  # good till cancelled: the remainder rests
+    IOC = 2  # immediate or cancel: fill what can be filled now, cancel the rest
+    FOK = 3  # fill or kill: fill all of it now, or none of it
+
+
+class OrderStatus(enum.Enum):
+    NEW = "new"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELLED = "cancelled"
+
+
+TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
+    OrderStatus.NEW: frozenset(
+        {OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED, OrderStatus.CANCELLED}
+    ),
+    OrderStatus.PARTIALLY_FILLED: frozenset(
+        {OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED, OrderStatus.CANCELLED}
+    ),
+    OrderStatus.FILLED: frozenset(),
+    OrderStatus.CANCELLED: frozenset(),
+}
+
+
+class Reject(enum.Enum):
+    """Why an order or command was refused. The values are the stable reason codes clients see."""
+
+    UNKNOWN_SYMBOL = "UNKNOWN_SYMBOL"
+    INVALID_PRICE = "INVALID_PRICE"  # missing, off the tick, not positive
+    INVALID_QUANTITY = "INVALID_QUANTITY"  # off the lot or not positive
+    BELOW_MIN_SIZE = "BELOW_MIN_SIZE"
+    ABOVE_MAX_SIZE = "ABOVE_MAX_SIZE"
+    PRICE_NOT_ALLOWED = "PRICE_NOT_ALLOWED"  # a price on a market order
+    POST_ONLY_WOULD_TAKE = "POST_ONLY_WOULD_TAKE"
+    POST_ONLY_NOT_GTC = "POST_ONLY_NOT_GTC"
+    FOK_NOT_FILLABLE = "FOK_NOT_FILLABLE"
+    NO_LIQUIDITY = "NO_LIQUIDITY"  # a market order with nothing to trade against
+    INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
+    DUPLICATE_CLIENT_ORDER_ID = "DUPLICATE_CLIENT_ORDER_ID"  # same id, other parameters
+    UNKNOWN_ORDER = "UNKNOWN_ORDER"
+    ORDER_CLOSED = "ORDER_CLOSED"  # already filled or cancelled
+    AMEND_NOTHING = "AMEND_NOTHING"
+    AMEND_BELOW_FILLED = "AMEND_BELOW_FILLED"
+    UNKNOWN_ACCOUNT = "UNKNOWN_ACCOUNT"
+    INVALID_AMOUNT = "INVALID_AMOUNT"
+    DUPLICATE_REFERENCE = "DUPLICATE_REFERENCE"  # a deposit/withdrawal ref reused differently
+    QUOTE_UNKNOWN = "QUOTE_UNKNOWN"
+    QUOTE_EXPIRED = "QUOTE_EXPIRED"
+    QUOTE_USED = "QUOTE_USED"
+    QUOTE_NOT_YOURS = "QUOTE_NOT_YOURS"
+    HOUSE_LIMIT = "HOUSE_LIMIT"
+
+
+class Order:
+    """A live order inside the engine. Mutable, but only the engine's thread ever touches it.
+
+    Prices are ticks (0 for a market order), quantities lots. ``priority`` is the sequence number
+    that orders the queue at a price level: smaller goes first.
+    """
+
+    __slots__ = (
+        "order_id",
+        "account_id",
+        "symbol",
+        "side",
+        "type",
+        "price",
+        "quantity",
+        "remaining",
+        "tif",
+        "post_only",
+        "client_order_id",
+        "priority",
+        "status",
+        "created_at",
+        "locked",
+        "maker_fee_cbps",
+        "taker_fee_cbps",
+    )
+
+    def __init__(
+        self,
+        order_id: int,
+        account_id: int,
+        symbol: str,
+        side: Side,
+        type: OrderType,
+        price: int,
+        quantity: int,
+        tif: TimeInForce,
+        post_only: bool,
+        client_order_id: str | None,
+        priority: int,
+        created_at: int,
+        maker_fee_cbps: int = 0,
+        taker_fee_cbps: int = 0,
+    ) -> None:
+        self.order_id = order_id
+        self.account_id = account_id
+        self.symbol = symbol
+        self.side = side
+        self.type = type
+        self.price = price
+        self.quantity = quantity
+        self.remaining = quantity
+        self.tif = tif
+        self.post_only = post_only
+        self.client_order_id = client_order_id
+        self.priority = priority
+        self.status = OrderStatus.NEW
+        self.created_at = created_at
+        self.locked = 0  # funds this order holds locked in the ledger, in asset atoms
+        self.maker_fee_cbps = maker_fee_cbps
+        self.taker_fee_cbps = taker_fee_cbps
+
+    @property
+    def filled(self) -> int:
+        return self.quantity - self.remaining
+
+    def move_to(self, status: OrderStatus) -> None:
+        if status not in TRANSITIONS[self.status]:
+            raise AssertionError(f"order {self.order_id}: {self.status} -> {status} is not allowed")
+        self.status = status
+
+    @property
+    def is_open(self) -> bool:
+        return self.status is OrderStatus.NEW or self.status is OrderStatus.PARTIALLY_FILLED
+
+    def __repr__(self) -> str:
+        return (
+            f"Order({self.order_id} {self.side.name} {self.remaining}/{self.quantity}"
+            f"@{self.price} acct={self.account_id} {self.status.value})"
+        )

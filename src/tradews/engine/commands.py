@@ -1,0 +1,81 @@
+"""Commands: what may change trading state. Immutable, imperative, and journaled as they are.
+
+Each command carries ``at`` (ms since the epoch), stamped by the runner when it accepted the
+command, so replaying the journal reproduces every decision exactly (expiry checks included).
+Prices are ticks, quantities lots, amounts atoms (10^-12 of a unit).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class Command(msgspec.Struct, frozen=True, tag_field="cmd", array_like=True):
+    at: int
+
+
+class PlaceOrder(Command, frozen=True, tag="place"):
+    account_id: int
+    symbol: str
+    side: int  # domain.orders.Side
+    type: int  # domain.orders.OrderType
+    price: int  # ticks; 0 for a market order
+    quantity: int  # lots
+    tif: int  # domain.orders.TimeInForce
+    post_only: bool
+    client_order_id: str | None
+    maker_fee_cbps: int  # fee rates in 1/100 of a basis point, fixed when the order is placed
+    taker_fee_cbps: int
+
+
+class CancelOrder(Command, frozen=True, tag="cancel"):
+    account_id: int
+    order_id: int | None
+    client_order_id: str | None
+
+
+class CancelAll(Command, frozen=True, tag="cancel_all"):
+    account_id: int
+    symbol: str | None
+
+
+class AmendOrder(Command, frozen=True, tag="amend"):
+    account_id: int
+    order_id: int | None
+    client_order_id: str | None
+    price: int | None  # new limit price in ticks
+    quantity: int | None  # new total quantity in lots (filled part included)
+
+
+class Deposit(Command, frozen=True, tag="deposit"):
+    account_id: int
+    asset: str
+    amount: int
+    ref: str
+
+
+class Withdraw(Command, frozen=True, tag="withdraw"):
+    account_id: int
+    asset: str
+    amount: int
+    ref: str
+
+
+class AcceptQuote(Command, frozen=True, tag="accept_quote"):
+    """Execute a firm RFQ quote against the house account, all or nothing."""
+
+    account_id: int  # who accepts
+    quote_id: str
+    quote_account_id: int  # whom the quote was made for
+    symbol: str
+    side: int  # the client's side: BUY pays ``price`` for ``quantity``
+    price: int
+    quantity: int
+    valid_until: int
+    house_account_id: int
+
+
+AnyCommand = PlaceOrder | CancelOrder | CancelAll | AmendOrder | Deposit | Withdraw | AcceptQuote
+
+encoder = msgspec.msgpack.Encoder()
+decoder = msgspec.msgpack.Decoder(AnyCommand)

@@ -1,0 +1,650 @@
+"""The matching engine: the one place trading state changes.
+
+:meth:`Engine.apply` takes one command and returns its result and the events it caused. It is
+deterministic: the same commands in the same order give the same results, events and
+:meth:`Engine.state_hash`, which is how the journal is replayed after a restart.
+
+Rules the engine enforces (each rejection is a :class:`~tradews.domain.orders.Reject` code):
+
+- **Funds.** A buy locks ``price x quantity`` of the quote asset (a market buy locks exactly
+  what walking the book will cost); a sell locks the quantity of the base asset. Fills pay out of
+  locked funds; a buy filled below its limit gets the difference back at once.
+- **Fees** are charged in the asset each side *receives* (the buyer pays in the base asset, the
+  seller in the quote asset), rounded up to the atom, and credited to the fee account. Rates are
+  fixed on the order when it is placed, so later rate changes never rewrite history.
+- **Self-trade prevention: cancel newest.** An incoming order never trades with a resting order
+  of its own account; matching stops there and the incoming order's remainder is cancelled
+  (reason ``SELF_TRADE``). The resting order is untouched.
+- **Time in force.** GTC rests; IOC cancels what it cannot fill at once; FOK fills all at once or
+  is rejected; market orders are IOC (or FOK) and never rest. Post-only orders must be GTC and are
+  rejected if they would take.
+- **Amend.** Lowering the quantity keeps queue priority; a new price or a larger quantity loses
+  it (the order goes to the back of its new level and may trade at once). The new quantity is the
+  order's new total, filled part included.
+- **clientOrderId** is unique per account: the same id with the same parameters returns the
+  original order's current state and changes nothing; with other parameters it is rejected.
+  Rejected orders do not use up their id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from tradews.domain.instrument import Instrument
+from tradews.domain.ledger import ATOMS_PER_UNIT, InsufficientFunds, Ledger
+from tradews.domain.order_book import OrderBook
+from tradews.domain.orders import Order, OrderStatus, OrderType, Reject, Side, TimeInForce
+from tradews.engine.commands import (
+    AcceptQuote,
+    AmendOrder,
+    AnyCommand,
+    CancelAll,
+    CancelOrder,
+    Deposit,
+    PlaceOrder,
+    Withdraw,
+)
+from tradews.engine.events import (
+    BalanceChanged,
+    BookChanged,
+    FundsMoved,
+    OrderUpdated,
+    TradeExecuted,
+)
+
+Event = OrderUpdated | TradeExecuted | BookChanged | BalanceChanged | FundsMoved
+
+_FEE_DIVISOR = 1_000_000  # fee rates are in 1/100 bps: 1e4 bps * 100
+
+
+class UnlistableInstrument(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    reason: Reject
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class OrderResult:
+    order: OrderUpdated
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """A command that succeeded without an order to report (cancel-all, funds, RFQ)."""
+
+    value: Any = None
+
+
+Result = Rejected | OrderResult | Done
+
+
+@dataclass(frozen=True, slots=True)
+class Market:
+    """An instrument as the engine uses it: with the atom scales of its two assets."""
+
+    instrument: Instrument
+    notional_atoms: int  # atoms of the quote asset in one tick x one lot
+    lot_atoms: int  # atoms of the base asset in one lot
+    min_lots: int
+    max_lots: int | None
+
+    @classmethod
+    def of(cls, inst: Instrument) -> Market:
+        notional = inst.tick * inst.lot * ATOMS_PER_UNIT
+        lot = inst.lot * ATOMS_PER_UNIT
+        if notional != int(notional) or lot != int(lot):
+            raise UnlistableInstrument(
+                f"{inst.symbol}: tick x lot and lot must be multiples of 10^-12"
+            )
+        max_lots = None if inst.max_size is None else int(inst.max_size / inst.lot)
+        return cls(inst, int(notional), int(lot), int(inst.min_size / inst.lot), max_lots)
+
+
+class Engine:
+    def __init__(self, instruments: Iterable[Instrument], *, fee_account_id: int) -> None:
+        self.seq = 0
+        self.fee_account_id = fee_account_id
+        self.markets: dict[str, Market] = {}
+        self.books: dict[str, OrderBook] = {}
+        self.ledger = Ledger()
+        self.open_orders: dict[int, Order] = {}
+        self.last_state: dict[int, OrderUpdated] = {}
+        self._client_ids: dict[tuple[int, str], tuple[tuple[Any, ...], int]] = {}
+        self._refs: dict[str, tuple[str, int, str, int]] = {}
+        self._used_quotes: dict[str, int] = {}
+        self._next_order_id = 1
+        self._next_trade_id = 1
+        self._priority = 0
+        self._at = 0
+        self._events: list[Event] = []
+        self._touched_levels: set[tuple[str, Side, int]] = set()
+        self._touched_balances: set[tuple[int, str]] = set()
+        for inst in instruments:
+            self.list_instrument(inst)
+
+    def list_instrument(self, inst: Instrument) -> None:
+        """Make an instrument tradable. Instruments are immutable once listed."""
+        if inst.symbol in self.markets:
+            return
+        self.markets[inst.symbol] = Market.of(inst)
+        self.books[inst.symbol] = OrderBook(inst.symbol)
+
+    # The one entry point --------------------------------------------------------------------
+
+    def apply(self, cmd: AnyCommand) -> tuple[Result, list[Event]]:
+        """Apply one command; return its result and the events it caused, in order."""
+        self.seq += 1
+        self._at = cmd.at
+        self._events = []
+        if isinstance(cmd, PlaceOrder):
+            result = self._place(cmd)
+        elif isinstance(cmd, CancelOrder):
+            result = self._cancel(cmd)
+        elif isinstance(cmd, AmendOrder):
+            result = self._amend(cmd)
+        elif isinstance(cmd, CancelAll):
+            result = self._cancel_all(cmd)
+        elif isinstance(cmd, Deposit | Withdraw):
+            result = self._move_funds(cmd)
+        elif isinstance(cmd, AcceptQuote):
+            result = self._accept_quote(cmd)
+        else:  # pragma: no cover - the decoder admits nothing else
+            raise TypeError(f"unknown command {cmd!r}")
+        self._flush_touched()
+        events = self._events
+        self._events = []
+        return result, events
+
+    # Orders ---------------------------------------------------------------------------------
+
+    def _place(self, c: PlaceOrder) -> Result:
+        market = self.markets.get(c.symbol)
+        if market is None:
+            return Rejected(Reject.UNKNOWN_SYMBOL, f"unknown symbol {c.symbol!r}")
+        key = None
+        if c.client_order_id is not None:
+            key = (c.account_id, c.client_order_id)
+            seen = self._client_ids.get(key)
+            if seen is not None:
+                fingerprint, order_id = seen
+                if fingerprint == _fingerprint(c):
+                    return OrderResult(self.last_state[order_id])
+                return Rejected(
+                    Reject.DUPLICATE_CLIENT_ORDER_ID,
+                    f"clientOrderId {c.client_order_id!r} was used for a different order",
+                )
+        side = Side(c.side)
+        otype = OrderType(c.type)
+        tif = TimeInForce(c.tif)
+        problem = self._check_size(market, c.quantity)
+        if problem is not None:
+            return problem
+        if otype is OrderType.LIMIT:
+            if c.price <= 0:
+                return Rejected(Reject.INVALID_PRICE, "a limit order needs a positive price")
+            limit: int | None = c.price
+        else:
+            if c.price != 0:
+                return Rejected(Reject.PRICE_NOT_ALLOWED, "a market order takes no price")
+            limit = None
+            if tif is TimeInForce.GTC:
+                tif = TimeInForce.IOC
+        book = self.books[c.symbol]
+        if c.post_only:
+            if tif is not TimeInForce.GTC or otype is OrderType.MARKET:
+                return Rejected(Reject.POST_ONLY_NOT_GTC, "post-only orders must be GTC limits")
+            if book.would_cross(side, c.price):
+                return Rejected(Reject.POST_ONLY_WOULD_TAKE, "post-only order would take")
+        if tif is TimeInForce.FOK:
+            if book.fillable(side, limit, c.quantity, c.account_id) < c.quantity:
+                return Rejected(Reject.FOK_NOT_FILLABLE, "not enough to fill the whole order now")
+        elif otype is OrderType.MARKET and book.fillable(side, None, 1, c.account_id) == 0:
+            return Rejected(Reject.NO_LIQUIDITY, "nothing to trade against")
+        inst = market.instrument
+        if side is Side.SELL:
+            asset, need = inst.base, c.quantity * market.lot_atoms
+        elif limit is not None:
+            asset, need = inst.quote, c.quantity * limit * market.notional_atoms
+        else:
+            asset, need = inst.quote, self._market_buy_cost(book, market, c)
+        if not self._lock(c.account_id, asset, need):
+            return Rejected(Reject.INSUFFICIENT_FUNDS, f"not enough {asset} available")
+
+        self._priority += 1
+        order = Order(
+            self._next_order_id,
+            c.account_id,
+            c.symbol,
+            side,
+            otype,
+            c.price,
+            c.quantity,
+            tif,
+            c.post_only,
+            c.client_order_id,
+            self._priority,
+            self._at,
+            c.maker_fee_cbps,
+            c.taker_fee_cbps,
+        )
+        self._next_order_id += 1
+        order.locked = need
+        self.open_orders[order.order_id] = order
+        if key is not None:
+            self._client_ids[key] = (_fingerprint(c), order.order_id)
+        self._order_event(order, None)  # acknowledged before anything is filled
+        self._take(book, market, order)
+        return OrderResult(self.last_state[order.order_id])
+
+    def _take(self, book: OrderBook, market: Market, order: Order) -> None:
+        """Match ``order`` as the taker, then rest or cancel what is left."""
+        limit = order.price if order.type is OrderType.LIMIT else None
+        fills, self_trade = book.match(order.side, limit, order.remaining, order.account_id)
+        touched = self._touched_levels
+        opposite = order.side.opposite
+        for maker, quantity in fills:
+            touched.add((order.symbol, opposite, maker.price))
+            self._settle(market, maker, order, quantity)
+        if not order.remaining:
+            return
+        if self_trade:
+            self._close(order, OrderStatus.CANCELLED, "SELF_TRADE")
+        elif order.tif is TimeInForce.GTC:
+            book.rest(order)
+            touched.add((order.symbol, order.side, order.price))
+        else:
+            self._close(order, OrderStatus.CANCELLED, "UNFILLED")
+
+    def _market_buy_cost(self, book: OrderBook, market: Market, c: PlaceOrder) -> int:
+        left = c.quantity
+        cost = 0
+        for level in book.levels(Side.SELL):
+            for maker in level.orders.values():
+                if maker.account_id == c.account_id:
+                    return cost * market.notional_atoms
+                take = min(left, maker.remaining)
+                cost += take * level.price
+                left -= take
+                if not left:
+                    return cost * market.notional_atoms
+        return cost * market.notional_atoms
+
+    def _settle(self, market: Market, maker: Order, taker: Order, quantity: int) -> None:
+        """Pay both sides of one fill at the maker's price, with fees, and update both orders."""
+        inst = market.instrument
+        price = maker.price
+        notional = price * quantity * market.notional_atoms
+        base = quantity * market.lot_atoms
+        if taker.side is Side.BUY:
+            buyer, seller = taker, maker
+        else:
+            buyer, seller = maker, taker
+        ledger = self.ledger
+        touched = self._touched_balances
+        ledger.pay_from_locked(buyer.account_id, inst.quote, notional, seller.account_id)
+        buyer.locked -= notional
+        if buyer.type is OrderType.LIMIT and price < buyer.price:
+            refund = (buyer.price - price) * quantity * market.notional_atoms
+            ledger.unlock(buyer.account_id, inst.quote, refund)
+            buyer.locked -= refund
+        ledger.pay_from_locked(seller.account_id, inst.base, base, buyer.account_id)
+        seller.locked -= base
+        maker_fee = self._fee(maker, base if maker is buyer else notional, maker.maker_fee_cbps)
+        taker_fee = self._fee(taker, base if taker is buyer else notional, taker.taker_fee_cbps)
+        touched.update(
+            (
+                (buyer.account_id, inst.quote),
+                (buyer.account_id, inst.base),
+                (seller.account_id, inst.quote),
+                (seller.account_id, inst.base),
+            )
+        )
+        taker.remaining -= quantity
+        self._events.append(
+            TradeExecuted(
+                self.seq,
+                self._next_trade_id,
+                inst.symbol,
+                price,
+                quantity,
+                int(taker.side),
+                maker.order_id,
+                taker.order_id,
+                maker.account_id,
+                taker.account_id,
+                maker_fee,
+                taker_fee,
+                None,
+                self._at,
+            )
+        )
+        self._next_trade_id += 1
+        for order in (maker, taker):
+            if order.remaining:
+                order.move_to(OrderStatus.PARTIALLY_FILLED)
+                self._order_event(order, None)
+            else:
+                self._close(order, OrderStatus.FILLED, None)
+
+    def _fee(self, order: Order, received: int, rate_cbps: int) -> int:
+        if not rate_cbps:
+            return 0
+        fee = -((-received * rate_cbps) // _FEE_DIVISOR)  # rounded up, to the atom
+        market = self.markets[order.symbol].instrument
+        asset = market.base if order.side is Side.BUY else market.quote
+        self.ledger.pay_from_available(order.account_id, asset, fee, self.fee_account_id)
+        self._touched_balances.add((self.fee_account_id, asset))
+        return fee
+
+    def _close(self, order: Order, status: OrderStatus, reason: str | None) -> None:
+        """Finish an order: release what it still holds locked, and forget it as open."""
+        order.move_to(status)
+        if order.locked:
+            inst = self.markets[order.symbol].instrument
+            asset = inst.quote if order.side is Side.BUY else inst.base
+            self._unlock(order.account_id, asset, order.locked)
+            order.locked = 0
+        self.open_orders.pop(order.order_id, None)
+        self._order_event(order, reason)
+
+    def _find(
+        self, account_id: int, order_id: int | None, client_order_id: str | None
+    ) -> Order | Rejected:
+        if order_id is None and client_order_id is not None:
+            seen = self._client_ids.get((account_id, client_order_id))
+            order_id = None if seen is None else seen[1]
+        if order_id is None:
+            return Rejected(Reject.UNKNOWN_ORDER, "no such order")
+        order = self.open_orders.get(order_id)
+        if order is not None and order.account_id == account_id:
+            return order
+        last = self.last_state.get(order_id)
+        if last is not None and last.account_id == account_id:
+            return Rejected(Reject.ORDER_CLOSED, f"order {order_id} is already {last.status}")
+        return Rejected(Reject.UNKNOWN_ORDER, "no such order")  # others' orders: not revealed
+
+    def _cancel(self, c: CancelOrder) -> Result:
+        order = self._find(c.account_id, c.order_id, c.client_order_id)
+        if isinstance(order, Rejected):
+            return order
+        self._cancel_resting(order, None)
+        return OrderResult(self.last_state[order.order_id])
+
+    def _cancel_resting(self, order: Order, reason: str | None) -> None:
+        self.books[order.symbol].remove(order)
+        self._touched_levels.add((order.symbol, order.side, order.price))
+        self._close(order, OrderStatus.CANCELLED, reason)
+
+    def _cancel_all(self, c: CancelAll) -> Result:
+        if c.symbol is not None and c.symbol not in self.markets:
+            return Rejected(Reject.UNKNOWN_SYMBOL, f"unknown symbol {c.symbol!r}")
+        mine = [
+            o
+            for o in self.open_orders.values()
+            if o.account_id == c.account_id and (c.symbol is None or o.symbol == c.symbol)
+        ]
+        mine.sort(key=lambda o: o.order_id)
+        for order in mine:
+            self._cancel_resting(order, None)
+        return Done([o.order_id for o in mine])
+
+    def _amend(self, c: AmendOrder) -> Result:
+        order = self._find(c.account_id, c.order_id, c.client_order_id)
+        if isinstance(order, Rejected):
+            return order
+        market = self.markets[order.symbol]
+        new_price = order.price if c.price is None else c.price
+        new_quantity = order.quantity if c.quantity is None else c.quantity
+        if new_price <= 0:
+            return Rejected(Reject.INVALID_PRICE, "price must be positive")
+        if new_price == order.price and new_quantity == order.quantity:
+            return Rejected(Reject.AMEND_NOTHING, "the amendment changes nothing")
+        if new_quantity <= order.filled:
+            return Rejected(
+                Reject.AMEND_BELOW_FILLED, "new quantity must be above the filled quantity"
+            )
+        problem = self._check_size(market, new_quantity)
+        if problem is not None:
+            return problem
+        book = self.books[order.symbol]
+        inst = market.instrument
+        new_remaining = new_quantity - order.filled
+        asset = inst.quote if order.side is Side.BUY else inst.base
+        per_lot = new_price * market.notional_atoms if order.side is Side.BUY else market.lot_atoms
+        new_locked = new_remaining * per_lot
+        if new_price == order.price and new_quantity < order.quantity:
+            # Smaller, same price: stays where it is in the queue.
+            book.reduce(order, new_remaining)
+            order.quantity = new_quantity
+            self._unlock(order.account_id, asset, order.locked - new_locked)
+            order.locked = new_locked
+            self._touched_levels.add((order.symbol, order.side, order.price))
+            self._order_event(order, None)
+            return OrderResult(self.last_state[order.order_id])
+        if order.post_only and book.would_cross(order.side, new_price):
+            return Rejected(Reject.POST_ONLY_WOULD_TAKE, "post-only order would take")
+        extra = new_locked - order.locked
+        if extra > 0 and not self._lock(order.account_id, asset, extra):
+            return Rejected(Reject.INSUFFICIENT_FUNDS, f"not enough {asset} available")
+        if extra < 0:
+            self._unlock(order.account_id, asset, -extra)
+        order.locked = new_locked
+        book.remove(order)
+        self._touched_levels.add((order.symbol, order.side, order.price))
+        order.price = new_price
+        order.quantity = new_quantity
+        order.remaining = new_remaining
+        self._priority += 1
+        order.priority = self._priority
+        self._order_event(order, None)
+        self._take(book, market, order)
+        return OrderResult(self.last_state[order.order_id])
+
+    def _check_size(self, market: Market, quantity: int) -> Rejected | None:
+        if quantity <= 0:
+            return Rejected(Reject.INVALID_QUANTITY, "quantity must be positive")
+        if quantity < market.min_lots:
+            return Rejected(
+                Reject.BELOW_MIN_SIZE, f"below the minimum size {market.instrument.min_size}"
+            )
+        if market.max_lots is not None and quantity > market.max_lots:
+            return Rejected(
+                Reject.ABOVE_MAX_SIZE, f"above the maximum size {market.instrument.max_size}"
+            )
+        return None
+
+    # Funds ----------------------------------------------------------------------------------
+
+    def _move_funds(self, c: Deposit | Withdraw) -> Result:
+        kind = "deposit" if isinstance(c, Deposit) else "withdraw"
+        terms = (kind, c.account_id, c.asset, c.amount)
+        seen = self._refs.get(c.ref)
+        if seen is not None:
+            if seen == terms:
+                return Done({"duplicate": True})
+            return Rejected(
+                Reject.DUPLICATE_REFERENCE, f"ref {c.ref!r} was used for another movement"
+            )
+        if c.amount <= 0:
+            return Rejected(Reject.INVALID_AMOUNT, "amount must be positive")
+        if isinstance(c, Deposit):
+            self.ledger.deposit(c.account_id, c.asset, c.amount)
+            moved = c.amount
+        else:
+            try:
+                self.ledger.withdraw(c.account_id, c.asset, c.amount)
+            except InsufficientFunds:
+                return Rejected(Reject.INSUFFICIENT_FUNDS, f"not enough {c.asset} available")
+            moved = -c.amount
+        self._refs[c.ref] = terms
+        self._touched_balances.add((c.account_id, c.asset))
+        self._events.append(FundsMoved(self.seq, c.account_id, c.asset, moved, c.ref, self._at))
+        return Done({"duplicate": False})
+
+    def _accept_quote(self, c: AcceptQuote) -> Result:
+        market = self.markets.get(c.symbol)
+        if market is None:
+            return Rejected(Reject.UNKNOWN_SYMBOL, f"unknown symbol {c.symbol!r}")
+        if c.quote_id in self._used_quotes:
+            return Rejected(Reject.QUOTE_USED, "this quote has already been executed")
+        if c.account_id != c.quote_account_id:
+            return Rejected(Reject.QUOTE_NOT_YOURS, "this quote was made for another account")
+        if self._at >= c.valid_until:
+            return Rejected(Reject.QUOTE_EXPIRED, "this quote has expired")
+        inst = market.instrument
+        notional = c.price * c.quantity * market.notional_atoms
+        base = c.quantity * market.lot_atoms
+        if Side(c.side) is Side.BUY:
+            client_pays, client_amount = inst.quote, notional
+            house_pays, house_amount = inst.base, base
+        else:
+            client_pays, client_amount = inst.base, base
+            house_pays, house_amount = inst.quote, notional
+        ledger = self.ledger
+        if ledger.available(c.account_id, client_pays) < client_amount:
+            return Rejected(Reject.INSUFFICIENT_FUNDS, f"not enough {client_pays} available")
+        if ledger.available(c.house_account_id, house_pays) < house_amount:
+            return Rejected(Reject.HOUSE_LIMIT, "the desk cannot take this trade now")
+        ledger.pay_from_available(c.account_id, client_pays, client_amount, c.house_account_id)
+        ledger.pay_from_available(c.house_account_id, house_pays, house_amount, c.account_id)
+        self._used_quotes[c.quote_id] = c.valid_until
+        if len(self._used_quotes) > 10_000:
+            # Expired quotes are refused by their expiry anyway; forget the old ones.
+            self._used_quotes = {q: v for q, v in self._used_quotes.items() if v > self._at}
+        for account in (c.account_id, c.house_account_id):
+            self._touched_balances.add((account, inst.base))
+            self._touched_balances.add((account, inst.quote))
+        trade = TradeExecuted(
+            self.seq,
+            self._next_trade_id,
+            c.symbol,
+            c.price,
+            c.quantity,
+            c.side,
+            0,
+            0,
+            c.house_account_id,
+            c.account_id,
+            0,
+            0,
+            c.quote_id,
+            self._at,
+        )
+        self._next_trade_id += 1
+        self._events.append(trade)
+        return Done(trade)
+
+    # Bookkeeping ----------------------------------------------------------------------------
+
+    def _lock(self, account_id: int, asset: str, amount: int) -> bool:
+        if self.ledger.lock(account_id, asset, amount):
+            self._touched_balances.add((account_id, asset))
+            return True
+        return False
+
+    def _unlock(self, account_id: int, asset: str, amount: int) -> None:
+        if amount:
+            self.ledger.unlock(account_id, asset, amount)
+            self._touched_balances.add((account_id, asset))
+
+    def _order_event(self, order: Order, reason: str | None) -> None:
+        event = OrderUpdated(
+            self.seq,
+            order.account_id,
+            order.order_id,
+            order.client_order_id,
+            order.symbol,
+            int(order.side),
+            int(order.type),
+            order.price,
+            order.quantity,
+            order.remaining,
+            int(order.tif),
+            order.post_only,
+            order.status.value,
+            reason,
+            order.created_at,
+            self._at,
+        )
+        self.last_state[order.order_id] = event
+        self._events.append(event)
+
+    def _flush_touched(self) -> None:
+        events = self._events
+        if self._touched_levels:
+            for symbol, side, price in sorted(self._touched_levels):
+                level = self.books[symbol]._levels[side].get(price)
+                events.append(
+                    BookChanged(
+                        self.seq, symbol, int(side), price, 0 if level is None else level.total
+                    )
+                )
+            self._touched_levels.clear()
+        if self._touched_balances:
+            for account_id, asset in sorted(self._touched_balances):
+                available, locked = self.ledger.balance(account_id, asset)
+                events.append(BalanceChanged(self.seq, account_id, asset, available, locked))
+            self._touched_balances.clear()
+
+    # Checking -------------------------------------------------------------------------------
+
+    def validate(self) -> None:
+        """Check every invariant; raises AssertionError on the first broken one."""
+        locked: dict[tuple[int, str], int] = {}
+        for book in self.books.values():
+            book.validate()
+            for order in book.orders.values():
+                assert self.open_orders.get(order.order_id) is order, "book/open orders differ"
+        for order in self.open_orders.values():
+            assert order.is_open and order.order_id in self.books[order.symbol].orders
+            inst = self.markets[order.symbol].instrument
+            asset = inst.quote if order.side is Side.BUY else inst.base
+            locked[(order.account_id, asset)] = (
+                locked.get((order.account_id, asset), 0) + order.locked
+            )
+            market = self.markets[order.symbol]
+            per_lot = (
+                order.price * market.notional_atoms if order.side is Side.BUY else market.lot_atoms
+            )
+            assert order.locked == order.remaining * per_lot, f"lock of {order!r} is off"
+        self.ledger.validate()
+        assert {k: v for k, v in locked.items() if v} == self.ledger.locked_by_account(), (
+            "locked funds differ from what open orders need"
+        )
+
+    def state_hash(self) -> str:
+        """A digest of the whole trading state; equal states give equal digests."""
+        orders = sorted(
+            (
+                o.order_id, o.account_id, o.symbol, int(o.side), int(o.type), o.price,
+                o.quantity, o.remaining, int(o.tif), o.post_only, o.client_order_id,
+                o.priority, o.locked, o.maker_fee_cbps, o.taker_fee_cbps, o.created_at,
+            )
+            for o in self.open_orders.values()
+        )  # fmt: skip
+        state = (
+            self.seq,
+            self._next_order_id,
+            self._next_trade_id,
+            self._priority,
+            orders,
+            self.ledger.items(),
+            sorted(self.ledger.totals().items()),
+            sorted((k, v) for k, v in self._client_ids.items()),
+            sorted(self._refs.items()),
+            sorted(self._used_quotes.items()),
+        )
+        return hashlib.sha256(msgspec.msgpack.encode(state)).hexdigest()
+
+
+def _fingerprint(c: PlaceOrder) -> tuple[Any, ...]:
+    return (c.symbol, c.side, c.type, c.price, c.quantity, c.tif, c.post_only)

@@ -1,0 +1,156 @@
+"""Conservation of money under random trading with limited funds, fees, and RFQ executions.
+
+After every step: per-asset totals over all accounts equal deposits minus withdrawals, no balance
+is negative, and every account's locked funds equal exactly what its open orders need.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from tradews.domain.instrument import Instrument
+from tradews.domain.orders import OrderType, Side, TimeInForce
+from tradews.engine.commands import (
+    AcceptQuote,
+    AmendOrder,
+    CancelAll,
+    CancelOrder,
+    Deposit,
+    PlaceOrder,
+    Withdraw,
+)
+from tradews.engine.engine import Done, Engine, OrderResult, Rejected
+
+# tick 0.01, lot 0.001: one tick x one lot is 10^-5 of the quote asset (10^7 atoms).
+INSTRUMENT = Instrument(
+    "B_Q", "B", "Q", Decimal("0.01"), Decimal("0.001"), Decimal("0.001"), None, Decimal("1")
+)
+TRADERS = (1, 2, 3)
+HOUSE, FEES = 50, 99
+ATOMS_PER_LOT = 10**9  # 0.001 B
+ATOMS_PER_NOTIONAL = 10**7
+
+accounts = st.sampled_from(TRADERS)
+amounts = st.integers(min_value=1, max_value=10**6).map(lambda n: n * 10**9)
+
+
+class ConservationMachine(RuleBasedStateMachine):
+    @initialize()
+    def setup(self) -> None:
+        self.engine = Engine([INSTRUMENT], fee_account_id=FEES)
+        self.net: dict[str, int] = {"B": 0, "Q": 0}
+        self.ids: list[int] = []
+        self.t = 0
+        self.refs = 0
+        self.quotes = 0
+        self.move(HOUSE, "B", 10**14, deposit=True)
+        self.move(HOUSE, "Q", 10**16, deposit=True)
+        for trader in TRADERS:  # enough for a few orders each; deposits add more at random
+            self.move(trader, "B", 10**14, deposit=True)
+            self.move(trader, "Q", 10**16, deposit=True)
+
+    def next_at(self) -> int:
+        self.t += 10
+        return self.t
+
+    def move(self, account: int, asset: str, amount: int, *, deposit: bool) -> None:
+        self.refs += 1
+        cls = Deposit if deposit else Withdraw
+        result, _ = self.engine.apply(cls(self.next_at(), account, asset, amount, f"r{self.refs}"))
+        if isinstance(result, Done):
+            self.net[asset] += amount if deposit else -amount
+        else:
+            assert not deposit and isinstance(result, Rejected)
+
+    @rule(account=accounts, asset=st.sampled_from(["B", "Q"]), amount=amounts)
+    def deposit(self, account: int, asset: str, amount: int) -> None:
+        self.move(account, asset, amount, deposit=True)
+
+    @rule(account=accounts, asset=st.sampled_from(["B", "Q"]), amount=amounts)
+    def withdraw(self, account: int, asset: str, amount: int) -> None:
+        self.move(account, asset, amount, deposit=False)
+
+    @rule(account=accounts, side=st.sampled_from([Side.BUY, Side.SELL]),
+          price=st.integers(9_900, 10_100), qty=st.integers(1, 3_000),
+          tif=st.sampled_from(list(TimeInForce)), market=st.booleans(),
+          post_only=st.sampled_from([False, False, False, True]), maker_fee=st.integers(0, 50), taker_fee=st.integers(0, 100))  # fmt: skip
+    def place(self, account: int, side: Side, price: int, qty: int, tif: TimeInForce,
+              market: bool, post_only: bool, maker_fee: int, taker_fee: int) -> None:  # fmt: skip
+        otype = OrderType.MARKET if market else OrderType.LIMIT
+        cmd = PlaceOrder(self.next_at(), account, "B_Q", side, otype, 0 if market else price, qty,
+                         tif, post_only, None, maker_fee * 100, taker_fee * 100)  # fmt: skip
+        result, _ = self.engine.apply(cmd)
+        if isinstance(result, OrderResult):
+            self.ids.append(result.order.order_id)
+
+    @rule(maker=accounts, taker=accounts, maker_side=st.sampled_from([Side.BUY, Side.SELL]),
+          price=st.integers(9_900, 10_100), through=st.integers(0, 5),
+          maker_qty=st.integers(1, 2_000), taker_qty=st.integers(1, 3_000),
+          fees=st.tuples(st.integers(0, 5_000), st.integers(0, 10_000)))  # fmt: skip
+    def cross(self, maker: int, taker: int, maker_side: Side, price: int, through: int,
+              maker_qty: int, taker_qty: int, fees: tuple[int, int]) -> None:  # fmt: skip
+        """A resting order and one that trades through it: most steps here produce fills."""
+        rest = PlaceOrder(self.next_at(), maker, "B_Q", maker_side, OrderType.LIMIT, price,
+                          maker_qty, TimeInForce.GTC, False, None, *fees)  # fmt: skip
+        take_price = price + through if maker_side is Side.SELL else price - through
+        take = PlaceOrder(self.next_at(), taker, "B_Q", maker_side.opposite, OrderType.LIMIT,
+                          take_price, taker_qty, TimeInForce.IOC, False, None, *fees)  # fmt: skip
+        for cmd in (rest, take):
+            result, _ = self.engine.apply(cmd)
+            if isinstance(result, OrderResult):
+                self.ids.append(result.order.order_id)
+
+    @precondition(lambda self: self.ids)
+    @rule(data=st.data())
+    def cancel(self, data: st.DataObject) -> None:
+        order_id = data.draw(st.sampled_from(self.ids))
+        account = data.draw(accounts)
+        self.engine.apply(CancelOrder(self.next_at(), account, order_id, None))
+
+    @precondition(lambda self: self.ids)
+    @rule(data=st.data(), price=st.none() | st.integers(9_900, 10_100),
+          qty=st.none() | st.integers(1, 3_000))  # fmt: skip
+    def amend(self, data: st.DataObject, price: int | None, qty: int | None) -> None:
+        order_id = data.draw(st.sampled_from(self.ids))
+        account = data.draw(accounts)
+        self.engine.apply(AmendOrder(self.next_at(), account, order_id, None, price, qty))
+
+    @rule(account=accounts)
+    def cancel_all(self, account: int) -> None:
+        self.engine.apply(CancelAll(self.next_at(), account, None))
+
+    @rule(account=accounts, side=st.sampled_from([Side.BUY, Side.SELL]),
+          price=st.integers(9_900, 10_100), qty=st.integers(1, 3_000),
+          expired=st.booleans(), twice=st.booleans())  # fmt: skip
+    def accept_quote(self, account: int, side: Side, price: int, qty: int, expired: bool,
+                     twice: bool) -> None:  # fmt: skip
+        self.quotes += 1
+        at = self.next_at()
+        valid_until = at - 1 if expired else at + 1_000
+        cmd = AcceptQuote(at, account, f"q{self.quotes}", account, "B_Q", side, price, qty,
+                          valid_until, HOUSE)  # fmt: skip
+        first, _ = self.engine.apply(cmd)
+        if expired:
+            assert isinstance(first, Rejected) and first.reason.value == "QUOTE_EXPIRED"
+        if twice:
+            again, _ = self.engine.apply(cmd)
+            assert isinstance(again, Rejected)
+            if isinstance(first, Done):
+                assert again.reason.value == "QUOTE_USED"
+
+    @invariant()
+    def money_is_conserved(self) -> None:
+        if not hasattr(self, "engine"):
+            return
+        self.engine.validate()
+        sums = self.engine.ledger.sums()
+        for asset, net in self.net.items():
+            assert sums.get(asset, 0) == net, asset
+
+
+TestConservation = ConservationMachine.TestCase
+TestConservation.settings = settings(max_examples=120, stateful_step_count=60, deadline=None)
