@@ -25,17 +25,15 @@ from tradews.engine.commands import (
 )
 from tradews.engine.engine import Done, Engine, OrderResult, Rejected
 
-# tick 0.01, lot 0.001: one tick x one lot is 10^-5 of the quote asset (10^7 atoms).
+# tick 0.01, lot 0.001: one tick x one lot is 10^-5 of the quote asset (10^3 atoms).
 INSTRUMENT = Instrument(
     "B_Q", "B", "Q", Decimal("0.01"), Decimal("0.001"), Decimal("0.001"), None, Decimal("1")
 )
 TRADERS = (1, 2, 3)
 HOUSE, FEES = 50, 99
-ATOMS_PER_LOT = 10**9  # 0.001 B
-ATOMS_PER_NOTIONAL = 10**7
 
 accounts = st.sampled_from(TRADERS)
-amounts = st.integers(min_value=1, max_value=10**6).map(lambda n: n * 10**9)
+amounts = st.integers(min_value=1, max_value=10**6).map(lambda n: n * 10**5)
 
 
 class ConservationMachine(RuleBasedStateMachine):
@@ -47,11 +45,11 @@ class ConservationMachine(RuleBasedStateMachine):
         self.t = 0
         self.refs = 0
         self.quotes = 0
-        self.move(HOUSE, "B", 10**14, deposit=True)
-        self.move(HOUSE, "Q", 10**16, deposit=True)
+        self.move(HOUSE, "B", 10**10, deposit=True)
+        self.move(HOUSE, "Q", 10**12, deposit=True)
         for trader in TRADERS:  # enough for a few orders each; deposits add more at random
-            self.move(trader, "B", 10**14, deposit=True)
-            self.move(trader, "Q", 10**16, deposit=True)
+            self.move(trader, "B", 10**10, deposit=True)
+            self.move(trader, "Q", 10**12, deposit=True)
 
     def next_at(self) -> int:
         self.t += 10

@@ -28,13 +28,14 @@ QUOTE_FIELDS = {
 
 
 async def quotes(client: Client, n: int, subscription: str | None = None) -> list[dict[str, Any]]:
+    """The next ``n`` quotes, each with ``receivedAt`` (local ms) added."""
     got: list[dict[str, Any]] = []
     while len(got) < n:
         note = await client.next_notification(timeout=5)
         if note.method == "quote" and (
             subscription is None or note.params["subscription"] == subscription
         ):
-            got.append(note.params)
+            got.append({**note.params, "receivedAt": time.time() * 1000})
     return got
 
 
@@ -49,7 +50,7 @@ async def test_stream_contents(logged_in: Client) -> None:
     assert sub["symbol"] == "BTC_USD" and sub["quantity"] == "1.0000"
     stream = await quotes(logged_in, 15, sub["subscription"])
     for q in stream:
-        received_ms = time.time() * 1000
+        received_ms = q.pop("receivedAt")
         assert set(q) == QUOTE_FIELDS
         assert q["symbol"] == "BTC_USD" and q["quantity"] == "1.0000"
         buy, sell = Decimal(q["buyPrice"]), Decimal(q["sellPrice"])
@@ -135,7 +136,8 @@ async def test_missing_params_entirely(logged_in: Client) -> None:
 @pytest.fixture(scope="module")
 def still_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     db: Path = tmp_path_factory.mktemp("still") / "tradews.db"
-    args = ("--volatility", "0", "--quote-ttl", "0.9", "--tick-interval", "0.05")
+    args = ("--volatility", "0", "--quote-ttl", "0.9", "--tick-interval", "0.05",
+            "--no-demo-traders")  # fmt: skip
     with ServerProcess.start(db, demo=True, args=args) as proc:
         yield proc
 

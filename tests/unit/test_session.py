@@ -13,10 +13,13 @@ from hypothesis import strategies as st
 from tradews.api.errors import ApiError, ErrorCode
 from tradews.app.catalog import Catalog
 from tradews.app.demo import DEMO_INSTRUMENTS
+from tradews.domain.instrument import Instrument
+from tradews.domain.pricing import TwoWayPrice, quote_prices
 from tradews.session.market_data import MarketDataDesk
 from tradews.session.ports import Principal
 from tradews.session.quote_desk import QuoteDesk
 from tradews.session.session import Services, Session, SessionState
+from tradews.session.view import TradingView
 
 
 class FakeKeys:
@@ -28,14 +31,24 @@ class FakeKeys:
         raise ApiError(ErrorCode.INVALID_CREDENTIALS, "invalid API key or secret")
 
 
+REFERENCES: dict[str, Fraction] = {}
+
+
+def pricer(inst: Instrument, lots: int) -> TwoWayPrice | None:
+    ref = REFERENCES.get(inst.symbol)
+    return None if ref is None else quote_prices(ref, inst.spread_bps)
+
+
 def make_services() -> Services[str]:
+    REFERENCES.clear()
+    REFERENCES["BTC_USD"] = Fraction(6_500_000)
     counter = iter(range(1, 10**9))
     quotes: QuoteDesk[str] = QuoteDesk(
-        ttl_ms=3000, refresh_ms=1000, new_quote_id=lambda: f"id{next(counter)}"
+        ttl_ms=3000, refresh_ms=1000, new_quote_id=lambda: f"id{next(counter)}", pricer=pricer
     )
-    quotes.set_reference("BTC_USD", Fraction(6_500_000))
     catalog = Catalog(DEMO_INSTRUMENTS)
-    return Services(FakeKeys(), catalog, quotes, MarketDataDesk(quotes, catalog.all), 1000)
+    view: TradingView[str] = TradingView(catalog)
+    return Services(FakeKeys(), catalog, quotes, MarketDataDesk(view, catalog.all), view, 1000)
 
 
 def call(session: Session[str], method: str, params: Any = None, id: Any = 1) -> list[Any]:
@@ -69,7 +82,7 @@ def test_login_then_quote_stream_then_refresh_and_close() -> None:
     assert [c for c, _ in due] == ["conn-1"]
     assert json.loads(due[0][1])["params"]["seq"] == 2
     # ...and at once when the price moves, unless the reader is slow.
-    desk.set_reference("BTC_USD", Fraction(6_600_000))
+    REFERENCES["BTC_USD"] = Fraction(6_600_000)
     assert list(desk.due(3_100, lambda c: False)) == []
     assert desk.skipped_slow == 1
     ((conn, frame),) = desk.due(3_100, lambda c: True)
@@ -110,19 +123,14 @@ def test_no_price_yet() -> None:
     assert err["code"] == 2003
 
 
-def test_market_data_snapshot_without_history() -> None:
+def test_market_data_snapshot_without_trades() -> None:
     services = make_services()
     s = Session(services, "c")
     call(s, "rpc.login", {"apiKey": "k", "apiSecret": "s"})
     reply, snapshot = call(s, "market_data_request")
     rows = {r["symbol"]: r for r in snapshot["params"]["instruments"]}
-    assert rows["BTC_USD"]["bid"] == "64967.50" and rows["BTC_USD"]["last"] is None
-    assert rows["ETH_USD"]["bid"] is None
-    services.market.observe(1_000)
-    rows = {
-        r["symbol"]: r for r in json.loads(services.market.snapshot(2_000))["params"]["instruments"]
-    }
-    assert rows["BTC_USD"]["last"] == "65000.00" and rows["BTC_USD"]["change24h"] == "0.00"
+    assert rows["BTC_USD"]["last"] is None and rows["BTC_USD"]["bid"] is None
+    assert rows["BTC_USD"]["volume24h"] == "0.0000"
 
 
 json_values = st.recursive(

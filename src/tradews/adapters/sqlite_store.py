@@ -21,9 +21,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from tradews.api.errors import ApiError, ErrorCode
 from tradews.domain.instrument import Instrument
+from tradews.engine.events import OrderUpdated, TradeExecuted
 from tradews.session.ports import Principal
 
 TIERS = ("standard", "enterprise")
@@ -59,6 +61,59 @@ _SCHEMA = [
         spread_bps  TEXT NOT NULL,
         created_at  INTEGER NOT NULL
     );
+    """,
+    # version 2: the engine's journal, its read models, and the operator's inbox
+    """
+    CREATE TABLE journal (
+        seq      INTEGER PRIMARY KEY,
+        at       INTEGER NOT NULL,
+        command  BLOB NOT NULL
+    );
+    CREATE TABLE orders (
+        order_id         INTEGER PRIMARY KEY,
+        account_id       INTEGER NOT NULL,
+        client_order_id  TEXT,
+        symbol           TEXT NOT NULL,
+        side             INTEGER NOT NULL,
+        type             INTEGER NOT NULL,
+        price            INTEGER NOT NULL,
+        quantity         INTEGER NOT NULL,
+        remaining        INTEGER NOT NULL,
+        tif              INTEGER NOT NULL,
+        post_only        INTEGER NOT NULL,
+        status           TEXT NOT NULL,
+        reason           TEXT,
+        created_at       INTEGER NOT NULL,
+        updated_at       INTEGER NOT NULL,
+        seq              INTEGER NOT NULL
+    );
+    CREATE INDEX orders_account ON orders(account_id, order_id);
+    CREATE TABLE trades (
+        trade_id          INTEGER PRIMARY KEY,
+        symbol            TEXT NOT NULL,
+        price             INTEGER NOT NULL,
+        quantity          INTEGER NOT NULL,
+        taker_side        INTEGER NOT NULL,
+        maker_order_id    INTEGER NOT NULL,
+        taker_order_id    INTEGER NOT NULL,
+        maker_account_id  INTEGER NOT NULL,
+        taker_account_id  INTEGER NOT NULL,
+        maker_fee         INTEGER NOT NULL,
+        taker_fee         INTEGER NOT NULL,
+        quote_id          TEXT,
+        at                INTEGER NOT NULL,
+        seq               INTEGER NOT NULL
+    );
+    CREATE INDEX trades_maker ON trades(maker_account_id, trade_id);
+    CREATE INDEX trades_taker ON trades(taker_account_id, trade_id);
+    CREATE TABLE inbox (
+        id        INTEGER PRIMARY KEY,
+        command   BLOB NOT NULL,
+        status    TEXT NOT NULL DEFAULT 'pending',
+        result    TEXT,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX inbox_pending ON inbox(status) WHERE status = 'pending';
     """,
 ]
 
@@ -322,3 +377,111 @@ class SqliteStore:
             )
             for r in rows
         ]
+
+
+HOUSE_ACCOUNT = "house"
+FEE_ACCOUNT = "fees"
+
+
+class Operations:
+    """The parts of the store the engine side uses: system accounts, the inbox, read models."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+        self._db = store._db
+
+    def system_accounts(self, now_ms: int) -> tuple[int, int]:
+        """Ids of the ``house`` and ``fees`` accounts, created on first use."""
+        ids = []
+        for name in (HOUSE_ACCOUNT, FEE_ACCOUNT):
+            account = self._store.get_account(name)
+            if account is None:
+                account = self._store.create_account(name, "enterprise", now_ms)
+            ids.append(account.id)
+        return ids[0], ids[1]
+
+    def account_names(self) -> dict[int, str]:
+        return {a.id: a.name for a in self._store.list_accounts()}
+
+    # The operator's inbox: commands the CLI hands to a running engine --------------------------
+
+    def inbox_add(self, command: bytes, now_ms: int) -> int:
+        with self._store._tx() as db:
+            cur = db.execute(
+                "INSERT INTO inbox(command, created_at) VALUES (?, ?)", (command, now_ms)
+            )
+        return int(cur.lastrowid or 0)
+
+    def inbox_pending(self) -> list[tuple[int, bytes]]:
+        rows = self._db.execute(
+            "SELECT id, command FROM inbox WHERE status = 'pending' ORDER BY id"
+        )
+        return [(int(r[0]), bytes(r[1])) for r in rows]
+
+    def inbox_outcome(self, inbox_id: int) -> str | None:
+        row = self._db.execute(
+            "SELECT status, result FROM inbox WHERE id = ?", (inbox_id,)
+        ).fetchone()
+        if row is None or row[0] == "pending":
+            return None
+        return str(row[1])
+
+    def inbox_fail(self, inbox_id: int, result: str) -> None:
+        with self._store._tx() as db:
+            db.execute(
+                "UPDATE inbox SET status = 'done', result = ? WHERE id = ?", (result, inbox_id)
+            )
+
+    # Read models -----------------------------------------------------------------------------
+
+    def trades_of(
+        self, account_id: int, *, symbol: str | None, before: int | None, limit: int
+    ) -> list[TradeExecuted]:
+        """An account's trades, newest first, ``limit`` at most, below trade id ``before``."""
+        sql = (
+            "SELECT * FROM trades WHERE (maker_account_id = ? OR taker_account_id = ?)"
+            " AND trade_id < ?"
+        )
+        args: list[object] = [account_id, account_id, before if before is not None else 1 << 62]
+        if symbol is not None:
+            sql += " AND symbol = ?"
+            args.append(symbol)
+        sql += " ORDER BY trade_id DESC LIMIT ?"
+        args.append(limit)
+        return [_trade(r) for r in self._db.execute(sql, args)]
+
+    def trades_since(self, at: int) -> list[TradeExecuted]:
+        rows = self._db.execute("SELECT * FROM trades WHERE at >= ? ORDER BY trade_id", (at,))
+        return [_trade(r) for r in rows]
+
+    def closed_order(
+        self, account_id: int, order_id: int | None, client_order_id: str | None
+    ) -> OrderUpdated | None:
+        if order_id is not None:
+            row = self._db.execute(
+                "SELECT * FROM orders WHERE order_id = ? AND account_id = ?",
+                (order_id, account_id),
+            ).fetchone()
+        else:
+            row = self._db.execute(
+                "SELECT * FROM orders WHERE client_order_id = ? AND account_id = ?"
+                " ORDER BY order_id DESC LIMIT 1",
+                (client_order_id, account_id),
+            ).fetchone()
+        if row is None:
+            return None
+        (oid, acct, coid, symbol, side, otype, price, qty, remaining, tif, post_only, status,
+         reason, created_at, updated_at, seq) = row  # fmt: skip
+        return OrderUpdated(
+            seq, acct, oid, coid, symbol, side, otype, price, qty, remaining, tif,
+            bool(post_only), status, reason, created_at, updated_at,
+        )  # fmt: skip
+
+
+def _trade(r: tuple[Any, ...]) -> TradeExecuted:
+    (trade_id, symbol, price, qty, taker_side, maker_oid, taker_oid, maker_acct, taker_acct,
+     maker_fee, taker_fee, quote_id, at, seq) = r  # fmt: skip
+    return TradeExecuted(
+        seq, trade_id, symbol, price, qty, taker_side, maker_oid, taker_oid, maker_acct,
+        taker_acct, maker_fee, taker_fee, quote_id, at,
+    )  # fmt: skip

@@ -32,6 +32,7 @@ from tradews.session.session import Services, Session
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 1 << 20
+MAX_BUFFERED_BYTES = 16 << 20
 
 _BINARY_REFUSED = encode_error(
     None,
@@ -55,7 +56,7 @@ class Connection(WSListener):  # type: ignore[misc]
         registry: set[Connection],
         clock: Callable[[], int],
     ) -> None:
-        self.session: Session[Connection] = Session(services, self)
+        self.session: Session[Connection] = Session(services, self, self.send)
         self.transport: WSTransport | None = None
         self.writable = True
         self._registry = registry
@@ -136,9 +137,17 @@ class Connection(WSListener):  # type: ignore[misc]
     # Outgoing ------------------------------------------------------------------------------
 
     def send(self, data: bytes) -> None:
+        """Send a frame. A client that lets ``MAX_BUFFERED_BYTES`` pile up unread is closed
+        (1008, "slow consumer") rather than allowed to grow the server's memory without end."""
         transport = self.transport
-        if transport is not None and not transport.is_close_frame_sent:
-            transport.send(WSMsgType.TEXT, data)
+        if transport is None or transport.is_close_frame_sent:
+            return
+        if not self.writable:
+            buffered = transport.underlying_transport.get_write_buffer_size()
+            if buffered > MAX_BUFFERED_BYTES:
+                self.close(WSCloseCode.POLICY_VIOLATION, "slow consumer")
+                return
+        transport.send(WSMsgType.TEXT, data)
 
     def close(self, code: WSCloseCode, reason: str) -> None:
         transport = self.transport

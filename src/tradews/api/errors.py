@@ -23,7 +23,10 @@ code   name                         meaning
 2003   NO_PRICE                     no reference price is available for the instrument yet
 2004   UNKNOWN_SUBSCRIPTION         no such subscription on this connection
 2005   SUBSCRIPTION_LIMIT           too many subscriptions on this connection
+2006   UNKNOWN_CHANNEL              no such stream channel
 3001   BATCH_TOO_LARGE              a batch holds more requests than the server accepts
+4001   REJECTED                     the engine refused the command; ``data.reason`` says why
+4002   ENGINE_UNAVAILABLE           trading is halted (the journal could not be written)
 =====  ===========================  ===================================================
 
 The same table is published in ``docs/protocol.md``; a test keeps the two in step.
@@ -53,7 +56,10 @@ class ErrorCode(IntEnum):
     NO_PRICE = 2003
     UNKNOWN_SUBSCRIPTION = 2004
     SUBSCRIPTION_LIMIT = 2005
+    UNKNOWN_CHANNEL = 2006
     BATCH_TOO_LARGE = 3001
+    REJECTED = 4001
+    ENGINE_UNAVAILABLE = 4002
 
 
 _DEFAULT_MESSAGES = {

@@ -8,7 +8,7 @@ milliseconds since the Unix epoch.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -101,3 +101,137 @@ class MarketData(_Out, frozen=True):
 
 class SessionClosing(_Out, frozen=True):
     reason: str
+
+
+# Trading ------------------------------------------------------------------------------------
+
+ClientOrderId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class OrderPlaceParams(_Params, frozen=True):
+    symbol: str
+    side: Literal["buy", "sell"]
+    type: Literal["limit", "market"]
+    quantity: Decimal
+    price: Decimal | None = None
+    time_in_force: Literal["GTC", "IOC", "FOK"] = "GTC"
+    post_only: bool = False
+    client_order_id: ClientOrderId | None = None
+
+
+class OrderRefParams(_Params, frozen=True):
+    order_id: int | None = None
+    client_order_id: ClientOrderId | None = None
+
+
+class OrderAmendParams(_Params, frozen=True):
+    order_id: int | None = None
+    client_order_id: ClientOrderId | None = None
+    price: Decimal | None = None
+    quantity: Decimal | None = None
+
+
+class SymbolFilterParams(_Params, frozen=True):
+    symbol: str | None = None
+
+
+class TradesParams(_Params, frozen=True):
+    symbol: str | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+    before: int | None = None  # a trade id: return older trades (pagination cursor)
+
+
+class ChannelParams(_Params, frozen=True):
+    channel: str
+
+
+class QuoteAcceptParams(_Params, frozen=True):
+    quote_id: str
+    side: Literal["buy", "sell"]  # the client's side: "buy" pays sellPrice, "sell" gets buyPrice
+
+
+class OrderState(_Out, frozen=True):
+    order_id: int
+    client_order_id: str | None
+    symbol: str
+    side: str
+    type: str
+    price: str | None
+    quantity: str
+    filled_quantity: str
+    remaining_quantity: str
+    time_in_force: str
+    post_only: bool
+    status: str
+    reason: str | None
+    created_at: int
+    updated_at: int
+    seq: int
+
+
+class Fill(_Out, frozen=True):
+    """A trade confirmation for one side of a trade."""
+
+    trade_id: int
+    order_id: int | None  # None for an RFQ execution
+    symbol: str
+    side: str
+    price: str
+    quantity: str
+    fee: str
+    fee_asset: str
+    liquidity: str  # "maker", "taker" or "rfq"
+    quote_id: str | None
+    timestamp: int
+    seq: int
+
+
+class Balance(_Out, frozen=True):
+    asset: str
+    available: str
+    locked: str
+
+
+class PublicTrade(_Out, frozen=True):
+    trade_id: int
+    symbol: str
+    price: str
+    quantity: str
+    taker_side: str
+    timestamp: int
+    seq: int
+
+
+class BookUpdate(_Out, frozen=True):
+    """A ``book.SYMBOL`` message: ``type`` is "snapshot" or "delta". A delta lists changed
+    levels as [price, quantity] with quantity "0" for a level that is gone."""
+
+    channel: str
+    type: str
+    symbol: str
+    seq: int
+    prev_seq: int | None
+    bids: list[list[str]]
+    asks: list[list[str]]
+    checksum: int
+
+
+class Ticker(_Out, frozen=True):
+    channel: str
+    symbol: str
+    last: str | None
+    bid: str | None
+    bid_size: str | None
+    ask: str | None
+    ask_size: str | None
+    open24h: str | None
+    high24h: str | None
+    low24h: str | None
+    volume24h: str
+    change24h: str | None
+    change24h_pct: str | None
+    timestamp: int
+
+
+class Subscribed(_Out, frozen=True):
+    channel: str

@@ -24,8 +24,10 @@ from rich.table import Table
 
 from tradews import __version__
 from tradews.adapters import clock
+from tradews.adapters.process_lock import ProcessLock
 from tradews.adapters.sqlite_store import TIERS, SqliteStore, StoreError, resolve_db_path
 from tradews.domain.instrument import Instrument, InvalidDecimal, OffStep, parse_decimal
+from tradews.engine.engine import Market
 
 app = typer.Typer(
     help="tradews: a self-hosted real-time trading server (JSON-RPC 2.0 over WebSocket).",
@@ -103,6 +105,16 @@ def serve(
     volatility: Annotated[
         float, typer.Option(help="Demo walk volatility per hour (0.02 = 2 %; 0 = still).")
     ] = 0.02,
+    durability: Annotated[
+        str,
+        typer.Option(
+            help="full: acknowledged facts survive power loss (fsync per batch); "
+            "normal: they survive a crashed process, not a power cut."
+        ),
+    ] = "full",
+    demo_traders: Annotated[
+        bool, typer.Option(help="In demo mode, run simulated market makers and takers.")
+    ] = True,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run the WebSocket server."""
@@ -112,6 +124,8 @@ def serve(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # picows logs every connection at INFO: too much for a server with thousands of clients.
+    logging.getLogger("picows").setLevel(max(logging.WARNING, logging.getLogger().level))
     if not 0 <= port <= 65535:
         fail("port must be between 0 and 65535")
     if volatility < 0:
@@ -122,7 +136,12 @@ def serve(
     refresh_ms = max(1, ttl_ms // 3)
     if refresh_ms <= tick_interval * 1000:
         fail("--quote-ttl must be at least three pulses long so quotes are refreshed in time")
+    if durability not in ("full", "normal"):
+        fail("--durability must be full or normal")
     store = open_store(db)
+    lock = ProcessLock(store.path)
+    if not lock.try_acquire():
+        fail(f"another tradews server is running on {store.path} (lock {lock.path})")
     creds = seed_demo(store, clock.now_ms()) if demo else None
     settings = replace(
         ServerSettings(),
@@ -134,8 +153,18 @@ def serve(
         quote_ttl_ms=ttl_ms,
         quote_refresh_ms=refresh_ms,
         volatility=volatility,
+        durability=durability.upper(),
+        demo_traders=demo_traders,
     )
-    server = Server(settings, store)
+    try:
+        server = Server(settings, store)
+    except Exception as exc:  # a journal that does not replay is not something to serve from
+        logging.getLogger("tradews").exception("start-up failed")
+        fail(f"cannot start: {exc}")
+    err.print(
+        f"engine: replayed {server.replayed} commands in {server.replay_seconds:.2f} s, "
+        f"seq {server.engine.seq}, state {server.state_hash_at_start[:16]}"
+    )
 
     async def run() -> None:
         try:
@@ -176,12 +205,19 @@ def serve(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        err.print("stopping: closing connections")
+        stopping = asyncio.create_task(stop.wait())
+        fatal = asyncio.create_task(server.fatal.wait())
+        await asyncio.wait({stopping, fatal}, return_when=asyncio.FIRST_COMPLETED)
+        if server.fatal.is_set():
+            err.print("[red]trading halted: the journal could not be written[/red]")
+            raise typer.Exit(3)
+        err.print("stopping: finishing journal writes, closing connections")
         await server.stop()
+        err.print(f"stopped at seq {server.engine.seq}, state {server.engine.state_hash()[:16]}")
 
     _run_async(run())
     store.close()
+    lock.release()
 
 
 def _run_async(coro: Any) -> None:
@@ -367,6 +403,7 @@ def instrument_add(
     try:
         spread = Decimal(spread_bps)
         inst = Instrument(symbol, base, quote, tick_d, lot_d, min_d, max_d, size_d, spread)
+        Market.of(inst)  # the engine must be able to settle it exactly
     except (OffStep, ValueError, ArithmeticError) as exc:
         fail(str(exc))
     store = open_store(db)
@@ -402,6 +439,59 @@ def instrument_list(db: DbOption = "tradews.db", as_json: JsonOption = False) ->
     for r in rows:
         table.add_row(*(v or "-" for v in r.values()))
     out.print(table)
+
+
+# funds ----------------------------------------------------------------------------------------
+
+
+def _move_funds(kind: str, account: str, asset: str, amount: str, ref: str, db: str,
+                as_json: bool) -> None:  # fmt: skip
+    from tradews.app.funds import FundsError, move_funds
+
+    if not re.fullmatch(r"[A-Z0-9]{1,12}", asset):
+        fail("asset must be 1-12 capital letters or digits, e.g. USD")
+    if not ref or len(ref) > 128:
+        fail("--ref must be 1-128 characters")
+    value = _decimal_option(amount, "amount")
+    assert value is not None
+    store = open_store(db)
+    try:
+        outcome = move_funds(store, kind, account, asset, value, ref)
+    except FundsError as exc:
+        fail(str(exc))
+    if as_json:
+        print_json(outcome)
+    elif outcome["ok"]:
+        note = " (already done: same ref)" if outcome.get("duplicate") else ""
+        out.print(f"{kind} of {amount} {asset} for {account}: done{note} [{outcome['via']}]")
+    if not outcome["ok"]:
+        fail(f"{outcome.get('reason')}: {outcome.get('message')}")
+
+
+@app.command()
+def deposit(
+    account: str,
+    asset: str,
+    amount: str,
+    ref: Annotated[str, typer.Option(help="Your unique reference; repeating it is harmless.")],
+    db: DbOption = "tradews.db",
+    as_json: JsonOption = False,
+) -> None:
+    """Credit an account. Goes through the engine, whether or not a server is running."""
+    _move_funds("deposit", account, asset, amount, ref, db, as_json)
+
+
+@app.command()
+def withdraw(
+    account: str,
+    asset: str,
+    amount: str,
+    ref: Annotated[str, typer.Option(help="Your unique reference; repeating it is harmless.")],
+    db: DbOption = "tradews.db",
+    as_json: JsonOption = False,
+) -> None:
+    """Debit an account's available funds. Goes through the engine, like deposits."""
+    _move_funds("withdraw", account, asset, amount, ref, db, as_json)
 
 
 # a tiny client for the terminal ---------------------------------------------------------------

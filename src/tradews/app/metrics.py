@@ -42,6 +42,20 @@ class ServerCollector(Collector):
         yield CounterMetricFamily(
             "tradews_quotes", "Firm quotes made and sent.", value=s.quotes.quotes_made
         )
+        yield GaugeMetricFamily(
+            "tradews_engine_seq", "Sequence number of the last command applied.", value=s.engine.seq
+        )
+        yield CounterMetricFamily(
+            "tradews_engine_commands", "Commands applied since start.", value=s.host.commands
+        )
+        yield CounterMetricFamily(
+            "tradews_journal_batches",
+            "Journal batches made durable since start.",
+            value=s.host.batches,
+        )
+        yield GaugeMetricFamily(
+            "tradews_open_orders", "Orders resting in the books.", value=len(s.engine.open_orders)
+        )
         yield CounterMetricFamily(
             "tradews_quotes_skipped_slow_reader",
             "Quotes not sent because the client's socket buffer was full.",

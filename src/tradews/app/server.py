@@ -1,12 +1,17 @@
-"""The all-in-one server process: storage, price feed, quote and market data streams, WebSocket.
+"""The all-in-one server process: storage, engine, price feed, streams and the WebSocket port.
 
-Timers live here; every decision they trigger is made by the sans-I/O session layer.
+Start-up: take the database's engine lock, list the instruments, replay the journal into a fresh
+engine (checking every invariant), seed the durable view from it, then listen.
 
-- the *pulse* (every ``tick_interval``) steps the demo price walk and sends each quote stream the
-  quote it is owed (price moved, or the last one is about to expire);
+Timers live here; every decision they trigger is made by the pure layers:
+
+- the *pulse* (every ``tick_interval``) steps the demo price walk, sends each quote stream the
+  quote it is owed, and publishes tickers that changed;
 - the *market data* timer sends one snapshot to every ``market_data`` subscriber;
-- the *watcher* polls ``PRAGMA data_version`` and reloads instruments when the CLI changed them,
-  and closes connections whose API key was revoked or has expired.
+- the *watcher* polls ``PRAGMA data_version``: it lists new instruments, hands the operator's
+  inbox (deposits, withdrawals) to the engine, and closes connections whose API key was revoked
+  or has expired;
+- in demo mode, the simulated market makers requote and a taker trades now and then.
 """
 
 from __future__ import annotations
@@ -14,27 +19,41 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
 import secrets
-from collections.abc import Callable
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
 
+import msgspec
 from picows import WSCloseCode, ws_create_server
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from tradews.adapters import clock
-from tradews.adapters.sqlite_store import SqliteStore
+from tradews.adapters.sqlite_journal import SqliteJournal
+from tradews.adapters.sqlite_store import Operations, SqliteStore, StoreError
 from tradews.adapters.ws_server import MAX_MESSAGE_BYTES, Connection, listener_factory
 from tradews.app.catalog import Catalog
 from tradews.app.demo import start_ticks
+from tradews.app.demo_market import MAKER, TAKER, DemoMarket, funding
+from tradews.app.engine_host import EngineHost, replay
 from tradews.app.metrics import render as render_metrics
 from tradews.app.openrpc import openrpc_document
+from tradews.app.pricing import BookPricer
+from tradews.domain.orders import Side
 from tradews.domain.random_walk import RandomWalk
+from tradews.engine.commands import AnyCommand, decoder
+from tradews.engine.engine import Engine, Rejected, Result
 from tradews.session.market_data import MarketDataDesk
 from tradews.session.quote_desk import QuoteDesk
-from tradews.session.session import Services, SessionLimits
+from tradews.session.session import FeeSchedule, Services, SessionLimits
+from tradews.session.view import TradingView
 
 log = logging.getLogger(__name__)
+
+DAY_MS = 24 * 60 * 60 * 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +66,12 @@ class ServerSettings:
     quote_ttl_ms: int = 3000
     quote_refresh_ms: int = 1000
     market_data_interval: float = 1.0
-    watch_interval: float = 0.5
+    watch_interval: float = 0.1
     volatility: float = 0.02
-    limits: SessionLimits = SessionLimits()
+    durability: str = "FULL"
+    demo_traders: bool = True
+    fees: FeeSchedule = field(default_factory=FeeSchedule)
+    limits: SessionLimits = field(default_factory=SessionLimits)
 
 
 def quote_id_factory() -> Callable[[], str]:
@@ -57,6 +79,13 @@ def quote_id_factory() -> Callable[[], str]:
     prefix = secrets.token_hex(4)
     counter = itertools.count(1)
     return lambda: f"{prefix}-{next(counter):x}"
+
+
+def result_text(result: Result) -> str:
+    """How the operator's inbox records an outcome (JSON, read by the CLI)."""
+    if isinstance(result, Rejected):
+        return json.dumps({"ok": False, "reason": result.reason.value, "message": result.message})
+    return json.dumps({"ok": True, "detail": getattr(result, "value", None)})
 
 
 class Server:
@@ -69,28 +98,62 @@ class Server:
     ) -> None:
         self.settings = settings
         self.store = store
+        self.ops = Operations(store)
         self._now_ms = now_ms
+        now = now_ms()
+        self.house_id, self.fee_id = self.ops.system_accounts(now)
         self.catalog = Catalog(store.list_instruments())
+        self.engine = Engine(self.catalog.all(), fee_account_id=self.fee_id)
+        self.journal = SqliteJournal(store.path, synchronous=settings.durability)
+        started = time.perf_counter()
+        self.replayed = replay(self.engine, self.journal)
+        self.engine.validate()
+        self.replay_seconds = time.perf_counter() - started
+        self.state_hash_at_start = self.engine.state_hash()
+        self.view: TradingView[Connection] = TradingView(self.catalog)
+        self._seed_view(now)
+        self.references: dict[str, Fraction] = {}
         self.quotes: QuoteDesk[Connection] = QuoteDesk(
             ttl_ms=settings.quote_ttl_ms,
             refresh_ms=settings.quote_refresh_ms,
             new_quote_id=quote_id_factory(),
+            pricer=BookPricer(self.engine, self.references),
         )
-        self.market: MarketDataDesk[Connection] = MarketDataDesk(self.quotes, self.catalog.all)
+        self.market: MarketDataDesk[Connection] = MarketDataDesk(self.view, self.catalog.all)
+        self.host = EngineHost(self.engine, self.journal, self._publish, self._fatal)
         self.services: Services[Connection] = Services(
             authenticator=store,
             instruments=self.catalog,
             quotes=self.quotes,
             market=self.market,
+            view=self.view,
             market_interval_ms=int(settings.market_data_interval * 1000),
+            trading=self.host,
+            history=self.ops,
+            house_account_id=self.house_id,
+            fees=settings.fees,
             limits=settings.limits,
             openrpc=openrpc_document,
         )
         self.connections: set[Connection] = set()
         self._walks: dict[str, RandomWalk] = {}
+        self._demo: DemoMarket | None = None
         self._server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._data_version = store.data_version()
+        self._inbox_in_flight: set[int] = set()
+        self.fatal = asyncio.Event()
+
+    def _seed_view(self, now: int) -> None:
+        engine = self.engine
+        for symbol, book in engine.books.items():
+            self.view.seed_book(symbol, book.depth(Side.BUY), book.depth(Side.SELL), engine.seq)
+        for (account_id, asset), (available, locked) in engine.ledger.items():
+            self.view.seed_balance(account_id, asset, available, locked)
+        for order in engine.open_orders.values():
+            self.view.seed_order(engine.last_state[order.order_id])
+        for t in self.ops.trades_since(now - DAY_MS):
+            self.view.seed_trade(t.symbol, t.price, t.quantity, t.at)
 
     @property
     def port(self) -> int:
@@ -99,7 +162,7 @@ class Server:
 
     async def start(self) -> None:
         if self.settings.demo:
-            self._sync_walks()
+            self._start_demo()
         self._server = await ws_create_server(
             listener_factory(
                 self.services,
@@ -123,10 +186,13 @@ class Server:
             (self._publish_market_data, self.settings.market_data_interval),
             (self._watch, self.settings.watch_interval),
         ]
+        if self._demo is not None and self.settings.demo_traders:
+            loops.append((self._demo_requote, 0.5))
+            loops.append((self._demo_take, 1.0))
         self._tasks = [asyncio.create_task(self._every(fn, dt)) for fn, dt in loops]
 
     async def stop(self) -> None:
-        """Stop accepting, tell every client we are going away, and release everything."""
+        """Stop accepting, finish what is being made durable, tell clients we are going away."""
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -134,10 +200,13 @@ class Server:
                 await task
         if self._server is not None:
             self._server.close()
+        await self.host.drain()
         for conn in list(self.connections):
             conn.close(WSCloseCode.GOING_AWAY, "server shutting down")
         if self._server is not None:
             await self._server.wait_closed()
+        self.host.close()
+        self.journal.close()
 
     async def _every(self, fn: Callable[[], None], interval: float) -> None:
         """Run ``fn`` every ``interval`` seconds on a fixed schedule, catching up without bursts."""
@@ -155,7 +224,39 @@ class Server:
                 delay = 0
             await asyncio.sleep(delay)
 
-    # Timers --------------------------------------------------------------------------------
+    # Engine output --------------------------------------------------------------------------
+
+    def _publish(self, events: Sequence[object]) -> None:
+        self.view.apply(events, _send)
+
+    def _fatal(self, error: BaseException) -> None:
+        log.critical("trading halted: the journal cannot be written (%s); exiting", error)
+        self.fatal.set()
+
+    def submit(self, command: AnyCommand) -> None:
+        """Submit an internal command (demo, funding); failures are logged, not raised."""
+        self.host.submit(command, _log_rejection)
+
+    # Demo -----------------------------------------------------------------------------------
+
+    def _start_demo(self) -> None:
+        now = self._now_ms()
+        ids = {}
+        for name in ("demo", "house", MAKER, TAKER):
+            account = self.store.get_account(name)
+            if account is None:
+                try:
+                    account = self.store.create_account(name, "enterprise", now)
+                except StoreError:
+                    account = self.store.get_account(name)
+            assert account is not None
+            ids[name] = account.id
+        self._sync_walks()
+        for deposit in funding(ids, self.catalog.all()):
+            self.submit(msgspec.structs.replace(deposit, at=now))
+        self._demo = DemoMarket(
+            ids[MAKER], ids[TAKER], self.references, self.catalog.all, seed=self.settings.seed
+        )
 
     def _sync_walks(self) -> None:
         for inst in self.catalog.all():
@@ -166,17 +267,29 @@ class Server:
                     volatility=self.settings.volatility,
                 )
                 self._walks[inst.symbol] = walk
-                self.quotes.set_reference(inst.symbol, walk.price)
+                self.references[inst.symbol] = walk.price
+
+    def _demo_requote(self) -> None:
+        assert self._demo is not None
+        for command in self._demo.requote(self._now_ms()):
+            self.submit(command)
+
+    def _demo_take(self) -> None:
+        assert self._demo is not None
+        for command in self._demo.maybe_take(self._now_ms()):
+            self.submit(command)
+
+    # Timers ---------------------------------------------------------------------------------
 
     def _pulse(self) -> None:
         now = self._now_ms()
         if self._walks:
             dt = self.settings.tick_interval
             for symbol, walk in self._walks.items():
-                self.quotes.set_reference(symbol, walk.step(dt))
-            self.market.observe(now)
+                self.references[symbol] = walk.step(dt)
         for conn, frame in self.quotes.due(now, _writable):
             conn.send(frame)
+        self.view.publish_tickers(now, _send)
 
     def _publish_market_data(self) -> None:
         subscribers = self.market.subscribers
@@ -193,9 +306,8 @@ class Server:
         changed = version != self._data_version
         self._data_version = version
         if changed:
-            self.catalog.replace(self.store.list_instruments())
-            if self.settings.demo:
-                self._sync_walks()
+            self._reload_instruments()
+            self._take_inbox()
         live = {c: c.session.principal for c in self.connections if c.session.principal is not None}
         if not live:
             return
@@ -209,6 +321,46 @@ class Server:
             elif principal.key_id in revoked:
                 conn.close(WSCloseCode.POLICY_VIOLATION, "api key revoked")
 
+    def _reload_instruments(self) -> None:
+        instruments = self.store.list_instruments()
+        for inst in instruments:
+            if inst.symbol not in self.engine.markets:
+                try:
+                    self.engine.list_instrument(inst)
+                except ValueError as exc:
+                    log.error("cannot list %s: %s", inst.symbol, exc)
+                    continue
+        self.catalog.replace([i for i in instruments if i.symbol in self.engine.markets])
+        if self.settings.demo:
+            self._sync_walks()
+
+    def _take_inbox(self) -> None:
+        for inbox_id, blob in self.ops.inbox_pending():
+            if inbox_id in self._inbox_in_flight:
+                continue
+            try:
+                command = decoder.decode(blob)
+            except Exception as exc:
+                self.ops.inbox_fail(inbox_id, json.dumps({"ok": False, "message": str(exc)}))
+                continue
+            command = msgspec.structs.replace(command, at=self._now_ms())  # the engine's time
+            self._inbox_in_flight.add(inbox_id)
+            self.host.submit(
+                command,
+                lambda _r, i=inbox_id: self._inbox_in_flight.discard(i),  # type: ignore[misc]
+                inbox_id=inbox_id,
+                inbox_result=result_text,
+            )
+
+
+def _send(conn: Connection, frame: bytes) -> None:
+    conn.send(frame)
+
 
 def _writable(conn: Connection) -> bool:
     return conn.writable
+
+
+def _log_rejection(result: Result) -> None:
+    if isinstance(result, Rejected):
+        log.debug("internal command rejected: %s %s", result.reason.value, result.message)

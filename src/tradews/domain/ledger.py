@@ -1,7 +1,9 @@
 """Multi-asset balances: ``available`` and ``locked`` per account and asset, in integer atoms.
 
-One atom is 10^-12 of an asset unit for every asset. Instruments are checked at listing to have
-``tick * lot`` (the smallest notional) a whole number of atoms, so every trade settles exactly.
+One atom is 10^-8 of an asset unit for every asset (a satoshi, for bitcoin). Instruments are
+checked at listing to have ``tick * lot`` (the smallest notional) a whole number of atoms, so every
+trade settles exactly. Eight decimals keep any balance up to 92 billion units within a signed
+64-bit integer, which is what the journal and the database store.
 
 Every movement is a pair of equal and opposite changes, so the sum of an asset over all accounts
 moves only through :meth:`Ledger.deposit` and :meth:`Ledger.withdraw`. :meth:`Ledger.totals` and
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-ATOMS_PER_UNIT = 10**12
+ATOMS_PER_UNIT = 10**8
 _ATOM = Decimal(1) / ATOMS_PER_UNIT
 
 

@@ -40,3 +40,33 @@ def quote_prices(reference: Fraction | int, spread_bps: Decimal) -> TwoWayPrice:
     buy = (ref - half).__floor__()
     sell = (ref + half).__ceil__()
     return TwoWayPrice(buy_ticks=max(1, buy), sell_ticks=max(1, sell))
+
+
+def rfq_prices(
+    bid_vwap: Fraction | None,
+    ask_vwap: Fraction | None,
+    reference: Fraction | None,
+    markup_bps: Decimal,
+) -> TwoWayPrice | None:
+    """Firm prices for an RFQ of a given size, from the book where it is deep enough.
+
+    The desk buys from the client at what selling the quantity into the bids would fetch
+    (``bid_vwap``) less the markup, and sells at what buying it from the asks would cost
+    (``ask_vwap``) plus the markup, both rounded away from the client. A side whose book is too
+    thin (None) falls back to the reference price, if there is one; with neither, no quote.
+    """
+    if reference is not None:
+        fallback = quote_prices(reference, markup_bps)
+    if bid_vwap is None and ask_vwap is None:
+        return fallback if reference is not None else None
+    if (bid_vwap is None or ask_vwap is None) and reference is None:
+        return None
+    m = Fraction(markup_bps) / _BPS
+    buy = (bid_vwap * (1 - m)).__floor__() if bid_vwap is not None else fallback.buy_ticks
+    sell = (ask_vwap * (1 + m)).__ceil__() if ask_vwap is not None else fallback.sell_ticks
+    buy = max(1, buy)
+    if buy > sell:  # a thin side priced off a reference far from the book: quote both from it
+        if reference is None:
+            return None
+        return fallback
+    return TwoWayPrice(buy_ticks=buy, sell_ticks=sell)

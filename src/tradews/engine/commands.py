@@ -2,7 +2,7 @@
 
 Each command carries ``at`` (ms since the epoch), stamped by the runner when it accepted the
 command, so replaying the journal reproduces every decision exactly (expiry checks included).
-Prices are ticks, quantities lots, amounts atoms (10^-12 of a unit).
+Prices are ticks, quantities lots, amounts atoms (10^-8 of a unit).
 """
 
 from __future__ import annotations

@@ -103,7 +103,7 @@ class Market:
         lot = inst.lot * ATOMS_PER_UNIT
         if notional != int(notional) or lot != int(lot):
             raise UnlistableInstrument(
-                f"{inst.symbol}: tick x lot and lot must be multiples of 10^-12"
+                f"{inst.symbol}: tick x lot and lot must be multiples of 10^-8"
             )
         max_lots = None if inst.max_size is None else int(inst.max_size / inst.lot)
         return cls(inst, int(notional), int(lot), int(inst.min_size / inst.lot), max_lots)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from tradews.domain.instrument import Instrument
+from tradews.engine.commands import AnyCommand
+from tradews.engine.engine import Result
+from tradews.engine.events import OrderUpdated, TradeExecuted
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,3 +37,23 @@ class InstrumentCatalog(Protocol):
     def get(self, symbol: str) -> Instrument | None: ...
 
     def all(self) -> list[Instrument]: ...
+
+
+class Trading(Protocol):
+    """The way to the engine. ``reply`` is called once the command's effects are durable."""
+
+    def submit(self, command: AnyCommand, reply: Callable[[Result], None]) -> bool:
+        """Returns False if trading is halted (nothing was applied, ``reply`` is not called)."""
+        ...
+
+
+class History(Protocol):
+    """Durable read models: what is no longer in memory."""
+
+    def trades_of(
+        self, account_id: int, *, symbol: str | None, before: int | None, limit: int
+    ) -> list[TradeExecuted]: ...
+
+    def closed_order(
+        self, account_id: int, order_id: int | None, client_order_id: str | None
+    ) -> OrderUpdated | None: ...

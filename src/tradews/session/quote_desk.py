@@ -1,5 +1,9 @@
 """RFQ quote streams: who asked for what, and when each one is owed a new firm quote.
 
+Prices come from a ``pricer`` (the order book's depth plus a markup, or the demo reference price
+where the book is too thin: see ``domain/pricing.py``). Every quote sent is remembered until it
+expires, so ``quote_accept`` can execute it at exactly its terms.
+
 A stream gets a new quote when its two-way price moves (after rounding on the tick), or when its
 current quote is within ``refresh_ms`` of ``validUntil``: a client streaming quotes always holds
 one that is still firm. A stream whose connection cannot take more data right now (a slow reader)
@@ -9,19 +13,33 @@ and its ``seq`` never skips a number.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Generic, TypeVar
 
 from tradews.api.messages import Quote
 from tradews.codecs.jsonrpc import encode_notification
 from tradews.domain.instrument import Instrument
-from tradews.domain.pricing import TwoWayPrice, quote_prices
+from tradews.domain.pricing import TwoWayPrice
 
 C = TypeVar("C")
 
 QUOTE_METHOD = "quote"
+
+
+Pricer = Callable[[Instrument, int], TwoWayPrice | None]
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedQuote:
+    quote_id: str
+    account_id: int
+    symbol: str
+    quantity_lots: int
+    buy_ticks: int
+    sell_ticks: int
+    valid_until: int
 
 
 @dataclass(slots=True, eq=False)
@@ -49,31 +67,37 @@ class QuoteDesk(Generic[C]):
         ttl_ms: int,
         refresh_ms: int,
         new_quote_id: Callable[[], str],
+        pricer: Pricer,
     ) -> None:
         if not 0 < refresh_ms < ttl_ms:
             raise ValueError("refresh_ms must be between 0 and ttl_ms")
         self.ttl_ms = ttl_ms
         self.refresh_ms = refresh_ms
         self._new_quote_id = new_quote_id
-        self._references: dict[str, Fraction] = {}
+        self._pricer = pricer
+        self._issued: dict[str, IssuedQuote] = {}
+        self._expiry: deque[IssuedQuote] = deque()
         self._streams: dict[int, QuoteStream[C]] = {}
         self.quotes_made = 0
         self.skipped_slow = 0
 
     # Prices --------------------------------------------------------------------------------
 
-    def set_reference(self, symbol: str, price_ticks: Fraction) -> None:
-        self._references[symbol] = price_ticks
-
-    def reference(self, symbol: str) -> Fraction | None:
-        return self._references.get(symbol)
-
     def price(self, instrument: Instrument, quantity_lots: int) -> TwoWayPrice | None:
-        """The firm two-way price for ``quantity_lots``, or None without a reference price."""
-        ref = self._references.get(instrument.symbol)
-        if ref is None:
-            return None
-        return quote_prices(ref, instrument.spread_bps)
+        """The firm two-way price for ``quantity_lots``, or None if there is no price."""
+        return self._pricer(instrument, quantity_lots)
+
+    def lookup(self, quote_id: str, now_ms: int) -> IssuedQuote | None:
+        """A quote sent earlier and not long expired (expired ones are kept a little while so
+        that accepting them says "expired" rather than "unknown")."""
+        self._forget_expired(now_ms)
+        return self._issued.get(quote_id)
+
+    def _forget_expired(self, now_ms: int) -> None:
+        horizon = now_ms - 10 * self.ttl_ms
+        expiry = self._expiry
+        while expiry and expiry[0].valid_until < horizon:
+            del self._issued[expiry.popleft().quote_id]
 
     # Streams -------------------------------------------------------------------------------
 
@@ -92,6 +116,7 @@ class QuoteDesk(Generic[C]):
 
     def due(self, now_ms: int, writable: Callable[[C], bool]) -> Iterable[tuple[C, bytes]]:
         """Yield ``(conn, frame)`` for every stream owed a new quote at ``now_ms``."""
+        self._forget_expired(now_ms)
         prices: dict[tuple[str, int], TwoWayPrice | None] = {}
         refresh_at = self.refresh_ms
         for stream in list(self._streams.values()):
@@ -116,13 +141,24 @@ class QuoteDesk(Generic[C]):
         self.quotes_made += 1
         stream.last_price = price
         stream.valid_until = now_ms + self.ttl_ms
+        issued = IssuedQuote(
+            self._new_quote_id(),
+            stream.account_id,
+            inst.symbol,
+            stream.quantity_lots,
+            price.buy_ticks,
+            price.sell_ticks,
+            stream.valid_until,
+        )
+        self._issued[issued.quote_id] = issued
+        self._expiry.append(issued)
         quote = Quote(
             subscription=stream.subscription,
             symbol=inst.symbol,
             buy_price=inst.format_price(price.buy_ticks),
             sell_price=inst.format_price(price.sell_ticks),
             quantity=stream.quantity_text,
-            quote_id=self._new_quote_id(),
+            quote_id=issued.quote_id,
             valid_until=stream.valid_until,
             seq=stream.seq,
             timestamp=now_ms,

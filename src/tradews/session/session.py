@@ -6,14 +6,16 @@ Lifecycle (``SessionState``)::
         |                                                     ^
         +---- too many failed logins / close() ---------------+
 
-Call :meth:`Session.receive_text` with each text frame; send what it returns, in order. If
-:attr:`Session.close_reason` is set afterwards, close the connection with it. Call
-:meth:`Session.close` exactly once when the connection ends: it releases every subscription.
+Call :meth:`Session.receive_text` with each text frame; send what it returns, in order. Replies
+to commands that go through the engine come later, once durable, through the ``send`` callback
+given at construction. If :attr:`Session.close_reason` is set, close the connection with it.
+Call :meth:`Session.close` exactly once when the connection ends: it releases every subscription.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 import itertools
 import logging
 from collections.abc import Callable
@@ -25,25 +27,52 @@ import msgspec
 
 from tradews.api.errors import ApiError, ErrorCode
 from tradews.api.messages import (
+    Balance,
+    ChannelParams,
+    Fill,
     LoginParams,
     MarketDataSubscription,
     NoParams,
+    OrderAmendParams,
+    OrderPlaceParams,
+    OrderRefParams,
+    OrderState,
+    QuoteAcceptParams,
     QuoteRequestParams,
     QuoteSubscription,
+    Subscribed,
     SubscriptionParams,
+    SymbolFilterParams,
     TimeResult,
+    TradesParams,
 )
 from tradews.codecs import jsonrpc
 from tradews.domain.instrument import Instrument, InvalidDecimal, OffStep, to_steps
+from tradews.domain.orders import OrderType, Reject, Side, TimeInForce
+from tradews.engine.commands import (
+    AcceptQuote,
+    AmendOrder,
+    AnyCommand,
+    CancelAll,
+    CancelOrder,
+    PlaceOrder,
+)
+from tradews.engine.engine import Done, OrderResult, Rejected, Result
+from tradews.engine.events import TradeExecuted
+from tradews.session.formats import fills_for, order_state
 from tradews.session.market_data import MarketDataDesk
-from tradews.session.ports import Authenticator, InstrumentCatalog, Principal
+from tradews.session.ports import Authenticator, History, InstrumentCatalog, Principal, Trading
 from tradews.session.quote_desk import QuoteDesk, QuoteStream
+from tradews.session.view import TradingView
 
 C = TypeVar("C")
 
 log = logging.getLogger(__name__)
 
 MARKET_DATA_SUBSCRIPTION = "market_data"
+_SIDES = {"buy": Side.BUY, "sell": Side.SELL}
+_TYPES = {"limit": OrderType.LIMIT, "market": OrderType.MARKET}
+_TIFS = {"GTC": TimeInForce.GTC, "IOC": TimeInForce.IOC, "FOK": TimeInForce.FOK}
 
 
 class SessionState(enum.Enum):
@@ -59,6 +88,18 @@ class SessionLimits:
     max_login_failures: int = 5
 
 
+@dataclass(frozen=True, slots=True)
+class FeeSchedule:
+    """Maker and taker fees per account tier, in 1/100 of a basis point."""
+
+    rates: dict[str, tuple[int, int]] = field(
+        default_factory=lambda: {"enterprise": (500, 1000), "standard": (1000, 2000)}
+    )
+
+    def of(self, tier: str) -> tuple[int, int]:
+        return self.rates.get(tier, (0, 0))
+
+
 @dataclass(slots=True)
 class Services(Generic[C]):
     """Everything sessions share. One instance per server."""
@@ -67,7 +108,12 @@ class Services(Generic[C]):
     instruments: InstrumentCatalog
     quotes: QuoteDesk[C]
     market: MarketDataDesk[C]
+    view: TradingView[C]
     market_interval_ms: int
+    trading: Trading | None = None
+    history: History | None = None
+    house_account_id: int = 0
+    fees: FeeSchedule = field(default_factory=FeeSchedule)
     limits: SessionLimits = field(default_factory=SessionLimits)
     openrpc: Callable[[], Any] | None = None
 
@@ -77,66 +123,87 @@ class Method:
     name: str
     params: type[msgspec.Struct]
     summary: str
-    result: type | None
+    result: Any
     needs_login: bool = True
+
+
+class Deferred:
+    """A reply that comes later: ``start(done)`` is called once; ``done`` takes the result value
+    or an :class:`ApiError`."""
+
+    __slots__ = ("start",)
+
+    def __init__(self, start: Callable[[Callable[[Any], None]], None]) -> None:
+        self.start = start
 
 
 # The method table: the one place a method is declared. ``rpc.discover`` is generated from it.
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
-        Method(
-            "rpc.login",
-            LoginParams,
-            "Log in with an API key and secret. Returns true.",
-            bool,
-            needs_login=False,
-        ),
-        Method(
-            "time",
-            NoParams,
-            "Server time in milliseconds since the Unix epoch.",
-            TimeResult,
-            needs_login=False,
-        ),
+        Method("rpc.login", LoginParams, "Log in with an API key and secret. Returns true.", bool,
+               needs_login=False),
+        Method("time", NoParams, "Server time in milliseconds since the Unix epoch.", TimeResult,
+               needs_login=False),
         Method("rpc.discover", NoParams, "This API's OpenRPC document.", dict, needs_login=False),
-        Method(
-            "quote_request",
-            QuoteRequestParams,
-            "Start a stream of firm RFQ quotes (notifications 'quote') for a symbol.",
-            QuoteSubscription,
-        ),
+        Method("quote_request", QuoteRequestParams,
+               "Start a stream of firm RFQ quotes (notifications 'quote') for a symbol.",
+               QuoteSubscription),
         Method("quote_cancel", SubscriptionParams, "Stop a quote stream. Returns true.", bool),
-        Method(
-            "market_data_request",
-            NoParams,
-            "Start the market data stream (notifications 'market_data') for every instrument.",
-            MarketDataSubscription,
-        ),
+        Method("quote_accept", QuoteAcceptParams,
+               "Execute a firm quote before it expires, all or nothing. Returns the fill.", Fill),
+        Method("market_data_request", NoParams,
+               "Start the market data stream (notifications 'market_data') for every instrument.",
+               MarketDataSubscription),
         Method("market_data_cancel", NoParams, "Stop the market data stream. Returns true.", bool),
+        Method("order_place", OrderPlaceParams,
+               "Place a limit or market order. Returns the order once durable.", OrderState),
+        Method("order_cancel", OrderRefParams, "Cancel an open order.", OrderState),
+        Method("order_cancel_all", SymbolFilterParams,
+               "Cancel every open order (of one symbol). Returns the cancelled ids.", dict),
+        Method("order_amend", OrderAmendParams,
+               "Change an open order's price and/or total quantity.", OrderState),
+        Method("order_status", OrderRefParams, "An order's current state.", OrderState),
+        Method("orders_open", SymbolFilterParams, "Your open orders.", list[OrderState]),
+        Method("balances", NoParams, "Your balances per asset.", list[Balance]),
+        Method("trades", TradesParams, "Your trades, newest first, paginated by 'before'.",
+               list[Fill]),
+        Method("subscribe", ChannelParams,
+               "Subscribe to book.SYMBOL, trades.SYMBOL, ticker.SYMBOL, orders or balances.",
+               Subscribed),
+        Method("unsubscribe", ChannelParams, "Stop a channel subscription. Returns true.", bool),
     )
-}
+}  # fmt: skip
 
 _param_decoders = {name: msgspec.json.Decoder(m.params) for name, m in METHODS.items()}
 _subscription_ids = itertools.count(1)
 
 
+def rejected(reason: Reject, message: str) -> ApiError:
+    return ApiError(ErrorCode.REJECTED, message, {"reason": reason.value})
+
+
 class Session(Generic[C]):
-    def __init__(self, services: Services[C], conn: C) -> None:
+    def __init__(
+        self, services: Services[C], conn: C, send: Callable[[bytes], None] | None = None
+    ) -> None:
         self._services = services
         self._conn = conn
+        self._send = send or (lambda data: None)
         self.state = SessionState.ANONYMOUS
         self.principal: Principal | None = None
         self.close_reason: str | None = None
         self._login_failures = 0
         self._quote_streams: dict[str, QuoteStream[C]] = {}
+        self._channels: dict[str, str] = {}  # channel name -> view key
         self._market_data = False
         self._follow_ups: list[bytes] = []
+        self._id = next(_subscription_ids)
 
     # Input ---------------------------------------------------------------------------------
 
     def receive_text(self, data: bytes, now_ms: int) -> list[bytes]:
-        """Handle one text frame; return the frames to send, in order."""
+        """Handle one text frame; return the frames to send now, in order."""
         if self.state is SessionState.CLOSED:
             return []
         frame = jsonrpc.parse_frame(data, max_batch=self._services.limits.max_batch)
@@ -144,15 +211,24 @@ class Session(Generic[C]):
         if frame.error is not None:
             out.append(jsonrpc.encode_error(None, frame.error))
             return out
-        replies = []
+        replies: list[Any] = []
+        deferred: list[tuple[int, jsonrpc.Call, Deferred]] = []
         for item in frame.items:
             if isinstance(item, jsonrpc.Invalid):
                 replies.append(jsonrpc.error(item.id, item.error))
                 continue
             reply = self._dispatch(item, now_ms)
-            if not item.is_notification:
+            if isinstance(reply, Deferred):
+                if item.is_notification:
+                    reply.start(lambda value: None)
+                else:
+                    deferred.append((len(replies), item, reply))
+                    replies.append(None)
+            elif not item.is_notification:
                 replies.append(reply)
-        if frame.is_batch:
+        if deferred:
+            self._await_deferred(frame.is_batch, replies, deferred)
+        elif frame.is_batch:
             if replies:
                 out.append(jsonrpc.encode(replies))
         elif replies:
@@ -161,6 +237,29 @@ class Session(Generic[C]):
             out.extend(self._follow_ups)
             self._follow_ups.clear()
         return out
+
+    def _await_deferred(
+        self,
+        is_batch: bool,
+        replies: list[Any],
+        deferred: list[tuple[int, jsonrpc.Call, Deferred]],
+    ) -> None:
+        """Send the reply (or the whole batch's reply) when every deferred part is done."""
+        waiting = [len(deferred)]
+
+        def finish(slot: int, call: jsonrpc.Call, value: Any) -> None:
+            if self.state is SessionState.CLOSED:
+                return
+            if isinstance(value, ApiError):
+                replies[slot] = jsonrpc.error(call.id, value)
+            else:
+                replies[slot] = jsonrpc.result(call.id, value)
+            waiting[0] -= 1
+            if waiting[0] == 0:
+                self._send(jsonrpc.encode(replies if is_batch else replies[0]))
+
+        for slot, call, d in deferred:
+            d.start(functools.partial(finish, slot, call))
 
     def _dispatch(self, call: jsonrpc.Call, now_ms: int) -> Any:
         method = METHODS.get(call.method)
@@ -171,6 +270,8 @@ class Session(Generic[C]):
                 raise ApiError(ErrorCode.AUTH_REQUIRED, f"{call.method} requires rpc.login first")
             params = self._decode_params(call)
             value = getattr(self, "_m_" + call.method.replace(".", "_"))(params, now_ms)
+            if isinstance(value, Deferred):
+                return value
             return jsonrpc.result(call.id, value)
         except ApiError as exc:
             return jsonrpc.error(call.id, exc)
@@ -188,7 +289,7 @@ class Session(Generic[C]):
         except msgspec.ValidationError as exc:
             raise ApiError(ErrorCode.INVALID_PARAMS, data=str(exc)) from None
 
-    # Methods -------------------------------------------------------------------------------
+    # Login and discovery -------------------------------------------------------------------
 
     def _m_rpc_login(self, p: LoginParams, now_ms: int) -> bool:
         if self.state is SessionState.AUTHENTICATED:
@@ -219,18 +320,17 @@ class Session(Generic[C]):
         doc = self._services.openrpc
         return doc() if doc is not None else {}
 
+    # RFQ -----------------------------------------------------------------------------------
+
     def _m_quote_request(self, p: QuoteRequestParams, now_ms: int) -> QuoteSubscription:
         services = self._services
-        inst = services.instruments.get(p.symbol)
-        if inst is None:
-            raise ApiError(ErrorCode.UNKNOWN_SYMBOL, f"unknown symbol {p.symbol!r}")
+        inst = self._instrument(p.symbol)
         lots = inst.quote_size_lots if p.quantity is None else _quantity_lots(inst, p.quantity)
-        if services.quotes.reference(inst.symbol) is None:
+        if services.quotes.price(inst, lots) is None:
             raise ApiError(ErrorCode.NO_PRICE, f"no price is available for {inst.symbol} yet")
         self._check_subscription_room()
-        assert self.principal is not None
         sub_id = f"q{next(_subscription_ids)}"
-        stream = QuoteStream(self._conn, sub_id, self.principal.account_id, inst, lots)
+        stream = QuoteStream(self._conn, sub_id, self._account(), inst, lots)
         self._quote_streams[sub_id] = stream
         first = services.quotes.open(stream, now_ms)
         if first is not None:
@@ -251,11 +351,41 @@ class Session(Generic[C]):
         self._services.quotes.close(stream)
         return True
 
+    def _m_quote_accept(self, p: QuoteAcceptParams, now_ms: int) -> Deferred:
+        services = self._services
+        quote = services.quotes.lookup(p.quote_id, now_ms)
+        if quote is None:
+            raise rejected(Reject.QUOTE_UNKNOWN, f"no quote {p.quote_id!r}")
+        side = _SIDES[p.side]
+        command = AcceptQuote(
+            now_ms,
+            self._account(),
+            quote.quote_id,
+            quote.account_id,
+            quote.symbol,
+            int(side),
+            quote.sell_ticks if side is Side.BUY else quote.buy_ticks,
+            quote.quantity_lots,
+            quote.valid_until,
+            services.house_account_id,
+        )
+        account = self._account()
+        inst = self._instrument(quote.symbol)
+
+        def reply(result: Result) -> Any:
+            if isinstance(result, Done) and isinstance(result.value, TradeExecuted):
+                return fills_for(account, result.value, inst)[0]
+            return _unexpected(result)
+
+        return self._submit(command, reply)
+
+    # Market data ---------------------------------------------------------------------------
+
     def _m_market_data_request(self, p: NoParams, now_ms: int) -> MarketDataSubscription:
         market = self._services.market
         if not self._market_data:
             self._check_subscription_room()
-            market.subscribe(id(self), self._conn)
+            market.subscribe(self._id, self._conn)
             self._market_data = True
         self._follow_ups.append(market.snapshot(now_ms))
         return MarketDataSubscription(
@@ -267,13 +397,183 @@ class Session(Generic[C]):
     def _m_market_data_cancel(self, p: NoParams, now_ms: int) -> bool:
         if not self._market_data:
             raise ApiError(ErrorCode.UNKNOWN_SUBSCRIPTION, "no market data subscription")
-        self._services.market.unsubscribe(id(self))
+        self._services.market.unsubscribe(self._id)
         self._market_data = False
         return True
 
+    def _m_subscribe(self, p: ChannelParams, now_ms: int) -> Subscribed:
+        view = self._services.view
+        key = view.channel_key(p.channel, self._account())
+        if p.channel not in self._channels:
+            self._check_subscription_room()
+            self._channels[p.channel] = key
+            view.unsubscribe(key, self._id)
+        self._follow_ups.extend(view.subscribe(key, self._id, self._conn, now_ms))
+        return Subscribed(channel=p.channel)
+
+    def _m_unsubscribe(self, p: ChannelParams, now_ms: int) -> bool:
+        key = self._channels.pop(p.channel, None)
+        if key is None:
+            raise ApiError(ErrorCode.UNKNOWN_SUBSCRIPTION, f"not subscribed to {p.channel!r}")
+        self._services.view.unsubscribe(key, self._id)
+        return True
+
+    # Orders --------------------------------------------------------------------------------
+
+    def _m_order_place(self, p: OrderPlaceParams, now_ms: int) -> Deferred:
+        inst = self._instrument_or_reject(p.symbol)
+        otype = _TYPES[p.type]
+        if otype is OrderType.LIMIT:
+            if p.price is None:
+                raise rejected(Reject.INVALID_PRICE, "a limit order needs a price")
+            price = _price_ticks(inst, p.price)
+        else:
+            if p.price is not None:
+                raise rejected(Reject.PRICE_NOT_ALLOWED, "a market order takes no price")
+            price = 0
+        lots = _order_lots(inst, p.quantity)
+        maker, taker = self._services.fees.of(self._principal().tier)
+        command = PlaceOrder(
+            now_ms,
+            self._account(),
+            inst.symbol,
+            int(_SIDES[p.side]),
+            int(otype),
+            price,
+            lots,
+            int(_TIFS[p.time_in_force]),
+            p.post_only,
+            p.client_order_id,
+            maker,
+            taker,
+        )
+        return self._submit(command, self._order_reply)
+
+    def _m_order_cancel(self, p: OrderRefParams, now_ms: int) -> Deferred:
+        order_id, client_id = _order_ref(p.order_id, p.client_order_id)
+        command = CancelOrder(now_ms, self._account(), order_id, client_id)
+        return self._submit(command, self._order_reply)
+
+    def _m_order_cancel_all(self, p: SymbolFilterParams, now_ms: int) -> Deferred:
+        if p.symbol is not None:
+            self._instrument_or_reject(p.symbol)
+        command = CancelAll(now_ms, self._account(), p.symbol)
+
+        def reply(result: Result) -> Any:
+            if isinstance(result, Done):
+                return {"cancelled": result.value}
+            return _unexpected(result)
+
+        return self._submit(command, reply)
+
+    def _m_order_amend(self, p: OrderAmendParams, now_ms: int) -> Deferred:
+        order_id, client_id = _order_ref(p.order_id, p.client_order_id)
+        if p.price is None and p.quantity is None:
+            raise ApiError(ErrorCode.INVALID_PARAMS, data="give a new price, quantity or both")
+        symbol = self._symbol_of(order_id, client_id)
+        price = lots = None
+        if symbol is not None:
+            inst = self._instrument(symbol)
+            price = None if p.price is None else _price_ticks(inst, p.price)
+            lots = None if p.quantity is None else _order_lots(inst, p.quantity)
+        command = AmendOrder(now_ms, self._account(), order_id, client_id, price, lots)
+        return self._submit(command, self._order_reply)
+
+    def _m_order_status(self, p: OrderRefParams, now_ms: int) -> OrderState:
+        order_id, client_id = _order_ref(p.order_id, p.client_order_id)
+        view = self._services.view
+        account = self._account()
+        state = None
+        for o in view.open_orders(account, None):
+            if o.order_id == order_id or (client_id is not None and o.client_order_id == client_id):
+                state = o
+                break
+        history = self._services.history
+        if state is None and history is not None:
+            state = history.closed_order(account, order_id, client_id)
+        if state is None:
+            raise rejected(Reject.UNKNOWN_ORDER, "no such order")
+        return order_state(state, self._instrument(state.symbol))
+
+    def _m_orders_open(self, p: SymbolFilterParams, now_ms: int) -> list[OrderState]:
+        if p.symbol is not None:
+            self._instrument_or_reject(p.symbol)
+        return [
+            order_state(o, self._instrument(o.symbol))
+            for o in self._services.view.open_orders(self._account(), p.symbol)
+        ]
+
+    def _m_balances(self, p: NoParams, now_ms: int) -> list[Balance]:
+        return self._services.view.balances(self._account())
+
+    def _m_trades(self, p: TradesParams, now_ms: int) -> list[Fill]:
+        history = self._services.history
+        if history is None:
+            return []
+        if p.symbol is not None:
+            self._instrument_or_reject(p.symbol)
+        account = self._account()
+        rows = history.trades_of(account, symbol=p.symbol, before=p.before, limit=p.limit)
+        out: list[Fill] = []
+        for t in rows:
+            out.extend(fills_for(account, t, self._instrument(t.symbol)))
+        return out
+
+    # Helpers -------------------------------------------------------------------------------
+
+    def _submit(self, command: AnyCommand, to_value: Callable[[Result], Any]) -> Deferred:
+        trading = self._services.trading
+        if trading is None:
+            raise ApiError(ErrorCode.ENGINE_UNAVAILABLE, "trading is not available")
+
+        def start(done: Callable[[Any], None]) -> None:
+            def reply(result: Result) -> None:
+                if isinstance(result, Rejected):
+                    done(rejected(result.reason, result.message))
+                    return
+                try:
+                    done(to_value(result))
+                except ApiError as exc:
+                    done(exc)
+
+            if not trading.submit(command, reply):
+                done(ApiError(ErrorCode.ENGINE_UNAVAILABLE, "trading is halted"))
+
+        return Deferred(start)
+
+    def _order_reply(self, result: Result) -> OrderState:
+        if isinstance(result, OrderResult):
+            return order_state(result.order, self._instrument(result.order.symbol))
+        return _unexpected(result)  # type: ignore[no-any-return]
+
+    def _symbol_of(self, order_id: int | None, client_id: str | None) -> str | None:
+        for o in self._services.view.open_orders(self._account(), None):
+            if o.order_id == order_id or (client_id is not None and o.client_order_id == client_id):
+                return o.symbol
+        return None
+
+    def _principal(self) -> Principal:
+        assert self.principal is not None
+        return self.principal
+
+    def _account(self) -> int:
+        return self._principal().account_id
+
+    def _instrument(self, symbol: str) -> Instrument:
+        inst = self._services.instruments.get(symbol)
+        if inst is None:
+            raise ApiError(ErrorCode.UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}")
+        return inst
+
+    def _instrument_or_reject(self, symbol: str) -> Instrument:
+        inst = self._services.instruments.get(symbol)
+        if inst is None:
+            raise rejected(Reject.UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}")
+        return inst
+
     def _check_subscription_room(self) -> None:
         limit = self._services.limits.max_subscriptions
-        if len(self._quote_streams) + int(self._market_data) >= limit:
+        if self.subscription_count >= limit:
             raise ApiError(
                 ErrorCode.SUBSCRIPTION_LIMIT, f"at most {limit} subscriptions per connection"
             )
@@ -282,7 +582,7 @@ class Session(Generic[C]):
 
     @property
     def subscription_count(self) -> int:
-        return len(self._quote_streams) + int(self._market_data)
+        return len(self._quote_streams) + int(self._market_data) + len(self._channels)
 
     def close(self) -> None:
         """Release every subscription. Idempotent."""
@@ -292,9 +592,42 @@ class Session(Generic[C]):
             self._services.quotes.close(stream)
         self._quote_streams.clear()
         if self._market_data:
-            self._services.market.unsubscribe(id(self))
+            self._services.market.unsubscribe(self._id)
             self._market_data = False
+        for key in self._channels.values():
+            self._services.view.unsubscribe(key, self._id)
+        self._channels.clear()
         self.state = SessionState.CLOSED
+
+
+def _unexpected(result: Result) -> Any:
+    log.error("unexpected engine result %r", result)
+    raise ApiError(ErrorCode.INTERNAL_ERROR)
+
+
+def _order_ref(order_id: int | None, client_id: str | None) -> tuple[int | None, str | None]:
+    if (order_id is None) == (client_id is None):
+        raise ApiError(ErrorCode.INVALID_PARAMS, data="give exactly one of orderId, clientOrderId")
+    return order_id, client_id
+
+
+def _price_ticks(inst: Instrument, price: Decimal) -> int:
+    try:
+        if not price.is_finite() or price <= 0:
+            raise InvalidDecimal("price must be a positive decimal")
+        return to_steps(price, inst.tick, what="price")
+    except (InvalidDecimal, OffStep) as exc:
+        raise rejected(Reject.INVALID_PRICE, str(exc)) from None
+
+
+def _order_lots(inst: Instrument, quantity: Decimal) -> int:
+    """Quantity in lots; size limits are the engine's to check (with their own reasons)."""
+    try:
+        if not quantity.is_finite() or quantity <= 0:
+            raise InvalidDecimal("quantity must be a positive decimal")
+        return to_steps(quantity, inst.lot, what="quantity")
+    except (InvalidDecimal, OffStep) as exc:
+        raise rejected(Reject.INVALID_QUANTITY, str(exc)) from None
 
 
 def _quantity_lots(inst: Instrument, quantity: Decimal) -> int:

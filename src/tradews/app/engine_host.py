@@ -1,0 +1,156 @@
+"""Runs the engine on the event loop and makes its output durable before anyone sees it.
+
+:meth:`EngineHost.submit` applies a command at once (the engine is fast and single-threaded, so
+the loop's thread *is* the single writer) and parks the result. Parked results are written to the
+journal in batches by one writer thread: one transaction, one fsync, for every command that
+arrived while the previous batch was being written (group commit). Only when a batch is durable
+are its replies sent and its events published, in sequence order. A client is therefore never
+told of anything a crash could take back.
+
+If the journal cannot be written, the engine's memory is ahead of the disk and nothing can be
+trusted: the host stops taking commands and calls ``on_fatal`` so the process exits and restarts
+from the journal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from tradews.adapters.sqlite_journal import JournalEntry, SqliteJournal
+from tradews.engine.commands import AnyCommand
+from tradews.engine.engine import Engine, Result
+
+log = logging.getLogger(__name__)
+
+Reply = Callable[[Result], None]
+
+
+@dataclass(slots=True)
+class _Parked:
+    entry: JournalEntry | None  # None for a read that only waits for earlier writes
+    result: Any
+    reply: Callable[[Any], None] | None
+
+
+class EngineHost:
+    def __init__(
+        self,
+        engine: Engine,
+        journal: SqliteJournal,
+        publish: Callable[[Sequence[object]], None],
+        on_fatal: Callable[[BaseException], None],
+    ) -> None:
+        self.engine = engine
+        self._journal = journal
+        self._publish = publish
+        self._on_fatal = on_fatal
+        self._parked: list[_Parked] = []
+        self._writing = False
+        self._flush_scheduled = False
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="journal")
+        self.failed: BaseException | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.batches = 0
+        self.commands = 0
+
+    def submit(
+        self,
+        command: AnyCommand,
+        reply: Reply | None,
+        *,
+        inbox_id: int | None = None,
+        inbox_result: Callable[[Result], str] | None = None,
+    ) -> bool:
+        """Apply ``command``; ``reply`` gets its result once it is durable.
+
+        Returns False (and applies nothing) once the host has failed.
+        """
+        if self.failed is not None:
+            return False
+        result, events = self.engine.apply(command)
+        outcome = None if inbox_result is None else inbox_result(result)
+        entry = JournalEntry(self.engine.seq, command, events, inbox_id, outcome)
+        self._parked.append(_Parked(entry, result, reply))
+        self.commands += 1
+        self._schedule()
+        return True
+
+    def after_writes(self, read: Callable[[], Any], reply: Callable[[Any], None]) -> None:
+        """Answer a read now, but deliver it only after every earlier command is durable,
+        so a query never reveals what has not been acknowledged."""
+        if not self._parked and not self._writing:
+            reply(read())
+            return
+        self._parked.append(_Parked(None, read(), reply))
+        self._schedule()
+
+    def _schedule(self) -> None:
+        self._idle.clear()
+        if not self._flush_scheduled and not self._writing:
+            self._flush_scheduled = True
+            # Run after everything else ready in this loop iteration: that is the group.
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._writing or not self._parked:
+            return
+        batch, self._parked = self._parked, []
+        entries = [p.entry for p in batch if p.entry is not None]
+        self._writing = True
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        future = loop.run_in_executor(self._executor, self._journal.append, entries)
+        future.add_done_callback(lambda f: self._written(batch, f, started))
+
+    def _written(self, batch: list[_Parked], future: asyncio.Future[None], started: float) -> None:
+        self._writing = False
+        error = future.exception()
+        if error is not None:
+            self.failed = error
+            log.critical("journal write failed; stopping the engine: %r", error)
+            self._on_fatal(error)
+            return
+        self.batches += 1
+        publish = self._publish
+        for parked in batch:
+            if parked.reply is not None:
+                try:
+                    parked.reply(parked.result)
+                except Exception:
+                    log.exception("reply callback failed")
+            if parked.entry is not None and parked.entry.events:
+                try:
+                    publish(parked.entry.events)
+                except Exception:
+                    log.exception("publishing events failed")
+        if self._parked:
+            self._flush()
+        else:
+            self._idle.set()
+
+    async def drain(self) -> None:
+        """Wait until everything submitted so far is durable (or the host has failed)."""
+        while not self._idle.is_set() and self.failed is None:
+            await self._idle.wait()
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
+def replay(engine: Engine, journal: SqliteJournal) -> int:
+    """Apply every journaled command to ``engine`` (fresh); return how many were applied."""
+    count = 0
+    for seq, command in journal.read(engine.seq):
+        engine.apply(command)
+        if engine.seq != seq:
+            raise RuntimeError(f"journal gap or reordering: expected seq {engine.seq}, found {seq}")
+        count += 1
+    return count
