@@ -19,11 +19,14 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from decimal import Decimal
 from types import TracebackType
 from typing import Any
 
 import msgspec
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+from tradews.api.checksum import book_checksum
 
 
 class ClientError(Exception):
@@ -39,6 +42,51 @@ class RpcError(ClientError):
         self.data = data
         detail = f" ({data})" if data is not None else ""
         super().__init__(f"error {code}: {message}{detail}")
+
+
+class BookOutOfSync(ClientError):
+    """A book message did not follow the last one, or the checksum disagrees: resubscribe."""
+
+
+class BookReplica:
+    """A local copy of a ``book.SYMBOL`` channel, kept from its snapshot and deltas.
+
+    ``tick`` and ``lot`` are the instrument's (see the ``instruments`` method): the checksum is
+    computed on the integer-scaled book, exactly as the server does (``tradews.api.checksum``).
+    """
+
+    def __init__(self, tick: str, lot: str) -> None:
+        self._tick = Decimal(tick)
+        self._lot = Decimal(lot)
+        self.bids: dict[Decimal, Decimal] = {}
+        self.asks: dict[Decimal, Decimal] = {}
+        self.seq: int | None = None
+
+    def apply(self, message: dict[str, Any]) -> None:
+        """Apply one ``book`` notification's params; raise :class:`BookOutOfSync` on a gap."""
+        if message["type"] == "snapshot":
+            self.bids = {Decimal(p): Decimal(q) for p, q in message["bids"]}
+            self.asks = {Decimal(p): Decimal(q) for p, q in message["asks"]}
+        else:
+            if self.seq is None or message["prevSeq"] != self.seq:
+                raise BookOutOfSync(f"expected prevSeq {self.seq}, got {message['prevSeq']}")
+            for side, changes in ((self.bids, message["bids"]), (self.asks, message["asks"])):
+                for p, q in changes:
+                    if Decimal(q) == 0:
+                        side.pop(Decimal(p), None)
+                    else:
+                        side[Decimal(p)] = Decimal(q)
+        self.seq = message["seq"]
+        if self.checksum() != message["checksum"]:
+            raise BookOutOfSync(f"checksum mismatch at seq {self.seq}")
+
+    def checksum(self) -> int:
+        bids = sorted(self.bids.items(), reverse=True)
+        asks = sorted(self.asks.items())
+        return book_checksum(
+            [(int(p / self._tick), int(q / self._lot)) for p, q in bids],
+            [(int(p / self._tick), int(q / self._lot)) for p, q in asks],
+        )
 
 
 class ConnectionClosed(ClientError):
@@ -184,6 +232,37 @@ class Client:
 
     async def market_data_request(self) -> Any:
         return await self.call("market_data_request")
+
+    async def place_order(
+        self,
+        symbol: str,
+        side: str,
+        quantity: str,
+        *,
+        price: str | None = None,
+        type: str | None = None,
+        time_in_force: str = "GTC",
+        post_only: bool = False,
+        client_order_id: str | None = None,
+    ) -> Any:
+        """Place an order; returns its state once durable, raises :class:`RpcError` (code 4001,
+        ``data["reason"]``) if rejected. ``type`` defaults to limit with a price, else market."""
+        params: dict[str, Any] = {
+            "symbol": symbol,
+            "side": side,
+            "type": type or ("limit" if price is not None else "market"),
+            "quantity": quantity,
+            "timeInForce": time_in_force,
+            "postOnly": post_only,
+        }
+        if price is not None:
+            params["price"] = price
+        if client_order_id is not None:
+            params["clientOrderId"] = client_order_id
+        return await self.call("order_place", params)
+
+    async def subscribe(self, channel: str) -> Any:
+        return await self.call("subscribe", {"channel": channel})
 
     async def time(self) -> int:
         return int((await self.call("time"))["time"])

@@ -235,3 +235,14 @@ class Ticker(_Out, frozen=True):
 
 class Subscribed(_Out, frozen=True):
     channel: str
+
+
+class InstrumentInfo(_Out, frozen=True):
+    symbol: str
+    base: str
+    quote: str
+    tick: str
+    lot: str
+    min_size: str
+    max_size: str | None
+    quote_size: str

@@ -136,6 +136,11 @@ class EngineHost:
         else:
             self._idle.set()
 
+    @property
+    def busy(self) -> bool:
+        """True while some applied command is not yet durable."""
+        return not self._idle.is_set()
+
     async def drain(self) -> None:
         """Wait until everything submitted so far is durable (or the host has failed)."""
         while not self._idle.is_set() and self.failed is None:

@@ -30,6 +30,7 @@ from tradews.api.messages import (
     Balance,
     ChannelParams,
     Fill,
+    InstrumentInfo,
     LoginParams,
     MarketDataSubscription,
     NoParams,
@@ -146,6 +147,8 @@ METHODS: dict[str, Method] = {
         Method("time", NoParams, "Server time in milliseconds since the Unix epoch.", TimeResult,
                needs_login=False),
         Method("rpc.discover", NoParams, "This API's OpenRPC document.", dict, needs_login=False),
+        Method("instruments", NoParams, "Listed instruments: tick, lot and size limits.",
+               list[InstrumentInfo], needs_login=False),
         Method("quote_request", QuoteRequestParams,
                "Start a stream of firm RFQ quotes (notifications 'quote') for a symbol.",
                QuoteSubscription),
@@ -319,6 +322,21 @@ class Session(Generic[C]):
     def _m_rpc_discover(self, p: NoParams, now_ms: int) -> Any:
         doc = self._services.openrpc
         return doc() if doc is not None else {}
+
+    def _m_instruments(self, p: NoParams, now_ms: int) -> list[InstrumentInfo]:
+        return [
+            InstrumentInfo(
+                symbol=i.symbol,
+                base=i.base,
+                quote=i.quote,
+                tick=str(i.tick),
+                lot=str(i.lot),
+                min_size=str(i.min_size),
+                max_size=None if i.max_size is None else str(i.max_size),
+                quote_size=str(i.quote_size),
+            )
+            for i in self._services.instruments.all()
+        ]
 
     # RFQ -----------------------------------------------------------------------------------
 

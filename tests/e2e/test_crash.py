@@ -1,0 +1,158 @@
+"""Crash safety: kill -9 in the middle of a burst of orders, restart, and check that everything
+any client saw acknowledged is still there, money adds up, and sequence numbers move on."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import signal
+import urllib.request
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tradews.client import Client, ConnectionClosed, RpcError
+from tradews.testing import ServerProcess, run_cli
+
+TRADERS = ("t1", "t2", "t3", "t4")
+
+
+def prepare(db: Path) -> dict[str, dict[str, str]]:
+    """Instruments, accounts, keys and funds, all made before any server runs: the deposits
+    take the offline path (this process is the engine for one command)."""
+    run_cli(
+        "instrument", "add", "ETH_USD", "--base", "ETH", "--quote", "USD",
+        "--tick", "0.01", "--lot", "0.001", db=db,
+    )  # fmt: skip
+    keys = {}
+    for name in TRADERS:
+        run_cli("account", "create", name, "--tier", "enterprise", db=db)
+        keys[name] = run_cli("key", "create", name, "--json", db=db)
+        for asset, amount in (("USD", "10000000"), ("ETH", "10000")):
+            out = run_cli(
+                "deposit", name, asset, amount, "--ref", f"{name}-{asset}", "--json", db=db
+            )
+            assert out["ok"] and out["via"] == "offline"
+    return keys
+
+
+def state(server: ServerProcess) -> dict[str, Any]:
+    url = server.url.replace("ws://", "http://") + "/state"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return dict(json.loads(response.read()))
+
+
+async def trader(server: ServerProcess, name: str, key: dict[str, str], orders: int,
+                 acked: list[dict[str, Any]], fills: list[dict[str, Any]]) -> None:  # fmt: skip
+    """Send orders that cross each other's, 16 in flight at a time; record what is acked."""
+    rng = random.Random(name)
+    client = await Client.connect(server.url)
+    await client.login(key["apiKey"], key["apiSecret"])
+    await client.subscribe("orders")
+    window = asyncio.Semaphore(16)
+
+    async def one(n: int) -> None:
+        async with window:
+            side = rng.choice(("buy", "sell"))
+            price = f"{3000 + rng.randint(-5, 5)}.00"
+            try:
+                ack = await client.place_order(
+                    "ETH_USD", side, f"{rng.randint(1, 20)}.000", price=price,
+                    client_order_id=f"{name}-{n}",
+                )  # fmt: skip
+            except (ConnectionClosed, RpcError, TimeoutError):
+                return
+            acked.append({**ack, "account": name})
+
+    try:
+        await asyncio.gather(*(one(n) for n in range(orders)))
+    finally:
+        for note in client.drain_notifications():
+            if note.method == "fills":
+                fills.append({**note.params, "account": name})
+        await client.close()
+
+
+async def run_burst(server: ServerProcess, keys: dict[str, dict[str, str]], orders: int,
+                    kill_after: int | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:  # fmt: skip
+    acked: list[dict[str, Any]] = []
+    fills: list[dict[str, Any]] = []
+    tasks = [
+        asyncio.create_task(trader(server, name, keys[name], orders, acked, fills))
+        for name in TRADERS
+    ]
+    if kill_after is not None:
+        while len(acked) < kill_after:  # noqa: ASYNC110 (acks arrive as other tasks' replies)
+            await asyncio.sleep(0.005)
+        server.process.send_signal(signal.SIGKILL)
+        server.process.wait()
+    await asyncio.gather(*tasks)
+    return acked, fills
+
+
+async def test_kill_9_mid_burst_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    db = tmp_path / "crash.db"
+    keys = prepare(db)
+    server = ServerProcess.start(db, demo=False)
+    acked, fills = await run_burst(server, keys, orders=400, kill_after=600)
+    server.stop()
+    assert len(acked) >= 600, "the burst should have been acknowledged in part before the kill"
+    assert fills, "the burst should have produced trades"
+    max_seq = max(a["seq"] for a in acked)
+
+    with ServerProcess.start(db, demo=False) as again:
+        report = await asyncio.to_thread(state, again)
+        assert report["valid"], report["problem"]
+        assert report["netDeposits"] == report["balanceSums"] == {"ETH": "40000", "USD": "40000000"}
+        assert report["seq"] >= max_seq
+        clients = {}
+        for name in TRADERS:
+            clients[name] = await Client.connect(again.url)
+            await clients[name].login(keys[name]["apiKey"], keys[name]["apiSecret"])
+        for ack in acked:
+            now = await clients[ack["account"]].call(
+                "order_status", {"clientOrderId": ack["clientOrderId"]}
+            )
+            assert now["orderId"] == ack["orderId"]
+            assert now["seq"] >= ack["seq"]
+            assert Decimal(now["filledQuantity"]) >= Decimal(ack["filledQuantity"])
+        for name in TRADERS:
+            mine = {f["tradeId"] for f in fills if f["account"] == name}
+            history: set[int] = set()
+            before = None
+            while True:
+                page = await clients[name].call(
+                    "trades", {"limit": 1000, **({"before": before} if before else {})}
+                )
+                if not page:
+                    break
+                history.update(t["tradeId"] for t in page)
+                before = page[-1]["tradeId"]
+            assert mine <= history, f"{name} lost trades {sorted(mine - history)[:5]}"
+        fresh = await clients["t1"].place_order("ETH_USD", "buy", "1.000", price="1.00")
+        assert fresh["seq"] > report["seq"] >= max_seq  # sequence numbers continue, never repeat
+        for c in clients.values():
+            await c.close()
+
+
+async def test_restart_after_kill_9_reaches_the_same_state_hash(tmp_path: Path) -> None:
+    db = tmp_path / "hash.db"
+    keys = prepare(db)
+    server = ServerProcess.start(db, demo=False)
+    await run_burst(server, keys, orders=60, kill_after=None)
+    before = await asyncio.to_thread(state, server)
+    assert before["durable"] and before["valid"]
+    server.stop(signal.SIGKILL)
+    with ServerProcess.start(db, demo=False) as again:
+        after = await asyncio.to_thread(state, again)
+    assert (after["seq"], after["stateHash"]) == (before["seq"], before["stateHash"])
+    assert after["openOrders"] == before["openOrders"] > 0
+
+
+def test_a_second_server_on_the_same_database_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "lock.db"
+    with ServerProcess.start(db, demo=True), pytest.raises(RuntimeError, match="another tradews"):
+        ServerProcess.start(db, demo=True, timeout=10)
