@@ -203,7 +203,8 @@ class Client:
             message["params"] = params
         self._transport.send(WSMsgType.TEXT, _encoder.encode(message))
         try:
-            reply = await asyncio.wait_for(future, timeout)
+            async with asyncio.timeout(timeout):  # no extra task per call, unlike wait_for
+                reply = await future
         finally:
             self._listener.pending.pop(request_id, None)
         if "error" in reply:

@@ -46,6 +46,11 @@ class OrderBook:
             return None
         return prices[-1] if side is Side.BUY else prices[0]
 
+    def level_total(self, side: Side, price: int) -> int:
+        """Resting quantity at ``price`` on ``side`` (0 if there is no such level)."""
+        level = self._levels[side].get(price)
+        return 0 if level is None else level.total
+
     def would_cross(self, side: Side, price: int) -> bool:
         """Would an order of ``side`` at ``price`` trade against the book?"""
         best = self.best(side.opposite)

@@ -60,6 +60,11 @@ from tradews.engine.events import (
 Event = OrderUpdated | TradeExecuted | BookChanged | BalanceChanged | FundsMoved
 
 _FEE_DIVISOR = 1_000_000  # fee rates are in 1/100 bps: 1e4 bps * 100
+# Enum lookups by value, without the cost of calling the Enum class on the hot path.
+_SIDE = {int(s): s for s in Side}
+_TYPE = {int(t): t for t in OrderType}
+_TIF = {int(t): t for t in TimeInForce}
+_STATUS_TEXT = {s: s.value for s in OrderStatus}
 
 
 class UnlistableInstrument(ValueError):
@@ -126,8 +131,9 @@ class Engine:
         self._priority = 0
         self._at = 0
         self._events: list[Event] = []
-        self._touched_levels: set[tuple[str, Side, int]] = set()
-        self._touched_balances: set[tuple[int, str]] = set()
+        # Insertion-ordered dicts used as sets: deterministic event order without sorting.
+        self._touched_levels: dict[tuple[str, Side, int], None] = {}
+        self._touched_balances: dict[tuple[int, str], None] = {}
         for inst in instruments:
             self.list_instrument(inst)
 
@@ -182,9 +188,9 @@ class Engine:
                     Reject.DUPLICATE_CLIENT_ORDER_ID,
                     f"clientOrderId {c.client_order_id!r} was used for a different order",
                 )
-        side = Side(c.side)
-        otype = OrderType(c.type)
-        tif = TimeInForce(c.tif)
+        side = _SIDE[c.side]
+        otype = _TYPE[c.type]
+        tif = _TIF[c.tif]
         problem = self._check_size(market, c.quantity)
         if problem is not None:
             return problem
@@ -252,7 +258,7 @@ class Engine:
         touched = self._touched_levels
         opposite = order.side.opposite
         for maker, quantity in fills:
-            touched.add((order.symbol, opposite, maker.price))
+            touched[(order.symbol, opposite, maker.price)] = None
             self._settle(market, maker, order, quantity)
         if not order.remaining:
             return
@@ -260,7 +266,7 @@ class Engine:
             self._close(order, OrderStatus.CANCELLED, "SELF_TRADE")
         elif order.tif is TimeInForce.GTC:
             book.rest(order)
-            touched.add((order.symbol, order.side, order.price))
+            touched[(order.symbol, order.side, order.price)] = None
         else:
             self._close(order, OrderStatus.CANCELLED, "UNFILLED")
 
@@ -300,14 +306,10 @@ class Engine:
         seller.locked -= base
         maker_fee = self._fee(maker, base if maker is buyer else notional, maker.maker_fee_cbps)
         taker_fee = self._fee(taker, base if taker is buyer else notional, taker.taker_fee_cbps)
-        touched.update(
-            (
-                (buyer.account_id, inst.quote),
-                (buyer.account_id, inst.base),
-                (seller.account_id, inst.quote),
-                (seller.account_id, inst.base),
-            )
-        )
+        touched[(buyer.account_id, inst.quote)] = None
+        touched[(buyer.account_id, inst.base)] = None
+        touched[(seller.account_id, inst.quote)] = None
+        touched[(seller.account_id, inst.base)] = None
         taker.remaining -= quantity
         self._events.append(
             TradeExecuted(
@@ -342,7 +344,7 @@ class Engine:
         market = self.markets[order.symbol].instrument
         asset = market.base if order.side is Side.BUY else market.quote
         self.ledger.pay_from_available(order.account_id, asset, fee, self.fee_account_id)
-        self._touched_balances.add((self.fee_account_id, asset))
+        self._touched_balances[(self.fee_account_id, asset)] = None
         return fee
 
     def _close(self, order: Order, status: OrderStatus, reason: str | None) -> None:
@@ -381,7 +383,7 @@ class Engine:
 
     def _cancel_resting(self, order: Order, reason: str | None) -> None:
         self.books[order.symbol].remove(order)
-        self._touched_levels.add((order.symbol, order.side, order.price))
+        self._touched_levels[(order.symbol, order.side, order.price)] = None
         self._close(order, OrderStatus.CANCELLED, reason)
 
     def _cancel_all(self, c: CancelAll) -> Result:
@@ -427,7 +429,7 @@ class Engine:
             order.quantity = new_quantity
             self._unlock(order.account_id, asset, order.locked - new_locked)
             order.locked = new_locked
-            self._touched_levels.add((order.symbol, order.side, order.price))
+            self._touched_levels[(order.symbol, order.side, order.price)] = None
             self._order_event(order, None)
             return OrderResult(self.last_state[order.order_id])
         if order.post_only and book.would_cross(order.side, new_price):
@@ -439,7 +441,7 @@ class Engine:
             self._unlock(order.account_id, asset, -extra)
         order.locked = new_locked
         book.remove(order)
-        self._touched_levels.add((order.symbol, order.side, order.price))
+        self._touched_levels[(order.symbol, order.side, order.price)] = None
         order.price = new_price
         order.quantity = new_quantity
         order.remaining = new_remaining
@@ -486,7 +488,7 @@ class Engine:
                 return Rejected(Reject.INSUFFICIENT_FUNDS, f"not enough {c.asset} available")
             moved = -c.amount
         self._refs[c.ref] = terms
-        self._touched_balances.add((c.account_id, c.asset))
+        self._touched_balances[(c.account_id, c.asset)] = None
         self._events.append(FundsMoved(self.seq, c.account_id, c.asset, moved, c.ref, self._at))
         return Done({"duplicate": False})
 
@@ -521,8 +523,8 @@ class Engine:
             # Expired quotes are refused by their expiry anyway; forget the old ones.
             self._used_quotes = {q: v for q, v in self._used_quotes.items() if v > self._at}
         for account in (c.account_id, c.house_account_id):
-            self._touched_balances.add((account, inst.base))
-            self._touched_balances.add((account, inst.quote))
+            self._touched_balances[(account, inst.base)] = None
+            self._touched_balances[(account, inst.quote)] = None
         trade = TradeExecuted(
             self.seq,
             self._next_trade_id,
@@ -547,14 +549,14 @@ class Engine:
 
     def _lock(self, account_id: int, asset: str, amount: int) -> bool:
         if self.ledger.lock(account_id, asset, amount):
-            self._touched_balances.add((account_id, asset))
+            self._touched_balances[(account_id, asset)] = None
             return True
         return False
 
     def _unlock(self, account_id: int, asset: str, amount: int) -> None:
         if amount:
             self.ledger.unlock(account_id, asset, amount)
-            self._touched_balances.add((account_id, asset))
+            self._touched_balances[(account_id, asset)] = None
 
     def _order_event(self, order: Order, reason: str | None) -> None:
         event = OrderUpdated(
@@ -570,7 +572,7 @@ class Engine:
             order.remaining,
             int(order.tif),
             order.post_only,
-            order.status.value,
+            _STATUS_TEXT[order.status],
             reason,
             order.created_at,
             self._at,
@@ -580,19 +582,18 @@ class Engine:
 
     def _flush_touched(self) -> None:
         events = self._events
+        seq = self.seq
         if self._touched_levels:
-            for symbol, side, price in sorted(self._touched_levels):
-                level = self.books[symbol]._levels[side].get(price)
-                events.append(
-                    BookChanged(
-                        self.seq, symbol, int(side), price, 0 if level is None else level.total
-                    )
-                )
+            books = self.books
+            for symbol, side, price in self._touched_levels:
+                total = books[symbol].level_total(side, price)
+                events.append(BookChanged(seq, symbol, side.value, price, total))
             self._touched_levels.clear()
         if self._touched_balances:
-            for account_id, asset in sorted(self._touched_balances):
-                available, locked = self.ledger.balance(account_id, asset)
-                events.append(BalanceChanged(self.seq, account_id, asset, available, locked))
+            balance = self.ledger.balance
+            for account_id, asset in self._touched_balances:
+                available, locked = balance(account_id, asset)
+                events.append(BalanceChanged(seq, account_id, asset, available, locked))
             self._touched_balances.clear()
 
     # Checking -------------------------------------------------------------------------------

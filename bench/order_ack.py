@@ -1,0 +1,112 @@
+"""Order acknowledgement round trip over WebSocket, with the durable journal on.
+
+A client sends ``order_place`` (a passive limit order that rests) and waits for the reply, which
+the server sends only once the order is in the journal; then it cancels it the same way. The
+round trip of each is timed at the client. Two loads:
+
+- light: one client, one request at a time;
+- loaded: 64 clients on 64 connections, each one request at a time (closed loop).
+
+    .venv/bin/python bench/order_ack.py [--durability full|normal] [--seconds 10]
+
+Everything runs on this machine: the server process, and the clients in this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from tradews.client import Client
+from tradews.testing import ServerProcess, run_cli
+
+ACCOUNTS = 4
+
+
+def prepare(db: Path) -> list[dict[str, str]]:
+    run_cli("instrument", "add", "BTC_USD", "--base", "BTC", "--quote", "USD", "--tick", "0.01",
+            "--lot", "0.0001", db=db)  # fmt: skip
+    keys = []
+    for i in range(ACCOUNTS):
+        run_cli("account", "create", f"bench{i}", "--tier", "enterprise", db=db)
+        keys.append(run_cli("key", "create", f"bench{i}", "--json", db=db))
+        run_cli("deposit", f"bench{i}", "USD", "1000000000", "--ref", f"usd{i}", db=db)
+    return keys
+
+
+async def closed_loop(url: str, key: dict[str, str], seconds: float, out: list[float],
+                      n: int) -> None:  # fmt: skip
+    async with await Client.connect(url) as c:
+        await c.login(key["apiKey"], key["apiSecret"])
+        deadline = time.perf_counter() + seconds
+        i = 0
+        while time.perf_counter() < deadline:
+            price = f"{1000 + (i % 500)}.{n % 100:02d}"
+            t0 = time.perf_counter()
+            order = await c.call(
+                "order_place",
+                {"symbol": "BTC_USD", "side": "buy", "type": "limit", "quantity": "0.0001",
+                 "price": price},
+            )  # fmt: skip
+            t1 = time.perf_counter()
+            await c.call("order_cancel", {"orderId": order["orderId"]})
+            t2 = time.perf_counter()
+            out.append(t1 - t0)
+            out.append(t2 - t1)
+            i += 1
+
+
+def summary(samples: list[float], seconds: float) -> dict[str, float]:
+    samples = sorted(samples)
+    q = statistics.quantiles(samples, n=1000)
+    return {
+        "requests": len(samples),
+        "per_second": len(samples) / seconds,
+        "p50_us": q[499] * 1e6,
+        "p99_us": q[989] * 1e6,
+        "p999_us": q[998] * 1e6,
+        "max_us": samples[-1] * 1e6,
+    }
+
+
+async def run(durability: str, seconds: float) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "bench.db"
+        keys = prepare(db)
+        args = ("--durability", durability, "--log-level", "warning")
+        with ServerProcess.start(db, demo=False, args=args) as server:
+            for label, clients in (("light (1 client)", 1), ("loaded (64 clients)", 64)):
+                samples: list[float] = []
+                # warm-up
+                await closed_loop(server.url, keys[0], 1.0, [], 0)
+                await asyncio.gather(
+                    *(closed_loop(server.url, keys[i % ACCOUNTS], seconds, samples, i)
+                      for i in range(clients))
+                )  # fmt: skip
+                s = summary(samples, seconds)
+                print(
+                    f"{durability:>6} {label:<20} {s['requests']:>8,} req  {s['per_second']:>8,.0f}/s"
+                    f"  p50 {s['p50_us']:>7,.0f} us  p99 {s['p99_us']:>7,.0f} us"
+                    f"  p99.9 {s['p999_us']:>7,.0f} us  max {s['max_us']:>7,.0f} us"
+                )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--durability", choices=["full", "normal"], nargs="+", default=["full", "normal"]
+    )
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    for durability in args.durability:
+        asyncio.run(run(durability, args.seconds))
+
+
+if __name__ == "__main__":
+    main()
