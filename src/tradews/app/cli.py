@@ -28,6 +28,7 @@ from tradews.adapters.process_lock import ProcessLock
 from tradews.adapters.sqlite_store import TIERS, SqliteStore, StoreError, resolve_db_path
 from tradews.domain.instrument import Instrument, InvalidDecimal, OffStep, parse_decimal
 from tradews.engine.engine import Market
+from tradews.session.session import FeeSchedule
 
 app = typer.Typer(
     help="tradews: a self-hosted real-time trading server (JSON-RPC 2.0 over WebSocket).",
@@ -112,6 +113,11 @@ def serve(
             "normal: they survive a crashed process, not a power cut."
         ),
     ] = "full",
+    fees: Annotated[
+        str,
+        typer.Option(help="Maker:taker fees in basis points per tier, e.g. "
+                          "'enterprise=5:10,standard=10:20'."),
+    ] = "enterprise=5:10,standard=10:20",
     demo_traders: Annotated[
         bool, typer.Option(help="In demo mode, run simulated market makers and takers.")
     ] = True,
@@ -138,6 +144,7 @@ def serve(
         fail("--quote-ttl must be at least three pulses long so quotes are refreshed in time")
     if durability not in ("full", "normal"):
         fail("--durability must be full or normal")
+    schedule = parse_fees(fees)
     store = open_store(db)
     lock = ProcessLock(store.path)
     if not lock.try_acquire():
@@ -155,6 +162,7 @@ def serve(
         volatility=volatility,
         durability=durability.upper(),
         demo_traders=demo_traders,
+        fees=schedule,
     )
     try:
         server = Server(settings, store)
@@ -218,6 +226,22 @@ def serve(
     _run_async(run())
     store.close()
     lock.release()
+
+
+def parse_fees(text: str) -> FeeSchedule:
+    """``enterprise=5:10,standard=10:20`` (bps, up to two decimals) -> rates in 1/100 bps."""
+    rates: dict[str, tuple[int, int]] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        tier, _, pair = part.partition("=")
+        maker, _, taker = pair.partition(":")
+        try:
+            m, t = Decimal(maker) * 100, Decimal(taker) * 100
+            if tier not in TIERS or m < 0 or t < 0 or m != int(m) or t != int(t):
+                raise ValueError(part)
+        except (ArithmeticError, ValueError):
+            fail(f"--fees: expected TIER=MAKER:TAKER in bps (up to 2 decimals), got {part!r}")
+        rates[tier] = (int(m), int(t))
+    return FeeSchedule({**FeeSchedule().rates, **rates})
 
 
 def _run_async(coro: Any) -> None:
