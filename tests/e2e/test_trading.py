@@ -110,9 +110,12 @@ async def test_two_clients_cross_and_a_third_rebuilds_the_book(
     statuses = [n.params["status"] for n in notes if n.method == "orders"]
     assert "filled" in statuses
 
-    # The buyer: ack before fills, two fills at the makers' prices, taker fees in ETH.
-    notes = await take(bob, 4, {"orders", "fills"})
-    assert notes[0].method == "orders" and notes[0].params["status"] == "new"
+    # The buyer: ack before fills, two fills at the makers' prices, taker fees in ETH, and
+    # balance updates that end where the balances method says.
+    notes = await take(bob, 7, {"orders", "fills", "balances"})
+    kinds = [n.method for n in notes]
+    assert kinds[0] == "orders" and notes[0].params["status"] == "new"
+    assert kinds.index("fills") < len(kinds) - 1 - kinds[::-1].index("balances")
     bob_fills = [n.params for n in notes if n.method == "fills"]
     assert [(f["price"], f["quantity"], f["liquidity"]) for f in bob_fills] == [
         ("3000.00", "2.000", "taker"),
@@ -121,6 +124,11 @@ async def test_two_clients_cross_and_a_third_rebuilds_the_book(
     assert bob_fills[0]["feeAsset"] == "ETH" and Decimal(bob_fills[0]["fee"]) == Decimal("0.002")
     usd_after = balance(await bob.call("balances"), "USD")[0]
     assert usd_before - usd_after == Decimal("2.000") * 3000 + Decimal("0.5") * 3001
+    await asyncio.sleep(0.1)
+    streamed = {n.params["asset"]: n.params for n in notes + bob.drain_notifications()
+                if n.method == "balances"}  # fmt: skip
+    assert Decimal(streamed["USD"]["available"]) == usd_after
+    assert set(streamed) == {"USD", "ETH"}
 
     # The watcher: trades, and a book that, rebuilt from snapshot + deltas, equals the server's.
     trades = []
