@@ -83,7 +83,9 @@ async def test_two_clients_cross_and_a_third_rebuilds_the_book(
     replica = BookReplica(info["tick"], info["lot"])
     for c in (alice, bob):
         await c.subscribe("orders")
+        held = await c.call("balances")
         await c.subscribe("balances")
+        await take(c, len(held), {"balances"})  # the subscription's snapshot comes first
     await watcher.subscribe("book.ETH_USD")
     await watcher.subscribe("trades.ETH_USD")
     replica.apply((await take(watcher, 1, {"book"}))[0].params)
@@ -280,9 +282,11 @@ async def test_twenty_concurrent_accepts_fill_once(venue: ServerProcess, alice: 
 async def test_deposits_go_through_the_engine_and_are_idempotent(
     venue: ServerProcess, bob: Client
 ) -> None:
+    rows = await bob.call("balances")
     await bob.subscribe("balances")
-    bob.drain_notifications()
-    before = balance(await bob.call("balances"), "SOL")[0]
+    snapshot = await take(bob, len(rows), {"balances"})  # every balance first
+    assert {n.params["asset"] for n in snapshot} == {r["asset"] for r in rows}
+    before = balance(rows, "SOL")[0]
     first = run_cli("deposit", "fund-b", "SOL", "12.5", "--ref", "sol-1", "--json", db=venue.db)
     again = run_cli("deposit", "fund-b", "SOL", "12.5", "--ref", "sol-1", "--json", db=venue.db)
     assert first["ok"] and not first["duplicate"] and again["duplicate"]
