@@ -55,7 +55,7 @@ def call(session: Session[str], method: str, params: Any = None, id: Any = 1) ->
     msg: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": id}
     if params is not None:
         msg["params"] = params
-    return [json.loads(b) for b in session.receive_text(json.dumps(msg).encode(), 1_000)]
+    return [json.loads(b) for b in session.receive(json.dumps(msg).encode(), 1_000)]
 
 
 def test_login_then_quote_stream_then_refresh_and_close() -> None:
@@ -89,7 +89,7 @@ def test_login_then_quote_stream_then_refresh_and_close() -> None:
     assert json.loads(frame)["params"]["seq"] == 3  # no gap for the skipped pulse
     s.close()
     assert desk.stream_count == 0 and s.state is SessionState.CLOSED
-    assert s.receive_text(b'{"jsonrpc":"2.0","method":"time","id":1}', 0) == []
+    assert s.receive(b'{"jsonrpc":"2.0","method":"time","id":1}', 0) == []
 
 
 def test_standard_tier_and_failure_limit() -> None:
@@ -158,7 +158,7 @@ requests = st.fixed_dictionaries(
 def test_any_input_gets_valid_json_rpc_and_never_an_internal_error(data: bytes) -> None:
     s = Session(make_services(), "c")
     call(s, "rpc.login", {"apiKey": "k", "apiSecret": "s"})
-    for frame in s.receive_text(data, 5_000):
+    for frame in s.receive(data, 5_000):
         message = json.loads(frame)
         for item in message if isinstance(message, list) else [message]:
             assert item["jsonrpc"] == "2.0"

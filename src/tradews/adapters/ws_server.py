@@ -26,7 +26,10 @@ from picows import (
 )
 
 from tradews.api.errors import ApiError, ErrorCode
-from tradews.codecs.jsonrpc import encode_error
+from tradews.codecs.base import Codec
+from tradews.codecs.jsonrpc import JSON
+from tradews.codecs.protobuf import PROTOBUF
+from tradews.codecs.push import Push
 from tradews.session.session import Services, Session
 
 log = logging.getLogger(__name__)
@@ -34,17 +37,25 @@ log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 1 << 20
 MAX_BUFFERED_BYTES = 16 << 20
 
-_BINARY_REFUSED = encode_error(
-    None,
-    ApiError(
-        ErrorCode.INVALID_REQUEST,
-        data="binary frames are not part of the JSON-RPC protocol; send JSON in text frames",
-    ),
-)
-_TOO_BIG = encode_error(
-    None,
-    ApiError(ErrorCode.INVALID_REQUEST, data=f"message larger than {MAX_MESSAGE_BYTES} bytes"),
-)
+# WebSocket subprotocols (RFC 6455 section 1.9) and the codec each selects. A client that asks
+# for none gets JSON-RPC, so clients written from the JSON documents work unchanged.
+SUBPROTOCOLS: dict[str, Codec] = {"tradews.v1.json": JSON, "tradews.v1.proto": PROTOBUF}
+
+_WRONG_KIND = {
+    "json": "binary frames are not part of the JSON-RPC encoding; send JSON in text frames",
+    "proto": "text frames are not part of the protobuf encoding; send ClientMessage in binary "
+    "frames",
+}
+
+
+def negotiate(offered: str) -> tuple[Codec, str | None]:
+    """The codec for a ``Sec-WebSocket-Protocol`` request header, and the subprotocol to answer
+    with (None: no header, which means JSON-RPC). The client's order of preference wins."""
+    for token in offered.split(","):
+        name = token.strip()
+        if name in SUBPROTOCOLS:
+            return SUBPROTOCOLS[name], name
+    return JSON, None
 
 
 class Connection(WSListener):  # type: ignore[misc]
@@ -55,8 +66,10 @@ class Connection(WSListener):  # type: ignore[misc]
         services: Services[Connection],
         registry: set[Connection],
         clock: Callable[[], int],
+        codec: Codec = JSON,
     ) -> None:
-        self.session: Session[Connection] = Session(services, self, self.send)
+        self.session: Session[Connection] = Session(services, self, self.send, codec)
+        self._kind = WSMsgType.BINARY if codec.binary else WSMsgType.TEXT
         self.transport: WSTransport | None = None
         self.writable = True
         self._registry = registry
@@ -97,17 +110,24 @@ class Connection(WSListener):  # type: ignore[misc]
             return
         else:  # PING is answered by picows itself; PONG needs nothing
             return
-        if msg_type is WSMsgType.BINARY:
-            transport.send(WSMsgType.TEXT, _BINARY_REFUSED)
+        if msg_type is not self._kind:
+            self._refuse(_WRONG_KIND[self.session.codec.name])
             return
         self.receive(payload)
+
+    def _refuse(self, detail: str) -> None:
+        """Answer a frame the codec cannot take with an error in the codec's own kind."""
+        codec = self.session.codec
+        error = ApiError(ErrorCode.INVALID_REQUEST, data=detail)
+        self.send(codec.pack([codec.error(None, error)], False))
 
     def receive(self, payload: bytes) -> None:
         transport = self.transport
         assert transport is not None
         session = self.session
-        for out in session.receive_text(payload, self._clock()):
-            transport.send(WSMsgType.TEXT, out)
+        kind = self._kind
+        for out in session.receive(payload, self._clock()):
+            transport.send(kind, out)
         if session.close_reason is not None:
             self.close(WSCloseCode.POLICY_VIOLATION, session.close_reason)
 
@@ -123,8 +143,7 @@ class Connection(WSListener):  # type: ignore[misc]
         self._fragment_size += frame.payload_size
         if self._fragment_size > MAX_MESSAGE_BYTES:
             self._fragments = None
-            if self.transport is not None:
-                self.transport.send(WSMsgType.TEXT, _TOO_BIG)
+            self._refuse(f"message larger than {MAX_MESSAGE_BYTES} bytes")
             self.close(WSCloseCode.MESSAGE_TOO_BIG, "message too big")
             return None
         self._fragments.append(frame.get_payload_as_bytes())
@@ -147,7 +166,10 @@ class Connection(WSListener):  # type: ignore[misc]
             if buffered > MAX_BUFFERED_BYTES:
                 self.close(WSCloseCode.POLICY_VIOLATION, "slow consumer")
                 return
-        transport.send(WSMsgType.TEXT, data)
+        transport.send(self._kind, data)
+
+    def send_push(self, push: Push) -> None:
+        self.send(self.session.codec.push(push))
 
     def close(self, code: WSCloseCode, reason: str) -> None:
         transport = self.transport
@@ -170,13 +192,21 @@ def listener_factory(
     routes = http_routes or {}
 
     def factory(request: WSUpgradeRequest) -> Connection | WSUpgradeResponseWithListener:
+        headers = request.headers
         route = routes.get(request.path)
-        if route is not None and "upgrade" not in request.headers.get("Connection", "").lower():
+        if route is not None and "upgrade" not in headers.get("Connection", "").lower():
             body, content_type = route()
             response = WSUpgradeResponse.create_ok_response(
                 body, extra_headers={"Content-Type": content_type}
             )
             return WSUpgradeResponseWithListener(response, None)
-        return Connection(services, registry, clock)
+        codec, chosen = negotiate(headers.get("Sec-WebSocket-Protocol", ""))
+        connection = Connection(services, registry, clock, codec)
+        if chosen is None:
+            return connection
+        upgrade = WSUpgradeResponse.create_101_response(
+            extra_headers={"Sec-WebSocket-Protocol": chosen}
+        )
+        return WSUpgradeResponseWithListener(upgrade, connection)
 
     return factory

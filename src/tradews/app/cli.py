@@ -115,8 +115,9 @@ def serve(
     ] = "full",
     fees: Annotated[
         str,
-        typer.Option(help="Maker:taker fees in basis points per tier, e.g. "
-                          "'enterprise=5:10,standard=10:20'."),
+        typer.Option(
+            help="Maker:taker fees in basis points per tier, e.g. 'enterprise=5:10,standard=10:20'."
+        ),
     ] = "enterprise=5:10,standard=10:20",
     demo_traders: Annotated[
         bool, typer.Option(help="In demo mode, run simulated market makers and takers.")

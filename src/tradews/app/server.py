@@ -42,6 +42,7 @@ from tradews.app.engine_host import EngineHost, replay
 from tradews.app.metrics import render as render_metrics
 from tradews.app.openrpc import openrpc_document
 from tradews.app.pricing import BookPricer
+from tradews.codecs.push import Push
 from tradews.domain.ledger import format_atoms
 from tradews.domain.orders import Side
 from tradews.domain.random_walk import RandomWalk
@@ -321,10 +322,10 @@ class Server:
         subscribers = self.market.subscribers
         if not subscribers:
             return
-        frame = self.market.snapshot(self._now_ms())
+        push = self.market.snapshot(self._now_ms())
         for conn in subscribers:
             if conn.writable:
-                conn.send(frame)
+                conn.send_push(push)
 
     def _watch(self) -> None:
         now = self._now_ms()
@@ -379,8 +380,8 @@ class Server:
             )
 
 
-def _send(conn: Connection, frame: bytes) -> None:
-    conn.send(frame)
+def _send(conn: Connection, push: Push) -> None:
+    conn.send_push(push)
 
 
 def _writable(conn: Connection) -> bool:

@@ -15,14 +15,13 @@ Rules implemented here, each covered by a test:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
 from tradews.api.errors import ApiError, ErrorCode
-
-Id = str | int | float | None
+from tradews.codecs.base import Call, Frame, Id, Invalid
+from tradews.codecs.push import Push
 
 
 class _Request(msgspec.Struct, frozen=True):
@@ -34,33 +33,6 @@ class _Request(msgspec.Struct, frozen=True):
 
 class _IdOnly(msgspec.Struct):
     id: Any = None
-
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    """One well-formed request. ``is_notification`` calls must get no reply."""
-
-    method: str
-    params: msgspec.Raw | None
-    id: Id
-    is_notification: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Invalid:
-    """A batch element or single message that is not a valid request: answer with ``error``."""
-
-    error: ApiError
-    id: Id = None
-
-
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """What one text frame held. ``items`` is empty only when ``error`` is set."""
-
-    items: list[Call | Invalid]
-    is_batch: bool
-    error: ApiError | None = None
 
 
 _request_decoder = msgspec.json.Decoder(_Request)
@@ -176,3 +148,32 @@ def encode_notification(method: str, params: Any) -> bytes:
 
 def encode_error(id: Id, err: ApiError) -> bytes:
     return _encoder.encode(error(id, err))
+
+
+def _encode_push(push: Push) -> bytes:
+    return _encoder.encode(_Notification("2.0", push.kind, push.body))
+
+
+class JsonRpcCodec:
+    """JSON-RPC 2.0 in text frames (the default, and the published encoding)."""
+
+    name = "json"
+    binary = False
+
+    def decode(self, data: bytes, *, max_batch: int) -> Frame:
+        return parse_frame(data, max_batch=max_batch)
+
+    def result(self, call: Call, value: Any) -> Any:
+        return result(call.id, value)
+
+    def error(self, call_id: Id, err: ApiError) -> Any:
+        return error(call_id, err)
+
+    def pack(self, replies: list[Any], is_batch: bool) -> bytes:
+        return _encoder.encode(replies if is_batch else replies[0])
+
+    def push(self, push: Push) -> bytes:
+        return push.encoded("json", _encode_push)
+
+
+JSON = JsonRpcCodec()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
-from tradews.codecs.jsonrpc import encode_notification
+from tradews.codecs.push import Push
 from tradews.domain.instrument import Instrument
 from tradews.session.view import TradingView
 
@@ -39,8 +39,9 @@ class MarketDataDesk(Generic[C]):
     def symbols(self) -> list[str]:
         return [inst.symbol for inst in self._instruments()]
 
-    def snapshot(self, now_ms: int) -> bytes:
-        """Build the next ``market_data`` notification (one ``seq`` per snapshot)."""
+    def snapshot(self, now_ms: int) -> Push:
+        """Build the next ``market_data`` push (one ``seq`` per snapshot)."""
         self._seq += 1
-        data = self._view.market_data(self._instruments(), self._seq, now_ms)
-        return encode_notification(MARKET_DATA_METHOD, data)
+        return Push(
+            MARKET_DATA_METHOD, self._view.market_data(self._instruments(), self._seq, now_ms)
+        )

@@ -18,6 +18,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from tradews.api.messages import Quote
+from tradews.codecs.base import Codec
+from tradews.codecs.jsonrpc import JSON
+from tradews.codecs.push import Push
 from tradews.domain.instrument import Instrument
 from tradews.domain.pricing import TwoWayPrice
 
@@ -47,6 +51,7 @@ class QuoteStream(Generic[C]):
     account_id: int
     instrument: Instrument
     quantity_lots: int
+    codec: Codec = JSON
     seq: int = 0
     last_price: TwoWayPrice | None = None
     valid_until: int = 0
@@ -194,6 +199,20 @@ class QuoteDesk(Generic[C]):
             valid_until,
         )
         self._expiry.append((valid_until, quote_id))
+        if stream.codec is not JSON:
+            inst = stream.instrument
+            quote = Quote(
+                subscription=stream.subscription,
+                symbol=inst.symbol,
+                buy_price=inst.format_price(price.buy_ticks),
+                sell_price=inst.format_price(price.sell_ticks),
+                quantity=stream.quantity_text,
+                quote_id=quote_id,
+                valid_until=valid_until,
+                seq=seq,
+                timestamp=now_ms,
+            )
+            return stream.codec.push(Push(QUOTE_METHOD, quote))
         return b"".join(
             (_HEAD, stream.subscription_bytes, middle, quote_id.encode(), ends[0], b"%d" % seq,
              ends[1])

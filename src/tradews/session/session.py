@@ -6,7 +6,7 @@ Lifecycle (``SessionState``)::
         |                                                     ^
         +---- too many failed logins / close() ---------------+
 
-Call :meth:`Session.receive_text` with each text frame; send what it returns, in order. Replies
+Call :meth:`Session.receive` with each frame; send what it returns, in order. Replies
 to commands that go through the engine come later, once durable, through the ``send`` callback
 given at construction. If :attr:`Session.close_reason` is set, close the connection with it.
 Call :meth:`Session.close` exactly once when the connection ends: it releases every subscription.
@@ -47,7 +47,9 @@ from tradews.api.messages import (
     TimeResult,
     TradesParams,
 )
-from tradews.codecs import jsonrpc
+from tradews.codecs.base import Call, Codec, Invalid
+from tradews.codecs.jsonrpc import JSON
+from tradews.codecs.push import Push
 from tradews.domain.instrument import Instrument, InvalidDecimal, OffStep, to_steps
 from tradews.domain.orders import OrderType, Reject, Side, TimeInForce
 from tradews.engine.commands import (
@@ -188,10 +190,15 @@ def rejected(reason: Reject, message: str) -> ApiError:
 
 class Session(Generic[C]):
     def __init__(
-        self, services: Services[C], conn: C, send: Callable[[bytes], None] | None = None
+        self,
+        services: Services[C],
+        conn: C,
+        send: Callable[[bytes], None] | None = None,
+        codec: Codec = JSON,
     ) -> None:
         self._services = services
         self._conn = conn
+        self.codec = codec
         self._send = send or (lambda data: None)
         self.state = SessionState.ANONYMOUS
         self.principal: Principal | None = None
@@ -200,25 +207,26 @@ class Session(Generic[C]):
         self._quote_streams: dict[str, QuoteStream[C]] = {}
         self._channels: dict[str, str] = {}  # channel name -> view key
         self._market_data = False
-        self._follow_ups: list[bytes] = []
+        self._follow_ups: list[bytes | Push] = []
         self._id = next(_subscription_ids)
 
     # Input ---------------------------------------------------------------------------------
 
-    def receive_text(self, data: bytes, now_ms: int) -> list[bytes]:
-        """Handle one text frame; return the frames to send now, in order."""
+    def receive(self, data: bytes, now_ms: int) -> list[bytes]:
+        """Handle one frame; return the frames to send now, in order."""
         if self.state is SessionState.CLOSED:
             return []
-        frame = jsonrpc.parse_frame(data, max_batch=self._services.limits.max_batch)
+        codec = self.codec
+        frame = codec.decode(data, max_batch=self._services.limits.max_batch)
         out: list[bytes] = []
         if frame.error is not None:
-            out.append(jsonrpc.encode_error(None, frame.error))
+            out.append(codec.pack([codec.error(None, frame.error)], False))
             return out
         replies: list[Any] = []
-        deferred: list[tuple[int, jsonrpc.Call, Deferred]] = []
+        deferred: list[tuple[int, Call, Deferred]] = []
         for item in frame.items:
-            if isinstance(item, jsonrpc.Invalid):
-                replies.append(jsonrpc.error(item.id, item.error))
+            if isinstance(item, Invalid):
+                replies.append(codec.error(item.id, item.error))
                 continue
             reply = self._dispatch(item, now_ms)
             if isinstance(reply, Deferred):
@@ -231,13 +239,11 @@ class Session(Generic[C]):
                 replies.append(reply)
         if deferred:
             self._await_deferred(frame.is_batch, replies, deferred)
-        elif frame.is_batch:
-            if replies:
-                out.append(jsonrpc.encode(replies))
         elif replies:
-            out.append(jsonrpc.encode(replies[0]))
+            out.append(codec.pack(replies, frame.is_batch))
         if self._follow_ups:
-            out.extend(self._follow_ups)
+            for f in self._follow_ups:
+                out.append(f if isinstance(f, bytes) else codec.push(f))
             self._follow_ups.clear()
         return out
 
@@ -245,27 +251,29 @@ class Session(Generic[C]):
         self,
         is_batch: bool,
         replies: list[Any],
-        deferred: list[tuple[int, jsonrpc.Call, Deferred]],
+        deferred: list[tuple[int, Call, Deferred]],
     ) -> None:
         """Send the reply (or the whole batch's reply) when every deferred part is done."""
         waiting = [len(deferred)]
+        codec = self.codec
 
-        def finish(slot: int, call: jsonrpc.Call, value: Any) -> None:
+        def finish(slot: int, call: Call, value: Any) -> None:
             if self.state is SessionState.CLOSED:
                 return
             if isinstance(value, ApiError):
-                replies[slot] = jsonrpc.error(call.id, value)
+                replies[slot] = codec.error(call.id, value)
             else:
-                replies[slot] = jsonrpc.result(call.id, value)
+                replies[slot] = codec.result(call, value)
             waiting[0] -= 1
             if waiting[0] == 0:
-                self._send(jsonrpc.encode(replies if is_batch else replies[0]))
+                self._send(codec.pack(replies, is_batch))
 
         for slot, call, d in deferred:
             d.start(functools.partial(finish, slot, call))
 
-    def _dispatch(self, call: jsonrpc.Call, now_ms: int) -> Any:
+    def _dispatch(self, call: Call, now_ms: int) -> Any:
         method = METHODS.get(call.method)
+        codec = self.codec
         try:
             if method is None:
                 raise ApiError(ErrorCode.METHOD_NOT_FOUND, data=f"no method {call.method!r}")
@@ -275,19 +283,21 @@ class Session(Generic[C]):
             value = getattr(self, "_m_" + call.method.replace(".", "_"))(params, now_ms)
             if isinstance(value, Deferred):
                 return value
-            return jsonrpc.result(call.id, value)
+            return codec.result(call, value)
         except ApiError as exc:
-            return jsonrpc.error(call.id, exc)
+            return codec.error(call.id, exc)
         except Exception:
             log.exception("internal error in %s", call.method)
-            return jsonrpc.error(call.id, ApiError(ErrorCode.INTERNAL_ERROR))
+            return codec.error(call.id, ApiError(ErrorCode.INTERNAL_ERROR))
 
     @staticmethod
-    def _decode_params(call: jsonrpc.Call) -> Any:
+    def _decode_params(call: Call) -> Any:
         raw = call.params
-        if raw is None or bytes(raw).strip() == b"[]":
-            raw = msgspec.Raw(b"{}")
         try:
+            if isinstance(raw, dict):
+                return msgspec.convert(raw, METHODS[call.method].params)
+            if raw is None or bytes(raw).strip() == b"[]":
+                raw = msgspec.Raw(b"{}")
             return _param_decoders[call.method].decode(raw)
         except msgspec.ValidationError as exc:
             raise ApiError(ErrorCode.INVALID_PARAMS, data=str(exc)) from None
@@ -348,7 +358,7 @@ class Session(Generic[C]):
             raise ApiError(ErrorCode.NO_PRICE, f"no price is available for {inst.symbol} yet")
         self._check_subscription_room()
         sub_id = f"q{next(_subscription_ids)}"
-        stream = QuoteStream(self._conn, sub_id, self._account(), inst, lots)
+        stream = QuoteStream(self._conn, sub_id, self._account(), inst, lots, self.codec)
         self._quote_streams[sub_id] = stream
         first = services.quotes.open(stream, now_ms)
         if first is not None:

@@ -18,7 +18,7 @@ from typing import Generic, TypeVar
 from tradews.api.checksum import book_checksum
 from tradews.api.errors import ApiError, ErrorCode
 from tradews.api.messages import Balance, BookUpdate, InstrumentMarketData, MarketData, Ticker
-from tradews.codecs.jsonrpc import encode_notification
+from tradews.codecs.push import Push
 from tradews.domain.instrument import Instrument
 from tradews.domain.ledger import format_atoms
 from tradews.domain.market_stats import RollingStats, StatsSnapshot
@@ -124,7 +124,7 @@ class TradingView(Generic[C]):
             raise ApiError(ErrorCode.UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}")
         return channel
 
-    def subscribe(self, key: str, sub_id: int, conn: C, now_ms: int) -> list[bytes]:
+    def subscribe(self, key: str, sub_id: int, conn: C, now_ms: int) -> list[Push]:
         """Add a subscriber; return what it gets first (a book snapshot, current balances)."""
         self._subs.setdefault(key, {})[sub_id] = conn
         if key.startswith("book."):
@@ -133,7 +133,7 @@ class TradingView(Generic[C]):
             return [self._ticker(key[7:], now_ms)]
         if key.startswith("balances#"):
             account_id = int(key.partition("#")[2])
-            return [encode_notification("balances", b) for b in self.balances(account_id)]
+            return [Push("balances", b) for b in self.balances(account_id)]
         return []
 
     def unsubscribe(self, key: str, sub_id: int) -> bool:
@@ -150,7 +150,7 @@ class TradingView(Generic[C]):
 
     # Publishing ---------------------------------------------------------------------------
 
-    def apply(self, events: Sequence[object], send: Callable[[C, bytes], None]) -> None:
+    def apply(self, events: Sequence[object], send: Callable[[C, Push], None]) -> None:
         """Move the view forward by one command's durable events and notify subscribers."""
         book_changes: dict[str, list[BookChanged]] = {}
         for e in events:
@@ -164,7 +164,7 @@ class TradingView(Generic[C]):
                 self._balances.setdefault(e.account_id, {})[e.asset] = (e.available, e.locked)
                 subs = self._subs.get(f"balances#{e.account_id}")
                 if subs:
-                    frame = encode_notification(
+                    frame = Push(
                         "balances",
                         Balance(
                             asset=e.asset,
@@ -194,7 +194,7 @@ class TradingView(Generic[C]):
                 for conn in subs.values():
                     send(conn, frame)
 
-    def _on_order(self, e: OrderUpdated, send: Callable[[C, bytes], None]) -> None:
+    def _on_order(self, e: OrderUpdated, send: Callable[[C, Push], None]) -> None:
         mine = self._open.setdefault(e.account_id, {})
         if e.status in ("new", "partially_filled"):
             mine[e.order_id] = e
@@ -204,18 +204,18 @@ class TradingView(Generic[C]):
         if subs:
             inst = self._catalog.get(e.symbol)
             assert inst is not None
-            frame = encode_notification("orders", order_state(e, inst))
+            frame = Push("orders", order_state(e, inst))
             for conn in subs.values():
                 send(conn, frame)
 
-    def _on_trade(self, t: TradeExecuted, send: Callable[[C, bytes], None]) -> None:
+    def _on_trade(self, t: TradeExecuted, send: Callable[[C, Push], None]) -> None:
         inst = self._catalog.get(t.symbol)
         assert inst is not None
         self._stats_of(t.symbol).observe(t.price, t.quantity, t.at)
         self._dirty_tickers.add(t.symbol)
         subs = self._subs.get(f"trades.{t.symbol}")
         if subs:
-            frame = encode_notification("trades", public_trade(t, inst))
+            frame = Push("trades", public_trade(t, inst))
             for conn in subs.values():
                 send(conn, frame)
         accounts = {t.maker_account_id, t.taker_account_id}
@@ -224,11 +224,11 @@ class TradingView(Generic[C]):
             if not subs:
                 continue
             for fill in fills_for(account_id, t, inst):
-                frame = encode_notification("fills", fill)
+                frame = Push("fills", fill)
                 for conn in subs.values():
                     send(conn, frame)
 
-    def publish_tickers(self, now_ms: int, send: Callable[[C, bytes], None]) -> None:
+    def publish_tickers(self, now_ms: int, send: Callable[[C, Push], None]) -> None:
         """Send ``ticker.SYMBOL`` to subscribers of the symbols that changed since last time."""
         dirty, self._dirty_tickers = self._dirty_tickers, set()
         for symbol in dirty:
@@ -259,7 +259,7 @@ class TradingView(Generic[C]):
         snapshot: bool,
         changes: list[BookChanged] | None,
         prev: int | None = None,
-    ) -> bytes:
+    ) -> Push:
         inst = self._catalog.get(symbol)
         assert inst is not None
         book = self._book(symbol)
@@ -281,12 +281,12 @@ class TradingView(Generic[C]):
             asks=out_asks,
             checksum=book_checksum(bids, asks),
         )
-        return encode_notification("book", message)
+        return Push("book", message)
 
-    def _ticker(self, symbol: str, now_ms: int) -> bytes:
+    def _ticker(self, symbol: str, now_ms: int) -> Push:
         inst = self._catalog.get(symbol)
         assert inst is not None
-        return encode_notification("ticker", self.ticker(inst, now_ms, f"ticker.{symbol}"))
+        return Push("ticker", self.ticker(inst, now_ms, f"ticker.{symbol}"))
 
     def ticker(self, inst: Instrument, now_ms: int, channel: str) -> Ticker:
         bid, ask = self.best(inst.symbol)

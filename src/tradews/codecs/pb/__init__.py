@@ -1,0 +1,1 @@
+"""Code generated from ``proto/tradews/v1/tradews.proto`` by ``make proto``. Do not edit."""

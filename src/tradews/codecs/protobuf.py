@@ -1,0 +1,324 @@
+"""The Protobuf encoding: ``ClientMessage`` / ``ServerMessage`` in binary frames.
+
+Decoding maps each ``ClientMessage`` member to the same method name and params (as a dict in the
+API's field names) that the JSON-RPC codec yields, so the session validates and handles both
+alike. Encoding maps each method's result struct, each error, and each push to its
+``ServerMessage`` member. This module holds no trading logic: only the two translations.
+
+Malformed input never raises out of :meth:`ProtobufCodec.decode`: bytes that do not parse are
+error -32700; a message with no (or an unknown) payload member is -32600; wrong values (an
+unspecified enum, a bad decimal) are -32602 or a 4001 rejection, exactly as in JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+from google.protobuf.message import DecodeError
+
+from tradews.api import messages as api
+from tradews.api.errors import ApiError, ErrorCode
+from tradews.codecs.base import Call, Frame, Id, Invalid
+from tradews.codecs.pb import tradews_pb2 as pb
+from tradews.codecs.push import Push
+
+SIDES: dict[int, str] = {pb.SIDE_BUY: "buy", pb.SIDE_SELL: "sell"}
+SIDE_VALUES: dict[str, Any] = {v: k for k, v in SIDES.items()}
+TYPES: dict[int, str] = {pb.ORDER_TYPE_LIMIT: "limit", pb.ORDER_TYPE_MARKET: "market"}
+TYPE_VALUES: dict[str, Any] = {v: k for k, v in TYPES.items()}
+TIFS: dict[int, str] = {
+    pb.TIME_IN_FORCE_GTC: "GTC",
+    pb.TIME_IN_FORCE_IOC: "IOC",
+    pb.TIME_IN_FORCE_FOK: "FOK",
+}
+TIF_VALUES: dict[str, Any] = {v: k for k, v in TIFS.items()}
+
+
+def _enum(table: dict[int, str], value: int) -> str:
+    # An unspecified or unknown enum value becomes a string the params struct refuses, so the
+    # client gets -32602 naming the field, as JSON clients do for a bad value.
+    return table.get(value, f"<unspecified {value}>")
+
+
+def _put(d: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """Set ``key`` unless ``value`` is proto3's "not given" (empty string, zero)."""
+    if value:
+        d[key] = value
+    return d
+
+
+def _order_ref(m: Any) -> dict[str, Any]:
+    d: dict[str, Any] = {}
+    _put(d, "orderId", m.order_id)
+    return _put(d, "clientOrderId", m.client_order_id)
+
+
+def _subscribe(m: pb.SubscribeRequest) -> tuple[str, dict[str, Any]]:
+    target = m.WhichOneof("target")
+    if target == "channel":
+        return "subscribe", {"channel": m.channel}
+    if target == "quotes":
+        q = m.quotes
+        return "quote_request", _put({"symbol": q.symbol, "type": q.type}, "quantity", q.quantity)
+    if target == "market_data":
+        return "market_data_request", {}
+    raise ApiError(ErrorCode.INVALID_PARAMS, data="SubscribeRequest needs a target")
+
+
+def _unsubscribe(m: pb.UnsubscribeRequest) -> tuple[str, dict[str, Any]]:
+    sub = m.subscription
+    if sub == "market_data":
+        return "market_data_cancel", {}
+    if sub.startswith("q") and sub[1:].isdigit():
+        return "quote_cancel", {"subscription": sub}
+    return "unsubscribe", {"channel": sub}
+
+
+def _order(m: pb.OrderRequest) -> tuple[str, dict[str, Any]]:
+    d: dict[str, Any] = {
+        "symbol": m.symbol,
+        "side": _enum(SIDES, m.side),
+        "type": _enum(TYPES, m.type),
+        "quantity": m.quantity,
+        "postOnly": m.post_only,
+    }
+    _put(d, "price", m.price)
+    if m.time_in_force:
+        d["timeInForce"] = _enum(TIFS, m.time_in_force)
+    _put(d, "clientOrderId", m.client_order_id)
+    return "order_place", d
+
+
+def _amend(m: pb.AmendOrderRequest) -> tuple[str, dict[str, Any]]:
+    d = _order_ref(m)
+    _put(d, "price", m.price)
+    _put(d, "quantity", m.quantity)
+    return "order_amend", d
+
+
+def _trades(m: pb.TradesRequest) -> tuple[str, dict[str, Any]]:
+    d: dict[str, Any] = {}
+    _put(d, "symbol", m.symbol)
+    _put(d, "limit", m.limit)
+    _put(d, "before", m.before)
+    return "trades", d
+
+
+_REQUESTS: dict[str, Callable[[Any], tuple[str, dict[str, Any]]]] = {
+    "login": lambda m: ("rpc.login", {"apiKey": m.api_key, "apiSecret": m.api_secret}),
+    "subscribe": _subscribe,
+    "unsubscribe": _unsubscribe,
+    "order": _order,
+    "cancel": lambda m: ("order_cancel", _order_ref(m)),
+    "cancel_all": lambda m: ("order_cancel_all", _put({}, "symbol", m.symbol)),
+    "amend": _amend,
+    "quote_accept": lambda m: (
+        "quote_accept",
+        {"quoteId": m.quote_id, "side": _enum(SIDES, m.side)},
+    ),
+    "order_status": lambda m: ("order_status", _order_ref(m)),
+    "open_orders": lambda m: ("orders_open", _put({}, "symbol", m.symbol)),
+    "balances": lambda m: ("balances", {}),
+    "trades": _trades,
+    "heartbeat": lambda m: ("time", {}),
+    "instruments": lambda m: ("instruments", {}),
+}
+
+
+# Results -> ServerMessage ------------------------------------------------------------------
+
+
+def _s(value: str | None) -> str:
+    return "" if value is None else value
+
+
+def order_state(o: api.OrderState) -> pb.OrderState:
+    return pb.OrderState(
+        order_id=o.order_id,
+        client_order_id=_s(o.client_order_id),
+        symbol=o.symbol,
+        side=SIDE_VALUES[o.side],
+        type=TYPE_VALUES[o.type],
+        price=_s(o.price),
+        quantity=o.quantity,
+        filled_quantity=o.filled_quantity,
+        remaining_quantity=o.remaining_quantity,
+        time_in_force=TIF_VALUES[o.time_in_force],
+        post_only=o.post_only,
+        status=o.status,
+        reason=_s(o.reason),
+        created_at=o.created_at,
+        updated_at=o.updated_at,
+        seq=o.seq,
+    )
+
+
+def fill(f: api.Fill) -> pb.Fill:
+    return pb.Fill(
+        trade_id=f.trade_id,
+        order_id=f.order_id or 0,
+        symbol=f.symbol,
+        side=SIDE_VALUES[f.side],
+        price=f.price,
+        quantity=f.quantity,
+        fee=f.fee,
+        fee_asset=f.fee_asset,
+        liquidity=f.liquidity,
+        quote_id=_s(f.quote_id),
+        timestamp=f.timestamp,
+        seq=f.seq,
+    )
+
+
+def balance(b: api.Balance) -> pb.Balance:
+    return pb.Balance(asset=b.asset, available=b.available, locked=b.locked)
+
+
+def _fields(struct: msgspec.Struct, message: type[Any], **overrides: Any) -> Any:
+    """Copy same-named fields (None -> proto3 default), for the plain market data messages."""
+    values = {}
+    for name in struct.__struct_fields__:
+        value = overrides[name] if name in overrides else getattr(struct, name)
+        if value is not None:
+            values[name] = value
+    return message(**values)
+
+
+def _result(method: str, value: Any) -> pb.ServerMessage:
+    m = pb.ServerMessage()
+    if method == "rpc.login":
+        m.login.SetInParent()
+    elif method == "time":
+        m.heartbeat.time = value.time
+    elif method in ("quote_request", "market_data_request", "subscribe"):
+        if isinstance(value, api.QuoteSubscription):
+            m.subscribed.subscription = value.subscription
+            m.subscribed.symbol = value.symbol
+            m.subscribed.quantity = value.quantity
+            m.subscribed.valid_for_ms = value.valid_for_ms
+        elif isinstance(value, api.MarketDataSubscription):
+            m.subscribed.subscription = value.subscription
+            m.subscribed.symbols.extend(value.symbols)
+            m.subscribed.interval_ms = value.interval_ms
+        else:
+            m.subscribed.subscription = value.channel
+    elif method in ("order_place", "order_cancel", "order_amend", "order_status"):
+        m.order_response.order.CopyFrom(order_state(value))
+    elif method == "quote_accept":
+        m.order_response.fill.CopyFrom(fill(value))
+    elif method == "orders_open":
+        m.order_response.orders.orders.extend(order_state(o) for o in value)
+    elif method == "order_cancel_all":
+        m.cancelled.order_ids.extend(value["cancelled"])
+    elif method == "balances":
+        m.balances.balances.extend(balance(b) for b in value)
+    elif method == "trades":
+        m.trades.fills.extend(fill(f) for f in value)
+    elif method == "instruments":
+        m.instruments.instruments.extend(_fields(i, pb.Instrument) for i in value)
+    else:  # quote_cancel, market_data_cancel, unsubscribe
+        m.ack.SetInParent()
+    return m
+
+
+def _push(push: Push) -> pb.ServerMessage:
+    m = pb.ServerMessage()
+    body = push.body
+    kind = push.kind
+    if kind == "quote":
+        m.market_data.quote.CopyFrom(_fields(body, pb.Quote))
+    elif kind == "book":
+        m.market_data.book.CopyFrom(
+            pb.BookUpdate(
+                channel=body.channel,
+                snapshot=body.type == "snapshot",
+                symbol=body.symbol,
+                seq=body.seq,
+                prev_seq=body.prev_seq or 0,
+                bids=[pb.Level(price=p, quantity=q) for p, q in body.bids],
+                asks=[pb.Level(price=p, quantity=q) for p, q in body.asks],
+                checksum=body.checksum,
+            )
+        )
+    elif kind == "trades":
+        m.market_data.trade.CopyFrom(
+            _fields(body, pb.PublicTrade, taker_side=SIDE_VALUES[body.taker_side])
+        )
+    elif kind == "ticker":
+        m.market_data.ticker.CopyFrom(_fields(body, pb.Ticker))
+    elif kind == "market_data":
+        m.market_data.snapshot.CopyFrom(
+            pb.MarketDataSnapshot(
+                seq=body.seq,
+                timestamp=body.timestamp,
+                instruments=[_fields(i, pb.InstrumentMarketData) for i in body.instruments],
+            )
+        )
+    elif kind == "orders":
+        m.order_response.order.CopyFrom(order_state(body))
+    elif kind == "fills":
+        m.order_response.fill.CopyFrom(fill(body))
+    elif kind == "balances":
+        m.balances.balances.append(balance(body))
+    else:  # pragma: no cover - every push kind is listed above
+        raise ValueError(f"no protobuf form for push {kind!r}")
+    return m
+
+
+def _error(call_id: Id, err: ApiError) -> pb.ServerMessage:
+    m = pb.ServerMessage(request_id=call_id if isinstance(call_id, int) else 0)
+    m.error.code = int(err.code)
+    m.error.message = err.message
+    if isinstance(err.data, dict) and "reason" in err.data:
+        m.error.reason = str(err.data["reason"])
+    elif err.data is not None:
+        m.error.detail = str(err.data)
+    return m
+
+
+class ProtobufCodec:
+    """``tradews.v1.proto``: one ClientMessage / ServerMessage per binary frame."""
+
+    name = "proto"
+    binary = True
+
+    def decode(self, data: bytes, *, max_batch: int) -> Frame:
+        try:
+            message = pb.ClientMessage.FromString(data)
+        except (DecodeError, ValueError) as exc:
+            return Frame(
+                [], False, ApiError(ErrorCode.PARSE_ERROR, data=f"not a ClientMessage: {exc}")
+            )
+        request_id = message.request_id
+        member = message.WhichOneof("payload")
+        if member is None:
+            error = ApiError(
+                ErrorCode.INVALID_REQUEST,
+                data="ClientMessage has no payload this server knows",
+            )
+            return Frame([Invalid(error, request_id)], False)
+        try:
+            method, params = _REQUESTS[member](getattr(message, member))
+        except ApiError as exc:
+            return Frame([Invalid(exc, request_id)], False)
+        return Frame([Call(method, params, request_id)], False)
+
+    def result(self, call: Call, value: Any) -> Any:
+        m = _result(call.method, value)
+        m.request_id = call.id if isinstance(call.id, int) else 0
+        return m
+
+    def error(self, call_id: Id, err: ApiError) -> Any:
+        return _error(call_id, err)
+
+    def pack(self, replies: list[Any], is_batch: bool) -> bytes:
+        (reply,) = replies  # protobuf has no batches
+        return bytes(reply.SerializeToString())
+
+    def push(self, push: Push) -> bytes:
+        return push.encoded("proto", lambda p: bytes(_push(p).SerializeToString()))
+
+
+PROTOBUF = ProtobufCodec()
