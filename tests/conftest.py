@@ -32,15 +32,21 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         yield proc
 
 
+@pytest.fixture(scope="module", params=["json", "proto"])
+def encoding(request: pytest.FixtureRequest) -> str:
+    """Tests that take this run once per wire encoding: the API must behave the same in both."""
+    return str(request.param)
+
+
 @pytest.fixture
-async def client(server: ServerProcess) -> AsyncIterator[Client]:
-    async with await Client.connect(server.url) as c:
+async def client(server: ServerProcess, encoding: str) -> AsyncIterator[Client]:
+    async with await Client.connect(server.url, encoding=encoding) as c:
         yield c
 
 
 @pytest.fixture
-async def logged_in(server: ServerProcess) -> AsyncIterator[Client]:
-    async with await Client.connect(server.url) as c:
+async def logged_in(server: ServerProcess, encoding: str) -> AsyncIterator[Client]:
+    async with await Client.connect(server.url, encoding=encoding) as c:
         assert await c.login(server.api_key, server.api_secret) is True
         yield c
 

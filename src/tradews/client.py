@@ -27,6 +27,8 @@ import msgspec
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from tradews.api.checksum import book_checksum
+from tradews.codecs import protobuf as pbc
+from tradews.codecs.pb import tradews_pb2 as pb
 
 
 class ClientError(Exception):
@@ -110,7 +112,8 @@ _CLOSED = object()
 
 
 class _Listener(WSListener):  # type: ignore[misc]
-    def __init__(self) -> None:
+    def __init__(self, proto: bool = False) -> None:
+        self.proto = proto
         self.pending: dict[Any, asyncio.Future[Any]] = {}
         self.notes: asyncio.Queue[Any] = asyncio.Queue()
         self.frames: asyncio.Queue[Any] | None = None
@@ -128,12 +131,28 @@ class _Listener(WSListener):  # type: ignore[misc]
         if self.frames is not None:
             self.frames.put_nowait(payload)
             return
+        if self.proto:
+            self._dispatch_proto(payload)
+            return
         try:
             message = _decoder.decode(payload)
         except msgspec.DecodeError:
             return
         for item in message if isinstance(message, list) else (message,):
             self._dispatch(item)
+
+    def _dispatch_proto(self, payload: bytes) -> None:
+        try:
+            message = pb.ServerMessage.FromString(payload)
+        except Exception:
+            return
+        future = self.pending.pop(message.request_id, None) if message.request_id else None
+        if future is not None:
+            if not future.done():
+                future.set_result(message)
+            return
+        for method, params in pbc.push_notifications(message):
+            self.notes.put_nowait(Notification(method, params))
 
     def _dispatch(self, item: Any) -> None:
         if not isinstance(item, dict):
@@ -160,23 +179,38 @@ class _Listener(WSListener):  # type: ignore[misc]
 class Client:
     """One connection to a tradews server. Create it with :meth:`connect`."""
 
-    def __init__(self, transport: WSTransport, listener: _Listener) -> None:
+    def __init__(self, transport: WSTransport, listener: _Listener, encoding: str) -> None:
         self._transport = transport
         self._listener = listener
         self._ids = itertools.count(1)
+        self.encoding = encoding
+        self._kind = WSMsgType.BINARY if encoding == "proto" else WSMsgType.TEXT
 
     @classmethod
-    async def connect(cls, url: str, *, raw: bool = False, timeout: float = 10) -> Client:
-        """Open a connection. With ``raw=True`` every frame is kept as bytes for
-        :meth:`recv_frame` and nothing is parsed (for protocol tests and tools)."""
+    async def connect(
+        cls, url: str, *, encoding: str = "json", raw: bool = False, timeout: float = 10
+    ) -> Client:
+        """Open a connection speaking ``encoding``: ``"json"`` (JSON-RPC 2.0, text frames) or
+        ``"proto"`` (protobuf envelopes, binary frames; subprotocol ``tradews.v1.proto``). The
+        methods and results are the same either way. With ``raw=True`` every frame is kept as
+        bytes for :meth:`recv_frame` and nothing is parsed (for protocol tests and tools)."""
+        if encoding not in ("json", "proto"):
+            raise ClientError(f"encoding must be 'json' or 'proto', not {encoding!r}")
+        proto = encoding == "proto"
+        headers = {"Sec-WebSocket-Protocol": "tradews.v1.proto"} if proto else None
         try:
-            transport, listener = await asyncio.wait_for(ws_connect(_Listener, url), timeout)
+            transport, listener = await asyncio.wait_for(
+                ws_connect(lambda: _Listener(proto), url, extra_headers=headers), timeout
+            )
         except TimeoutError:
             raise ClientError(f"timed out connecting to {url}") from None
         assert isinstance(listener, _Listener)
+        if proto and transport.response.headers.get("Sec-WebSocket-Protocol") != "tradews.v1.proto":
+            transport.disconnect()
+            raise ClientError("the server did not accept the tradews.v1.proto subprotocol")
         if raw:
             listener.frames = asyncio.Queue()
-        return cls(transport, listener)
+        return cls(transport, listener, encoding)
 
     async def __aenter__(self) -> Client:
         return self
@@ -197,23 +231,37 @@ class Client:
             raise self._listener.closed
         request_id = next(self._ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self.encoding == "proto":
+            try:
+                data = pbc.request_message(method, params, request_id).SerializeToString()
+            except pbc.NotInProtobuf as exc:
+                raise ClientError(str(exc)) from None
+        else:
+            message: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": request_id}
+            if params is not None:
+                message["params"] = params
+            data = _encoder.encode(message)
         self._listener.pending[request_id] = future
-        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": request_id}
-        if params is not None:
-            message["params"] = params
-        self._transport.send(WSMsgType.TEXT, _encoder.encode(message))
+        self._transport.send(self._kind, data)
         try:
             async with asyncio.timeout(timeout):  # no extra task per call, unlike wait_for
                 reply = await future
         finally:
             self._listener.pending.pop(request_id, None)
+        if self.encoding == "proto":
+            try:
+                return pbc.response_value(method, reply)
+            except pbc.ServerError as exc:
+                raise RpcError(exc.code, exc.message, exc.data) from None
         if "error" in reply:
             err = reply["error"]
             raise RpcError(err.get("code"), err.get("message"), err.get("data"))
         return reply.get("result")
 
     def notify(self, method: str, params: Any = None) -> None:
-        """Send a JSON-RPC notification (no reply will come)."""
+        """Send a JSON-RPC notification (no reply will come). JSON encoding only."""
+        if self.encoding != "json":
+            raise ClientError("notifications (calls without a reply) exist only in JSON-RPC")
         message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
         if params is not None:
             message["params"] = params

@@ -116,6 +116,10 @@ async def test_streams_are_independent_and_cancellable(logged_in: Client) -> Non
 async def test_bad_requests_get_an_error_and_no_stream(
     logged_in: Client, params: dict[str, Any], code: int, needle: str
 ) -> None:
+    if logged_in.encoding == "proto" and (
+        not isinstance(params.get("symbol", ""), str) or isinstance(params.get("quantity"), bool)
+    ):
+        pytest.skip("protobuf's schema cannot carry a value of this type")
     with pytest.raises(RpcError) as info:
         await logged_in.call("quote_request", params)
     assert info.value.code == code
@@ -143,8 +147,8 @@ def still_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPro
 
 
 @pytest.fixture
-async def still_client(still_server: ServerProcess) -> AsyncIterator[Client]:
-    async with await Client.connect(still_server.url) as c:
+async def still_client(still_server: ServerProcess, encoding: str) -> AsyncIterator[Client]:
+    async with await Client.connect(still_server.url, encoding=encoding) as c:
         await c.login(still_server.api_key, still_server.api_secret)
         yield c
 

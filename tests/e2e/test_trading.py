@@ -14,9 +14,10 @@ from tradews.testing import ServerProcess, run_cli
 
 
 @pytest.fixture(scope="module")
-def venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A demo server without simulated traders: the books hold only what the tests put there."""
-    db = tmp_path_factory.mktemp("venue") / "venue.db"
+def venue(tmp_path_factory: pytest.TempPathFactory, encoding: str) -> Iterator[ServerProcess]:
+    """A demo server without simulated traders: the books hold only what the tests put there.
+    One per encoding, so each run of the suite starts from the same empty books."""
+    db = tmp_path_factory.mktemp(f"venue-{encoding}") / "venue.db"
     args = ("--no-demo-traders", "--quote-ttl", "0.9", "--tick-interval", "0.05")
     with ServerProcess.start(db, demo=True, args=args) as proc:
         proc.cli("account", "create", "fund-b", "--tier", "enterprise")
@@ -28,8 +29,8 @@ def venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         yield proc
 
 
-async def connect(venue: ServerProcess, who: str = "demo") -> Client:
-    client = await Client.connect(venue.url)
+async def connect(venue: ServerProcess, who: str = "demo", encoding: str = "json") -> Client:
+    client = await Client.connect(venue.url, encoding=encoding)
     if who == "demo":
         await client.login(venue.api_key, venue.api_secret)
     else:
@@ -39,8 +40,8 @@ async def connect(venue: ServerProcess, who: str = "demo") -> Client:
 
 
 @pytest.fixture
-async def alice(venue: ServerProcess) -> AsyncIterator[Client]:
-    c = await connect(venue)
+async def alice(venue: ServerProcess, encoding: str) -> AsyncIterator[Client]:
+    c = await connect(venue, "demo", encoding)
     # Demo funding is submitted at start; wait until it is durable and visible.
     for _ in range(100):
         if any(b["asset"] == "USD" for b in await c.call("balances")):
@@ -52,8 +53,8 @@ async def alice(venue: ServerProcess) -> AsyncIterator[Client]:
 
 
 @pytest.fixture
-async def bob(venue: ServerProcess) -> AsyncIterator[Client]:
-    c = await connect(venue, "fund-b")
+async def bob(venue: ServerProcess, encoding: str) -> AsyncIterator[Client]:
+    c = await connect(venue, "fund-b", encoding)
     await c.call("order_cancel_all")
     yield c
     await c.close()
@@ -78,7 +79,7 @@ def balance(rows: list[dict[str, str]], asset: str) -> tuple[Decimal, Decimal]:
 async def test_two_clients_cross_and_a_third_rebuilds_the_book(
     venue: ServerProcess, alice: Client, bob: Client
 ) -> None:
-    watcher = await connect(venue)
+    watcher = await connect(venue, "demo", alice.encoding)
     info = {i["symbol"]: i for i in await watcher.call("instruments")}["ETH_USD"]
     replica = BookReplica(info["tick"], info["lot"])
     for c in (alice, bob):
@@ -148,7 +149,7 @@ async def test_two_clients_cross_and_a_third_rebuilds_the_book(
     for note in watcher.drain_notifications():
         if note.method == "book":
             replica.apply(note.params)
-    fresh = await connect(venue)
+    fresh = await connect(venue, "demo", alice.encoding)
     await fresh.subscribe("book.ETH_USD")
     snapshot = (await take(fresh, 1, {"book"}))[0].params
     assert snapshot["seq"] == replica.seq
@@ -264,7 +265,7 @@ async def test_twenty_concurrent_accepts_fill_once(venue: ServerProcess, alice: 
     sub = await alice.quote_request("ETH_USD", quantity="1.000")
     quote = (await take(alice, 1, {"quote"}))[0].params
     await alice.quote_cancel(sub["subscription"])
-    others = [await connect(venue) for _ in range(19)]
+    others = [await connect(venue, "demo", alice.encoding) for _ in range(19)]
     accept = {"quoteId": quote["quoteId"], "side": "buy"}
     outcomes = await asyncio.gather(
         *(c.call("quote_accept", accept) for c in [alice, *others]), return_exceptions=True

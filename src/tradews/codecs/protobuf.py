@@ -58,10 +58,11 @@ def _order_ref(m: Any) -> dict[str, Any]:
 def _subscribe(m: pb.SubscribeRequest) -> tuple[str, dict[str, Any]]:
     target = m.WhichOneof("target")
     if target == "channel":
-        return "subscribe", {"channel": m.channel}
+        return "subscribe", _put({}, "channel", m.channel)
     if target == "quotes":
         q = m.quotes
-        return "quote_request", _put({"symbol": q.symbol, "type": q.type}, "quantity", q.quantity)
+        d = _put(_put({}, "symbol", q.symbol), "type", q.type)
+        return "quote_request", _put(d, "quantity", q.quantity)
     if target == "market_data":
         return "market_data_request", {}
     raise ApiError(ErrorCode.INVALID_PARAMS, data="SubscribeRequest needs a target")
@@ -78,12 +79,14 @@ def _unsubscribe(m: pb.UnsubscribeRequest) -> tuple[str, dict[str, Any]]:
 
 def _order(m: pb.OrderRequest) -> tuple[str, dict[str, Any]]:
     d: dict[str, Any] = {
-        "symbol": m.symbol,
         "side": _enum(SIDES, m.side),
         "type": _enum(TYPES, m.type),
-        "quantity": m.quantity,
         "postOnly": m.post_only,
     }
+    # proto3 cannot tell an empty string from a missing one: leave empty required fields out,
+    # so that the client hears "missing field" exactly as a JSON client would.
+    _put(d, "symbol", m.symbol)
+    _put(d, "quantity", m.quantity)
     _put(d, "price", m.price)
     if m.time_in_force:
         d["timeInForce"] = _enum(TIFS, m.time_in_force)
@@ -107,7 +110,10 @@ def _trades(m: pb.TradesRequest) -> tuple[str, dict[str, Any]]:
 
 
 _REQUESTS: dict[str, Callable[[Any], tuple[str, dict[str, Any]]]] = {
-    "login": lambda m: ("rpc.login", {"apiKey": m.api_key, "apiSecret": m.api_secret}),
+    "login": lambda m: (
+        "rpc.login",
+        _put(_put({}, "apiKey", m.api_key), "apiSecret", m.api_secret),
+    ),
     "subscribe": _subscribe,
     "unsubscribe": _unsubscribe,
     "order": _order,
@@ -116,7 +122,7 @@ _REQUESTS: dict[str, Callable[[Any], tuple[str, dict[str, Any]]]] = {
     "amend": _amend,
     "quote_accept": lambda m: (
         "quote_accept",
-        {"quoteId": m.quote_id, "side": _enum(SIDES, m.side)},
+        _put({"side": _enum(SIDES, m.side)}, "quoteId", m.quote_id),
     ),
     "order_status": lambda m: ("order_status", _order_ref(m)),
     "open_orders": lambda m: ("orders_open", _put({}, "symbol", m.symbol)),
@@ -322,3 +328,236 @@ class ProtobufCodec:
 
 
 PROTOBUF = ProtobufCodec()
+
+
+# The client's side: the same translations the other way round ------------------------------
+# (used by tradews.client so that one client interface speaks both encodings)
+
+
+class NotInProtobuf(Exception):
+    """A JSON-RPC method with no protobuf form (``rpc.discover``)."""
+
+
+def _str(params: dict[str, Any], key: str) -> str:
+    value = params.get(key)
+    return "" if value is None else str(value)
+
+
+def request_message(
+    method: str, params: dict[str, Any] | None, request_id: int
+) -> pb.ClientMessage:
+    """The ClientMessage for a JSON-RPC style call (method name and camelCase params)."""
+    p = params or {}
+    m = pb.ClientMessage(request_id=request_id)
+    if method == "rpc.login":
+        m.login.api_key = _str(p, "apiKey")
+        m.login.api_secret = _str(p, "apiSecret")
+    elif method == "time":
+        m.heartbeat.SetInParent()
+    elif method == "instruments":
+        m.instruments.SetInParent()
+    elif method == "quote_request":
+        q = m.subscribe.quotes
+        q.symbol, q.type, q.quantity = _str(p, "symbol"), _str(p, "type"), _str(p, "quantity")
+    elif method == "market_data_request":
+        m.subscribe.market_data = True
+    elif method == "subscribe":
+        m.subscribe.channel = _str(p, "channel")
+    elif method in ("quote_cancel", "market_data_cancel", "unsubscribe"):
+        key = {"quote_cancel": "subscription", "unsubscribe": "channel"}.get(method)
+        m.unsubscribe.subscription = _str(p, key) if key else "market_data"
+    elif method == "order_place":
+        o = m.order
+        o.symbol, o.quantity, o.price = _str(p, "symbol"), _str(p, "quantity"), _str(p, "price")
+        o.side = SIDE_VALUES.get(_str(p, "side"), 0)
+        o.type = TYPE_VALUES.get(_str(p, "type"), 0)
+        o.time_in_force = TIF_VALUES.get(_str(p, "timeInForce") or "GTC", 0)
+        o.post_only = bool(p.get("postOnly", False))
+        o.client_order_id = _str(p, "clientOrderId")
+    elif method in ("order_cancel", "order_status", "order_amend"):
+        target: Any = {"order_cancel": m.cancel, "order_status": m.order_status}.get(
+            method, m.amend
+        )
+        target.order_id = int(p.get("orderId") or 0)
+        target.client_order_id = _str(p, "clientOrderId")
+        if method == "order_amend":
+            m.amend.price, m.amend.quantity = _str(p, "price"), _str(p, "quantity")
+    elif method == "order_cancel_all":
+        m.cancel_all.symbol = _str(p, "symbol")
+    elif method == "orders_open":
+        m.open_orders.symbol = _str(p, "symbol")
+    elif method == "balances":
+        m.balances.SetInParent()
+    elif method == "trades":
+        m.trades.symbol = _str(p, "symbol")
+        m.trades.limit = int(p.get("limit") or 0)
+        m.trades.before = int(p.get("before") or 0)
+    elif method == "quote_accept":
+        m.quote_accept.quote_id = _str(p, "quoteId")
+        m.quote_accept.side = SIDE_VALUES.get(_str(p, "side"), 0)
+    else:
+        raise NotInProtobuf(f"{method} has no protobuf form; use the JSON-RPC encoding")
+    return m
+
+
+def _none(value: str) -> str | None:
+    return value or None
+
+
+def order_dict(o: pb.OrderState) -> dict[str, Any]:
+    return {
+        "orderId": o.order_id,
+        "clientOrderId": _none(o.client_order_id),
+        "symbol": o.symbol,
+        "side": SIDES.get(o.side),
+        "type": TYPES.get(o.type),
+        "price": _none(o.price),
+        "quantity": o.quantity,
+        "filledQuantity": o.filled_quantity,
+        "remainingQuantity": o.remaining_quantity,
+        "timeInForce": TIFS.get(o.time_in_force),
+        "postOnly": o.post_only,
+        "status": o.status,
+        "reason": _none(o.reason),
+        "createdAt": o.created_at,
+        "updatedAt": o.updated_at,
+        "seq": o.seq,
+    }
+
+
+def fill_dict(f: pb.Fill) -> dict[str, Any]:
+    return {
+        "tradeId": f.trade_id,
+        "orderId": f.order_id or None,
+        "symbol": f.symbol,
+        "side": SIDES.get(f.side),
+        "price": f.price,
+        "quantity": f.quantity,
+        "fee": f.fee,
+        "feeAsset": f.fee_asset,
+        "liquidity": f.liquidity,
+        "quoteId": _none(f.quote_id),
+        "timestamp": f.timestamp,
+        "seq": f.seq,
+    }
+
+
+def _balance_dict(b: pb.Balance) -> dict[str, Any]:
+    return {"asset": b.asset, "available": b.available, "locked": b.locked}
+
+
+_TICKER_FIELDS = ("last", "bid", "bid_size", "ask", "ask_size", "open24h", "high24h", "low24h",
+                  "change24h", "change24h_pct")  # fmt: skip
+_MD_FIELDS = ("last", "bid", "ask", "open24h", "high24h", "low24h", "change24h", "change24h_pct")
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def _optional_fields(m: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    return {_camel(n): _none(getattr(m, n)) for n in names}
+
+
+class ServerError(Exception):
+    """An Error payload, for the client to raise as its own RpcError."""
+
+    def __init__(self, code: int, message: str, data: Any) -> None:
+        super().__init__(message)
+        self.code, self.message, self.data = code, message, data
+
+
+def response_value(method: str, m: pb.ServerMessage) -> Any:
+    """The JSON-RPC ``result`` a ServerMessage answering ``method`` stands for; raises
+    :class:`ServerError` for an Error payload."""
+    member = m.WhichOneof("payload")
+    if member == "error":
+        e = m.error
+        data: Any = {"reason": e.reason} if e.reason else (e.detail or None)
+        raise ServerError(e.code, e.message, data)
+    if member in ("login", "ack"):
+        return True
+    if member == "heartbeat":
+        return {"time": m.heartbeat.time}
+    if member == "subscribed":
+        s = m.subscribed
+        if method == "quote_request":
+            return {"subscription": s.subscription, "symbol": s.symbol, "quantity": s.quantity,
+                    "validForMs": s.valid_for_ms}  # fmt: skip
+        if method == "market_data_request":
+            return {"subscription": s.subscription, "symbols": list(s.symbols),
+                    "intervalMs": s.interval_ms}  # fmt: skip
+        return {"channel": s.subscription}
+    if member == "order_response":
+        r = m.order_response
+        kind = r.WhichOneof("kind")
+        if kind == "order":
+            return order_dict(r.order)
+        if kind == "fill":
+            return fill_dict(r.fill)
+        return [order_dict(o) for o in r.orders.orders]
+    if member == "cancelled":
+        return {"cancelled": list(m.cancelled.order_ids)}
+    if member == "balances":
+        return [_balance_dict(b) for b in m.balances.balances]
+    if member == "trades":
+        return [fill_dict(f) for f in m.trades.fills]
+    if member == "instruments":
+        return [
+            {"symbol": i.symbol, "base": i.base, "quote": i.quote, "tick": i.tick, "lot": i.lot,
+             "minSize": i.min_size, "maxSize": _none(i.max_size), "quoteSize": i.quote_size}
+            for i in m.instruments.instruments
+        ]  # fmt: skip
+    raise ValueError(f"unexpected reply {member!r} to {method}")
+
+
+def push_notifications(m: pb.ServerMessage) -> list[tuple[str, Any]]:
+    """The JSON-RPC notifications (method, params) a pushed ServerMessage stands for."""
+    member = m.WhichOneof("payload")
+    if member == "market_data":
+        u = m.market_data
+        kind = u.WhichOneof("update")
+        if kind == "quote":
+            q = u.quote
+            return [("quote", {
+                "subscription": q.subscription, "symbol": q.symbol, "buyPrice": q.buy_price,
+                "sellPrice": q.sell_price, "quantity": q.quantity, "quoteId": q.quote_id,
+                "validUntil": q.valid_until, "seq": q.seq, "timestamp": q.timestamp,
+            })]  # fmt: skip
+        if kind == "book":
+            b = u.book
+            return [("book", {
+                "channel": b.channel, "type": "snapshot" if b.snapshot else "delta",
+                "symbol": b.symbol, "seq": b.seq,
+                "prevSeq": None if b.snapshot else b.prev_seq,
+                "bids": [[lv.price, lv.quantity] for lv in b.bids],
+                "asks": [[lv.price, lv.quantity] for lv in b.asks], "checksum": b.checksum,
+            })]  # fmt: skip
+        if kind == "trade":
+            t = u.trade
+            return [("trades", {
+                "tradeId": t.trade_id, "symbol": t.symbol, "price": t.price,
+                "quantity": t.quantity, "takerSide": SIDES.get(t.taker_side),
+                "timestamp": t.timestamp, "seq": t.seq,
+            })]  # fmt: skip
+        if kind == "ticker":
+            k = u.ticker
+            return [("ticker", {"channel": k.channel, "symbol": k.symbol,
+                                **_optional_fields(k, _TICKER_FIELDS),
+                                "volume24h": k.volume24h, "timestamp": k.timestamp})]  # fmt: skip
+        s = u.snapshot
+        rows = [
+            {"symbol": i.symbol, **_optional_fields(i, _MD_FIELDS), "volume24h": i.volume24h,
+             "timestamp": i.timestamp}
+            for i in s.instruments
+        ]  # fmt: skip
+        return [("market_data", {"seq": s.seq, "timestamp": s.timestamp, "instruments": rows})]
+    if member == "order_response":
+        r = m.order_response
+        if r.WhichOneof("kind") == "fill":
+            return [("fills", fill_dict(r.fill))]
+        return [("orders", order_dict(r.order))]
+    if member == "balances":
+        return [("balances", _balance_dict(b)) for b in m.balances.balances]
+    return []
