@@ -1,0 +1,156 @@
+"""In-process micro-benchmark of one quote pulse: ``QuoteDesk.due`` over N streams, no sockets.
+
+It isolates what tradews does in Python per quote (pricing lookup, formatting, encoding), which
+``quote_fanout.py`` measures together with the kernel's cost of sending. Prints microseconds per
+quote for the whole of ``due()`` and for its parts, and for a hand-written lower bound that
+builds the same bytes from a per-pulse template.
+
+    .venv/bin/python bench/quote_desk_micro.py [--streams 1000] [--pulses 200]
+
+To measure a commit rather than the working tree, put an export of it first on PYTHONPATH
+(``quote_fanout.py --tradews-ref`` does the same for the server).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import itertools
+import time
+from collections.abc import Callable
+from fractions import Fraction
+from typing import Any
+
+from tradews.api.messages import Quote
+from tradews.app.demo import DEMO_INSTRUMENTS, start_ticks
+from tradews.app.server import quote_id_factory
+from tradews.codecs.jsonrpc import encode_notification
+from tradews.domain.instrument import Instrument
+from tradews.domain.pricing import TwoWayPrice, quote_prices
+from tradews.domain.random_walk import RandomWalk
+from tradews.session.quote_desk import QuoteDesk, QuoteStream
+
+
+def make_desk(inst: Instrument, reference: list[Fraction]) -> QuoteDesk[object]:
+    """A desk pricing ``inst`` around ``reference[0]``, whichever way this version takes prices."""
+    kwargs: dict[str, Any] = {
+        "ttl_ms": 3000,
+        "refresh_ms": 1000,
+        "new_quote_id": quote_id_factory(),
+    }
+    if "pricer" in inspect.signature(QuoteDesk).parameters:
+
+        def pricer(instrument: Instrument, lots: int) -> TwoWayPrice | None:
+            return quote_prices(reference[0], instrument.spread_bps)
+
+        kwargs["pricer"] = pricer
+    return QuoteDesk(**kwargs)
+
+
+def per_quote_us(fn: Callable[[], object], quotes: int, pulses: int) -> float:
+    start = time.perf_counter()
+    for _ in range(pulses):
+        fn()
+    return (time.perf_counter() - start) / (quotes * pulses) * 1e6
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--streams", type=int, default=1000)
+    parser.add_argument("--pulses", type=int, default=200)
+    args = parser.parse_args(argv)
+    n, pulses = args.streams, args.pulses
+
+    inst = next(i for i in DEMO_INSTRUMENTS if i.symbol == "BTC_USD")
+    walk = RandomWalk(start_ticks(inst), seed=1, volatility=0.02)
+    reference = [walk.price]
+    desk = make_desk(inst, reference)
+    set_reference = getattr(desk, "set_reference", None)
+    now = [time.time_ns() // 1_000_000]
+
+    def step() -> None:
+        reference[0] = walk.step(0.0002)
+        now[0] += 1
+        if set_reference is not None:
+            set_reference(inst.symbol, reference[0])
+
+    step()
+    for i in range(n):
+        desk.open(QuoteStream(object(), f"q{i + 1}", 1, inst, inst.quote_size_lots), now[0])
+
+    def pulse() -> None:
+        step()
+        for _conn, _frame in desk.due(now[0], lambda conn: True):
+            pass
+
+    sent = sum(1 for _ in desk.due(now[0] + 10_000, lambda conn: True))
+    assert sent == n, f"expected a quote per stream, got {sent}"
+    results: dict[str, float] = {}
+    results["QuoteDesk.due, whole (per quote)"] = per_quote_us(pulse, n, pulses)
+    results["  step + reference only (per quote)"] = per_quote_us(step, n, pulses)
+
+    price = desk.price(inst, inst.quote_size_lots)
+    assert price is not None
+    new_id = quote_id_factory()
+    results["  Instrument.format_price x2"] = per_quote_us(
+        lambda: (inst.format_price(price.buy_ticks), inst.format_price(price.sell_ticks)), 1, 50_000
+    )
+    results["  quote id"] = per_quote_us(new_id, 1, 50_000)
+    buy, sell = inst.format_price(price.buy_ticks), inst.format_price(price.sell_ticks)
+    results["  Quote(...) + encode_notification"] = per_quote_us(
+        lambda: encode_notification(
+            "quote",
+            Quote(
+                subscription="q1",
+                symbol=inst.symbol,
+                buy_price=buy,
+                sell_price=sell,
+                quantity="1.0000",
+                quote_id="0123abcd-1",
+                valid_until=now[0] + 3000,
+                seq=1,
+                timestamp=now[0],
+            ),
+        ),
+        1,
+        50_000,
+    )
+
+    # A lower bound for the same bytes: prices formatted and the common part encoded once per
+    # pulse, then one bytes formatting per stream for subscription, quote id and seq.
+    subs = [f"q{i + 1}".encode() for i in range(n)]
+    seqs = [0] * n
+    counter = itertools.count(1)
+
+    def template_pulse() -> None:
+        step()
+        p = quote_prices(reference[0], inst.spread_bps)
+        t = now[0]
+        head = b'{"jsonrpc":"2.0","method":"quote","params":{"subscription":"'
+        middle = (
+            f'","symbol":"{inst.symbol}","buyPrice":"{inst.format_price(p.buy_ticks)}",'
+            f'"sellPrice":"{inst.format_price(p.sell_ticks)}","quantity":"1.0000","quoteId":"'
+        ).encode()
+        tail = f',"timestamp":{t}}}}}'.encode()
+        valid = f'","validUntil":{t + 3000},"seq":'.encode()
+        for i in range(n):
+            seqs[i] += 1
+            b"%s%s%s0123abcd-%x%s%d%s" % (
+                head,
+                subs[i],
+                middle,
+                next(counter),
+                valid,
+                seqs[i],
+                tail,
+            )
+
+    results["hand-written template, whole (per quote)"] = per_quote_us(template_pulse, n, pulses)
+
+    print(f"{n} streams of BTC_USD, {pulses} pulses, price moving every pulse")
+    for name, us in results.items():
+        print(f"{name:<45} {us:6.2f} µs")
+
+
+if __name__ == "__main__":
+    main()
