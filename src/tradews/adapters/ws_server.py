@@ -168,6 +168,12 @@ class Connection(WSListener):  # type: ignore[misc]
                 return
         transport.send(self._kind, data)
 
+    def send_quote(self, data: bytes) -> None:
+        """The quote fast path: the desk only offers quotes to writable connections."""
+        transport = self.transport
+        if transport is not None and not transport.is_close_frame_sent:
+            transport.send(self._kind, data)
+
     def send_push(self, push: Push) -> None:
         self.send(self.session.codec.push(push))
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import itertools
 import json
 import logging
@@ -193,6 +194,13 @@ class Server:
             loops.append((self._demo_requote, 0.5))
             loops.append((self._demo_take, 1.0))
         self._tasks = [asyncio.create_task(self._every(fn, dt)) for fn, dt in loops]
+        # Everything built so far (catalog, engine state after replay, code) lives for the whole
+        # process: move it out of the collector's sight, and let the youngest generation grow
+        # before a collection, so that a pulse of thousands of short-lived quotes does not
+        # trigger collections over long-lived state.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 20)
 
     async def stop(self) -> None:
         """Stop accepting, finish what is being made durable, tell clients we are going away."""
@@ -315,7 +323,7 @@ class Server:
             for symbol, walk in self._walks.items():
                 self.references[symbol] = walk.step(dt)
         for conn, frame in self.quotes.due(now, _writable):
-            conn.send(frame)
+            conn.send_quote(frame)
         self.view.publish_tickers(now, _send)
 
     def _publish_market_data(self) -> None:

@@ -96,14 +96,16 @@ class QuoteDesk(Generic[C]):
         return self._pricer(instrument, quantity_lots)
 
     def lookup(self, quote_id: str, now_ms: int) -> IssuedQuote | None:
-        """A quote sent earlier and not long expired (expired ones are kept a little while so
-        that accepting them says "expired" rather than "unknown")."""
+        """A quote sent earlier and not long expired (expired ones are kept for one more
+        lifetime so that accepting them says "expired" rather than "unknown")."""
         self._forget_expired(now_ms)
         terms = self._issued.get(quote_id)
         return None if terms is None else IssuedQuote(quote_id, *terms)
 
     def _forget_expired(self, now_ms: int) -> None:
-        horizon = now_ms - 10 * self.ttl_ms
+        # Kept one lifetime past expiry, no longer: at thousands of quotes a second every
+        # second of retention is memory, and work for the garbage collector.
+        horizon = now_ms - self.ttl_ms
         expiry = self._expiry
         issued = self._issued
         while expiry and expiry[0][0] < horizon:
