@@ -3,12 +3,13 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: help install demo test lint typecheck unit bench clean
+.PHONY: help install demo test lint typecheck unit bench proto clean
 
 help:
 	@echo "make demo   - install, then run the demo server (SQLite, no other service)"
 	@echo "make test   - install, then lint, type-check and run the whole test suite"
 	@echo "make bench  - run the quote fan-out benchmark (see docs/performance.md)"
+	@echo "make proto  - regenerate src/tradews/codecs/pb from proto/tradews/v1/tradews.proto"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +42,13 @@ test: lint typecheck unit
 
 bench: install node_modules/.installed
 	$(BIN)/python bench/quote_fanout.py
+
+# The generated protobuf code is committed; tests/unit/test_proto_generated.py fails when it is
+# stale. protoc (from grpcio-tools) writes the module and its typing stub.
+proto: install
+	$(BIN)/python -m grpc_tools.protoc -Iproto/tradews/v1 \
+		--python_out=src/tradews/codecs/pb --pyi_out=src/tradews/codecs/pb \
+		proto/tradews/v1/tradews.proto
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -4,112 +4,115 @@
 # source: tradews.proto
 # Protobuf Python Version: 7.35.1
 """Generated protocol buffer code."""
-
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import descriptor_pool as _descriptor_pool
 from google.protobuf import runtime_version as _runtime_version
 from google.protobuf import symbol_database as _symbol_database
 from google.protobuf.internal import builder as _builder
-
 _runtime_version.ValidateProtobufRuntimeVersion(
-    _runtime_version.Domain.PUBLIC, 7, 35, 1, "", "tradews.proto"
+    _runtime_version.Domain.PUBLIC,
+    7,
+    35,
+    1,
+    '',
+    'tradews.proto'
 )
 # @@protoc_insertion_point(imports)
 
 _sym_db = _symbol_database.Default()
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(
-    b'\n\rtradews.proto\x12\ntradews.v1"\xeb\x05\n\rClientMessage\x12\x12\n\nrequest_id\x18\x0f \x01(\x04\x12\x31\n\tsubscribe\x18\x01 \x01(\x0b\x32\x1c.tradews.v1.SubscribeRequestH\x00\x12)\n\x05order\x18\x02 \x01(\x0b\x32\x18.tradews.v1.OrderRequestH\x00\x12)\n\x05login\x18\x03 \x01(\x0b\x32\x18.tradews.v1.LoginRequestH\x00\x12\x35\n\x0bunsubscribe\x18\x04 \x01(\x0b\x32\x1e.tradews.v1.UnsubscribeRequestH\x00\x12\x30\n\x06\x63\x61ncel\x18\x05 \x01(\x0b\x32\x1e.tradews.v1.CancelOrderRequestH\x00\x12\x32\n\ncancel_all\x18\x06 \x01(\x0b\x32\x1c.tradews.v1.CancelAllRequestH\x00\x12.\n\x05\x61mend\x18\x07 \x01(\x0b\x32\x1d.tradews.v1.AmendOrderRequestH\x00\x12\x36\n\x0cquote_accept\x18\x08 \x01(\x0b\x32\x1e.tradews.v1.QuoteAcceptRequestH\x00\x12\x36\n\x0corder_status\x18\t \x01(\x0b\x32\x1e.tradews.v1.OrderStatusRequestH\x00\x12\x34\n\x0bopen_orders\x18\n \x01(\x0b\x32\x1d.tradews.v1.OpenOrdersRequestH\x00\x12/\n\x08\x62\x61lances\x18\x0b \x01(\x0b\x32\x1b.tradews.v1.BalancesRequestH\x00\x12+\n\x06trades\x18\x0c \x01(\x0b\x32\x19.tradews.v1.TradesRequestH\x00\x12*\n\theartbeat\x18\r \x01(\x0b\x32\x15.tradews.v1.HeartbeatH\x00\x12\x35\n\x0binstruments\x18\x0e \x01(\x0b\x32\x1e.tradews.v1.InstrumentsRequestH\x00\x42\t\n\x07payload"\xb1\x04\n\rServerMessage\x12\x12\n\nrequest_id\x18\x0f \x01(\x04\x12/\n\x0bmarket_data\x18\x01 \x01(\x0b\x32\x18.tradews.v1.MarketUpdateH\x00\x12\x33\n\x0eorder_response\x18\x02 \x01(\x0b\x32\x19.tradews.v1.OrderResponseH\x00\x12"\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x11.tradews.v1.ErrorH\x00\x12*\n\x05login\x18\x04 \x01(\x0b\x32\x19.tradews.v1.LoginResponseH\x00\x12\x33\n\nsubscribed\x18\x05 \x01(\x0b\x32\x1d.tradews.v1.SubscribeResponseH\x00\x12\x1e\n\x03\x61\x63k\x18\x06 \x01(\x0b\x32\x0f.tradews.v1.AckH\x00\x12\x30\n\x08\x62\x61lances\x18\x07 \x01(\x0b\x32\x1c.tradews.v1.BalancesResponseH\x00\x12,\n\x06trades\x18\x08 \x01(\x0b\x32\x1a.tradews.v1.TradesResponseH\x00\x12*\n\theartbeat\x18\t \x01(\x0b\x32\x15.tradews.v1.HeartbeatH\x00\x12\x36\n\x0binstruments\x18\n \x01(\x0b\x32\x1f.tradews.v1.InstrumentsResponseH\x00\x12\x32\n\tcancelled\x18\x0b \x01(\x0b\x32\x1d.tradews.v1.CancelAllResponseH\x00\x42\t\n\x07payload"3\n\x0cLoginRequest\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\x12\x12\n\napi_secret\x18\x02 \x01(\t"x\n\x10SubscribeRequest\x12\x11\n\x07\x63hannel\x18\x01 \x01(\tH\x00\x12\x30\n\x06quotes\x18\x02 \x01(\x0b\x32\x1e.tradews.v1.QuoteStreamRequestH\x00\x12\x15\n\x0bmarket_data\x18\x03 \x01(\x08H\x00\x42\x08\n\x06target"D\n\x12QuoteStreamRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\t"*\n\x12UnsubscribeRequest\x12\x14\n\x0csubscription\x18\x01 \x01(\t"\xe0\x01\n\x0cOrderRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x1e\n\x04side\x18\x02 \x01(\x0e\x32\x10.tradews.v1.Side\x12#\n\x04type\x18\x03 \x01(\x0e\x32\x15.tradews.v1.OrderType\x12\x10\n\x08quantity\x18\x04 \x01(\t\x12\r\n\x05price\x18\x05 \x01(\t\x12.\n\rtime_in_force\x18\x06 \x01(\x0e\x32\x17.tradews.v1.TimeInForce\x12\x11\n\tpost_only\x18\x07 \x01(\x08\x12\x17\n\x0f\x63lient_order_id\x18\x08 \x01(\t"?\n\x12\x43\x61ncelOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\x04\x12\x17\n\x0f\x63lient_order_id\x18\x02 \x01(\t""\n\x10\x43\x61ncelAllRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t"_\n\x11\x41mendOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\x04\x12\x17\n\x0f\x63lient_order_id\x18\x02 \x01(\t\x12\r\n\x05price\x18\x03 \x01(\t\x12\x10\n\x08quantity\x18\x04 \x01(\t"F\n\x12QuoteAcceptRequest\x12\x10\n\x08quote_id\x18\x01 \x01(\t\x12\x1e\n\x04side\x18\x02 \x01(\x0e\x32\x10.tradews.v1.Side"?\n\x12OrderStatusRequest\x12\x10\n\x08order_id\x18\x01 \x01(\x04\x12\x17\n\x0f\x63lient_order_id\x18\x02 \x01(\t"#\n\x11OpenOrdersRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t"\x11\n\x0f\x42\x61lancesRequest">\n\rTradesRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x0e\n\x06\x62\x65\x66ore\x18\x03 \x01(\x04"\x19\n\tHeartbeat\x12\x0c\n\x04time\x18\x01 \x01(\x03"\x14\n\x12InstrumentsRequest"F\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t"\x0f\n\rLoginResponse"\x87\x01\n\x11SubscribeResponse\x12\x14\n\x0csubscription\x18\x01 \x01(\t\x12\x0e\n\x06symbol\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\t\x12\x14\n\x0cvalid_for_ms\x18\x04 \x01(\x03\x12\x0f\n\x07symbols\x18\x05 \x03(\t\x12\x13\n\x0binterval_ms\x18\x06 \x01(\x03"\x05\n\x03\x41\x63k"&\n\x11\x43\x61ncelAllResponse\x12\x11\n\torder_ids\x18\x01 \x03(\x04";\n\x07\x42\x61lance\x12\r\n\x05\x61sset\x18\x01 \x01(\t\x12\x11\n\tavailable\x18\x02 \x01(\t\x12\x0e\n\x06locked\x18\x03 \x01(\t"9\n\x10\x42\x61lancesResponse\x12%\n\x08\x62\x61lances\x18\x01 \x03(\x0b\x32\x13.tradews.v1.Balance"1\n\x0eTradesResponse\x12\x1f\n\x05\x66ills\x18\x01 \x03(\x0b\x32\x10.tradews.v1.Fill"\x8c\x01\n\nInstrument\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x0c\n\x04\x62\x61se\x18\x02 \x01(\t\x12\r\n\x05quote\x18\x03 \x01(\t\x12\x0c\n\x04tick\x18\x04 \x01(\t\x12\x0b\n\x03lot\x18\x05 \x01(\t\x12\x10\n\x08min_size\x18\x06 \x01(\t\x12\x10\n\x08max_size\x18\x07 \x01(\t\x12\x12\n\nquote_size\x18\x08 \x01(\t"B\n\x13InstrumentsResponse\x12+\n\x0binstruments\x18\x01 \x03(\x0b\x32\x16.tradews.v1.Instrument"\x8b\x01\n\rOrderResponse\x12\'\n\x05order\x18\x01 \x01(\x0b\x32\x16.tradews.v1.OrderStateH\x00\x12 \n\x04\x66ill\x18\x02 \x01(\x0b\x32\x10.tradews.v1.FillH\x00\x12\'\n\x06orders\x18\x03 \x01(\x0b\x32\x15.tradews.v1.OrderListH\x00\x42\x06\n\x04kind"\xfa\x02\n\nOrderState\x12\x10\n\x08order_id\x18\x01 \x01(\x04\x12\x17\n\x0f\x63lient_order_id\x18\x02 \x01(\t\x12\x0e\n\x06symbol\x18\x03 \x01(\t\x12\x1e\n\x04side\x18\x04 \x01(\x0e\x32\x10.tradews.v1.Side\x12#\n\x04type\x18\x05 \x01(\x0e\x32\x15.tradews.v1.OrderType\x12\r\n\x05price\x18\x06 \x01(\t\x12\x10\n\x08quantity\x18\x07 \x01(\t\x12\x17\n\x0f\x66illed_quantity\x18\x08 \x01(\t\x12\x1a\n\x12remaining_quantity\x18\t \x01(\t\x12.\n\rtime_in_force\x18\n \x01(\x0e\x32\x17.tradews.v1.TimeInForce\x12\x11\n\tpost_only\x18\x0b \x01(\x08\x12\x0e\n\x06status\x18\x0c \x01(\t\x12\x0e\n\x06reason\x18\r \x01(\t\x12\x12\n\ncreated_at\x18\x0e \x01(\x03\x12\x12\n\nupdated_at\x18\x0f \x01(\x03\x12\x0b\n\x03seq\x18\x10 \x01(\x04"3\n\tOrderList\x12&\n\x06orders\x18\x01 \x03(\x0b\x32\x16.tradews.v1.OrderState"\xe0\x01\n\x04\x46ill\x12\x10\n\x08trade_id\x18\x01 \x01(\x04\x12\x10\n\x08order_id\x18\x02 \x01(\x04\x12\x0e\n\x06symbol\x18\x03 \x01(\t\x12\x1e\n\x04side\x18\x04 \x01(\x0e\x32\x10.tradews.v1.Side\x12\r\n\x05price\x18\x05 \x01(\t\x12\x10\n\x08quantity\x18\x06 \x01(\t\x12\x0b\n\x03\x66\x65\x65\x18\x07 \x01(\t\x12\x11\n\tfee_asset\x18\x08 \x01(\t\x12\x11\n\tliquidity\x18\t \x01(\t\x12\x10\n\x08quote_id\x18\n \x01(\t\x12\x11\n\ttimestamp\x18\x0b \x01(\x03\x12\x0b\n\x03seq\x18\x0c \x01(\x04"\xe8\x01\n\x0cMarketUpdate\x12&\n\x04\x62ook\x18\x01 \x01(\x0b\x32\x16.tradews.v1.BookUpdateH\x00\x12(\n\x05trade\x18\x02 \x01(\x0b\x32\x17.tradews.v1.PublicTradeH\x00\x12$\n\x06ticker\x18\x03 \x01(\x0b\x32\x12.tradews.v1.TickerH\x00\x12"\n\x05quote\x18\x04 \x01(\x0b\x32\x11.tradews.v1.QuoteH\x00\x12\x32\n\x08snapshot\x18\x05 \x01(\x0b\x32\x1e.tradews.v1.MarketDataSnapshotH\x00\x42\x08\n\x06update"(\n\x05Level\x12\r\n\x05price\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\t"\xb2\x01\n\nBookUpdate\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\x08\x12\x0e\n\x06symbol\x18\x03 \x01(\t\x12\x0b\n\x03seq\x18\x04 \x01(\x04\x12\x10\n\x08prev_seq\x18\x05 \x01(\x04\x12\x1f\n\x04\x62ids\x18\x06 \x03(\x0b\x32\x11.tradews.v1.Level\x12\x1f\n\x04\x61sks\x18\x07 \x03(\x0b\x32\x11.tradews.v1.Level\x12\x10\n\x08\x63hecksum\x18\x08 \x01(\r"\x96\x01\n\x0bPublicTrade\x12\x10\n\x08trade_id\x18\x01 \x01(\x04\x12\x0e\n\x06symbol\x18\x02 \x01(\t\x12\r\n\x05price\x18\x03 \x01(\t\x12\x10\n\x08quantity\x18\x04 \x01(\t\x12$\n\ntaker_side\x18\x05 \x01(\x0e\x32\x10.tradews.v1.Side\x12\x11\n\ttimestamp\x18\x06 \x01(\x03\x12\x0b\n\x03seq\x18\x07 \x01(\x04"\xf7\x01\n\x06Ticker\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x0e\n\x06symbol\x18\x02 \x01(\t\x12\x0c\n\x04last\x18\x03 \x01(\t\x12\x0b\n\x03\x62id\x18\x04 \x01(\t\x12\x10\n\x08\x62id_size\x18\x05 \x01(\t\x12\x0b\n\x03\x61sk\x18\x06 \x01(\t\x12\x10\n\x08\x61sk_size\x18\x07 \x01(\t\x12\x0f\n\x07open24h\x18\x08 \x01(\t\x12\x0f\n\x07high24h\x18\t \x01(\t\x12\x0e\n\x06low24h\x18\n \x01(\t\x12\x11\n\tvolume24h\x18\x0b \x01(\t\x12\x11\n\tchange24h\x18\x0c \x01(\t\x12\x15\n\rchange24h_pct\x18\r \x01(\t\x12\x11\n\ttimestamp\x18\x0e \x01(\x03"\xad\x01\n\x05Quote\x12\x14\n\x0csubscription\x18\x01 \x01(\t\x12\x0e\n\x06symbol\x18\x02 \x01(\t\x12\x11\n\tbuy_price\x18\x03 \x01(\t\x12\x12\n\nsell_price\x18\x04 \x01(\t\x12\x10\n\x08quantity\x18\x05 \x01(\t\x12\x10\n\x08quote_id\x18\x06 \x01(\t\x12\x13\n\x0bvalid_until\x18\x07 \x01(\x03\x12\x0b\n\x03seq\x18\x08 \x01(\x04\x12\x11\n\ttimestamp\x18\t \x01(\x03"\xd0\x01\n\x14InstrumentMarketData\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x0c\n\x04last\x18\x02 \x01(\t\x12\x0b\n\x03\x62id\x18\x03 \x01(\t\x12\x0b\n\x03\x61sk\x18\x04 \x01(\t\x12\x0f\n\x07open24h\x18\x05 \x01(\t\x12\x0f\n\x07high24h\x18\x06 \x01(\t\x12\x0e\n\x06low24h\x18\x07 \x01(\t\x12\x11\n\tvolume24h\x18\x08 \x01(\t\x12\x11\n\tchange24h\x18\t \x01(\t\x12\x15\n\rchange24h_pct\x18\n \x01(\t\x12\x11\n\ttimestamp\x18\x0b \x01(\x03"k\n\x12MarketDataSnapshot\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x11\n\ttimestamp\x18\x02 \x01(\x03\x12\x35\n\x0binstruments\x18\x03 \x03(\x0b\x32 .tradews.v1.InstrumentMarketData*9\n\x04Side\x12\x14\n\x10SIDE_UNSPECIFIED\x10\x00\x12\x0c\n\x08SIDE_BUY\x10\x01\x12\r\n\tSIDE_SELL\x10\x02*T\n\tOrderType\x12\x1a\n\x16ORDER_TYPE_UNSPECIFIED\x10\x00\x12\x14\n\x10ORDER_TYPE_LIMIT\x10\x01\x12\x15\n\x11ORDER_TYPE_MARKET\x10\x02*q\n\x0bTimeInForce\x12\x1d\n\x19TIME_IN_FORCE_UNSPECIFIED\x10\x00\x12\x15\n\x11TIME_IN_FORCE_GTC\x10\x01\x12\x15\n\x11TIME_IN_FORCE_IOC\x10\x02\x12\x15\n\x11TIME_IN_FORCE_FOK\x10\x03\x62\x06proto3'
-)
+
+
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rtradews.proto\x12\ntradews.v1\"\xeb\x05\n\rClientMessage\x12\x12\n\nrequest_id\x18\x0f \x01(\x04\x12\x31\n\tsubscribe\x18\x01 \x01(\x0b\x32\x1c.tradews.v1.SubscribeRequestH\x00\x12)\n\x05order\x18\x02 \x01(\x0b\x32\x18.tradews.v1.OrderRequestH\x00\x12)\n\x05login\x18\x03 \x01(\x0b\x32\x18.tradews.v1.LoginRequestH\x00\x12\x35\n\x0bunsubscribe\x18\x04 \x01(\x0b\x32\x1e.tradews.v1.UnsubscribeRequestH\x00\x12\x30\n\x06\x63\x61ncel\x18\x05 \x01(\x0b\x32\x1e.tradews.v1.CancelOrderRequestH\x00\x12\x32\n\ncancel_all\x18\x06 \x01(\x0b\x32\x1c.tradews.v1.CancelAllRequestH\x00\x12.\n\x05\x61mend\x18\x07 \x01(\x0b\x32\x1d.tradews.v1.AmendOrderRequestH\x00\x12\x36\n\x0cquote_accept\x18\x08 \x01(\x0b\x32\x1e.tradews.v1.QuoteAcceptRequestH\x00\x12\x36\n\x0corder_status\x18\t \x01(\x0b\x32\x1e.tradews.v1.OrderStatusRequestH\x00\x12\x34\n\x0bopen_orders\x18\n \x01(\x0b\x32\x1d.tradews.v1.OpenOrdersRequestH\x00\x12/\n\x08\x62\x61lances\x18\x0b \x01(\x0b\x32\x1b.tradews.v1.BalancesRequestH\x00\x12+\n\x06trades\x18\x0c \x01(\x0b\x32\x19.tradews.v1.TradesRequestH\x00\x12*\n\theartbeat\x18\r \x01(\x0b\x32\x15.tradews.v1.HeartbeatH\x00\x12\x35\n\x0binstruments\x18\x0e \x01(\x0b\x32\x1e.tradews.v1.InstrumentsRequestH\x00\x42\t\n\x07payload\"\xb1\x04\n\rServerMessage\x12\x12\n\nrequest_id\x18\x0f \x01(\x04\x12/\n\x0bmarket_data\x18\x01 \x01(\x0b\x32\x18.tradews.v1.MarketUpdateH\x00\x12\x33\n\x0eorder_response\x18\x02 \x01(\x0b\x32\x19.tradews.v1.OrderResponseH\x00\x12\"\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x11.tradews.v1.ErrorH\x00\x12*\n\x05login\x18\x04 \x01(\x0b\x32\x19.tradews.v1.LoginResponseH\x00\x12\x33\n\nsubscribed\x18\x05 \x01(\x0b\x32\x1d.tradews.v1.SubscribeResponseH\x00\x12\x1e\n\x03\x61\x63k\x18\x06 \x01(\x0b\x32\x0f.tradews.v1.AckH\x00\x12\x30\n\x08\x62\x61lances\x18\x07 \x01(\x0b\x32\x1c.tradews.v1.BalancesResponseH\x00\x12,\n\x06trades\x18\x08 \x01(\x0b\x32\x1a.tradews.v1.TradesResponseH\x00\x12*\n\theartbeat\x18\t \x01(\x0b\x32\x15.tradews.v1.HeartbeatH\x00\x12\x36\n\x0binstruments\x18\n \x01(\x0b\x32\x1f.tradews.v1.InstrumentsResponseH\x00\x12\x32\n\tcancelled\x18\x0b \x01(\x0b\x32\x1d.tradews.v1.CancelAllResponseH\x00\x42\t\n\x07payload\"3\n\x0cLoginRequest\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\x12\x12\n\napi_secret\x18\x02 \x01(\t\"x\n\x10SubscribeRequest\x12\x11\n\x07\x63hannel\x18\x01 \x01(\tH\x00\x12\x30\n\x06quotes\x18\x02 \x01(\x0b\x32\x1e.tradews.v1.QuoteStreamRequestH\x00\x12\x15\n\x0bmarket_data\x18\x03 \x01(\x08H\x00\x42\x08\n\x06target\"D\n\x12QuoteStreamRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\t\"*\n\x12UnsubscribeRequest\x12\x14\n\x0csubscription\x18\x01 \x01(\t\"\xe0\x01\n\x0cOrderRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x1e\n\x04side\x18\x02 \x01(\x0e\x32\x10.tradews.v1.Side\x12#\n\x04type\x18\x03 \x01(\x0e\x32\x15.tradews.v1.OrderType\x12\x10\n\x08quantity\x18\x04 \x01(\t\x12\r\n\x05price\x18\x05 \x01(\t\x12.\n\rtime_in_force\x18\x06 \x01(\x0e\x32\x17.tradews.v1.TimeInForce\x12\x11\n\tpost_only\x18\x07 \x01(\x08\x12\x17\n\x0f\x63lient_order_id\x18\x08 \x01(\t\"?\n\x12\x43\x61ncelOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\x04\x12\x17\n\x0f\x63lient_order_id\x18\x02 \x01(\t\"\"\n\x10\x43\x61ncelAllRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\"_\n\x11\x41mendOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\x04\x12\x17\n\x0f\x63lient_order_id\x18\x02 \x01(\t\x12\r\n\x05price\x18\x03 \x01(\t\x12\x10\n\x08quantity\x18\x04 \x01(\t\"F\n\x12QuoteAcceptRequest\x12\x10\n\x08quote_id\x18\x01 \x01(\t\x12\x1e\n\x04side\x18\x02 \x01(\x0e\x32\x10.tradews.v1.Side\"?\n\x12OrderStatusRequest\x12\x10\n\x08order_id\x18\x01 \x01(\x04\x12\x17\n\x0f\x63lient_order_id\x18\x02 \x01(\t\"#\n\x11OpenOrdersRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\"\x11\n\x0f\x42\x61lancesRequest\">\n\rTradesRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x0e\n\x06\x62\x65\x66ore\x18\x03 \x01(\x04\"\x19\n\tHeartbeat\x12\x0c\n\x04time\x18\x01 \x01(\x03\"\x14\n\x12InstrumentsRequest\"F\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\"\x0f\n\rLoginResponse\"\x87\x01\n\x11SubscribeResponse\x12\x14\n\x0csubscription\x18\x01 \x01(\t\x12\x0e\n\x06symbol\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\t\x12\x14\n\x0cvalid_for_ms\x18\x04 \x01(\x03\x12\x0f\n\x07symbols\x18\x05 \x03(\t\x12\x13\n\x0binterval_ms\x18\x06 \x01(\x03\"\x05\n\x03\x41\x63k\"&\n\x11\x43\x61ncelAllResponse\x12\x11\n\torder_ids\x18\x01 \x03(\x04\";\n\x07\x42\x61lance\x12\r\n\x05\x61sset\x18\x01 \x01(\t\x12\x11\n\tavailable\x18\x02 \x01(\t\x12\x0e\n\x06locked\x18\x03 \x01(\t\"9\n\x10\x42\x61lancesResponse\x12%\n\x08\x62\x61lances\x18\x01 \x03(\x0b\x32\x13.tradews.v1.Balance\"1\n\x0eTradesResponse\x12\x1f\n\x05\x66ills\x18\x01 \x03(\x0b\x32\x10.tradews.v1.Fill\"\x8c\x01\n\nInstrument\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x0c\n\x04\x62\x61se\x18\x02 \x01(\t\x12\r\n\x05quote\x18\x03 \x01(\t\x12\x0c\n\x04tick\x18\x04 \x01(\t\x12\x0b\n\x03lot\x18\x05 \x01(\t\x12\x10\n\x08min_size\x18\x06 \x01(\t\x12\x10\n\x08max_size\x18\x07 \x01(\t\x12\x12\n\nquote_size\x18\x08 \x01(\t\"B\n\x13InstrumentsResponse\x12+\n\x0binstruments\x18\x01 \x03(\x0b\x32\x16.tradews.v1.Instrument\"\x8b\x01\n\rOrderResponse\x12\'\n\x05order\x18\x01 \x01(\x0b\x32\x16.tradews.v1.OrderStateH\x00\x12 \n\x04\x66ill\x18\x02 \x01(\x0b\x32\x10.tradews.v1.FillH\x00\x12\'\n\x06orders\x18\x03 \x01(\x0b\x32\x15.tradews.v1.OrderListH\x00\x42\x06\n\x04kind\"\xfa\x02\n\nOrderState\x12\x10\n\x08order_id\x18\x01 \x01(\x04\x12\x17\n\x0f\x63lient_order_id\x18\x02 \x01(\t\x12\x0e\n\x06symbol\x18\x03 \x01(\t\x12\x1e\n\x04side\x18\x04 \x01(\x0e\x32\x10.tradews.v1.Side\x12#\n\x04type\x18\x05 \x01(\x0e\x32\x15.tradews.v1.OrderType\x12\r\n\x05price\x18\x06 \x01(\t\x12\x10\n\x08quantity\x18\x07 \x01(\t\x12\x17\n\x0f\x66illed_quantity\x18\x08 \x01(\t\x12\x1a\n\x12remaining_quantity\x18\t \x01(\t\x12.\n\rtime_in_force\x18\n \x01(\x0e\x32\x17.tradews.v1.TimeInForce\x12\x11\n\tpost_only\x18\x0b \x01(\x08\x12\x0e\n\x06status\x18\x0c \x01(\t\x12\x0e\n\x06reason\x18\r \x01(\t\x12\x12\n\ncreated_at\x18\x0e \x01(\x03\x12\x12\n\nupdated_at\x18\x0f \x01(\x03\x12\x0b\n\x03seq\x18\x10 \x01(\x04\"3\n\tOrderList\x12&\n\x06orders\x18\x01 \x03(\x0b\x32\x16.tradews.v1.OrderState\"\xe0\x01\n\x04\x46ill\x12\x10\n\x08trade_id\x18\x01 \x01(\x04\x12\x10\n\x08order_id\x18\x02 \x01(\x04\x12\x0e\n\x06symbol\x18\x03 \x01(\t\x12\x1e\n\x04side\x18\x04 \x01(\x0e\x32\x10.tradews.v1.Side\x12\r\n\x05price\x18\x05 \x01(\t\x12\x10\n\x08quantity\x18\x06 \x01(\t\x12\x0b\n\x03\x66\x65\x65\x18\x07 \x01(\t\x12\x11\n\tfee_asset\x18\x08 \x01(\t\x12\x11\n\tliquidity\x18\t \x01(\t\x12\x10\n\x08quote_id\x18\n \x01(\t\x12\x11\n\ttimestamp\x18\x0b \x01(\x03\x12\x0b\n\x03seq\x18\x0c \x01(\x04\"\xe8\x01\n\x0cMarketUpdate\x12&\n\x04\x62ook\x18\x01 \x01(\x0b\x32\x16.tradews.v1.BookUpdateH\x00\x12(\n\x05trade\x18\x02 \x01(\x0b\x32\x17.tradews.v1.PublicTradeH\x00\x12$\n\x06ticker\x18\x03 \x01(\x0b\x32\x12.tradews.v1.TickerH\x00\x12\"\n\x05quote\x18\x04 \x01(\x0b\x32\x11.tradews.v1.QuoteH\x00\x12\x32\n\x08snapshot\x18\x05 \x01(\x0b\x32\x1e.tradews.v1.MarketDataSnapshotH\x00\x42\x08\n\x06update\"(\n\x05Level\x12\r\n\x05price\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\t\"\xb2\x01\n\nBookUpdate\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\x08\x12\x0e\n\x06symbol\x18\x03 \x01(\t\x12\x0b\n\x03seq\x18\x04 \x01(\x04\x12\x10\n\x08prev_seq\x18\x05 \x01(\x04\x12\x1f\n\x04\x62ids\x18\x06 \x03(\x0b\x32\x11.tradews.v1.Level\x12\x1f\n\x04\x61sks\x18\x07 \x03(\x0b\x32\x11.tradews.v1.Level\x12\x10\n\x08\x63hecksum\x18\x08 \x01(\r\"\x96\x01\n\x0bPublicTrade\x12\x10\n\x08trade_id\x18\x01 \x01(\x04\x12\x0e\n\x06symbol\x18\x02 \x01(\t\x12\r\n\x05price\x18\x03 \x01(\t\x12\x10\n\x08quantity\x18\x04 \x01(\t\x12$\n\ntaker_side\x18\x05 \x01(\x0e\x32\x10.tradews.v1.Side\x12\x11\n\ttimestamp\x18\x06 \x01(\x03\x12\x0b\n\x03seq\x18\x07 \x01(\x04\"\xf7\x01\n\x06Ticker\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x0e\n\x06symbol\x18\x02 \x01(\t\x12\x0c\n\x04last\x18\x03 \x01(\t\x12\x0b\n\x03\x62id\x18\x04 \x01(\t\x12\x10\n\x08\x62id_size\x18\x05 \x01(\t\x12\x0b\n\x03\x61sk\x18\x06 \x01(\t\x12\x10\n\x08\x61sk_size\x18\x07 \x01(\t\x12\x0f\n\x07open24h\x18\x08 \x01(\t\x12\x0f\n\x07high24h\x18\t \x01(\t\x12\x0e\n\x06low24h\x18\n \x01(\t\x12\x11\n\tvolume24h\x18\x0b \x01(\t\x12\x11\n\tchange24h\x18\x0c \x01(\t\x12\x15\n\rchange24h_pct\x18\r \x01(\t\x12\x11\n\ttimestamp\x18\x0e \x01(\x03\"\xad\x01\n\x05Quote\x12\x14\n\x0csubscription\x18\x01 \x01(\t\x12\x0e\n\x06symbol\x18\x02 \x01(\t\x12\x11\n\tbuy_price\x18\x03 \x01(\t\x12\x12\n\nsell_price\x18\x04 \x01(\t\x12\x10\n\x08quantity\x18\x05 \x01(\t\x12\x10\n\x08quote_id\x18\x06 \x01(\t\x12\x13\n\x0bvalid_until\x18\x07 \x01(\x03\x12\x0b\n\x03seq\x18\x08 \x01(\x04\x12\x11\n\ttimestamp\x18\t \x01(\x03\"\xd0\x01\n\x14InstrumentMarketData\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x0c\n\x04last\x18\x02 \x01(\t\x12\x0b\n\x03\x62id\x18\x03 \x01(\t\x12\x0b\n\x03\x61sk\x18\x04 \x01(\t\x12\x0f\n\x07open24h\x18\x05 \x01(\t\x12\x0f\n\x07high24h\x18\x06 \x01(\t\x12\x0e\n\x06low24h\x18\x07 \x01(\t\x12\x11\n\tvolume24h\x18\x08 \x01(\t\x12\x11\n\tchange24h\x18\t \x01(\t\x12\x15\n\rchange24h_pct\x18\n \x01(\t\x12\x11\n\ttimestamp\x18\x0b \x01(\x03\"k\n\x12MarketDataSnapshot\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x11\n\ttimestamp\x18\x02 \x01(\x03\x12\x35\n\x0binstruments\x18\x03 \x03(\x0b\x32 .tradews.v1.InstrumentMarketData*9\n\x04Side\x12\x14\n\x10SIDE_UNSPECIFIED\x10\x00\x12\x0c\n\x08SIDE_BUY\x10\x01\x12\r\n\tSIDE_SELL\x10\x02*T\n\tOrderType\x12\x1a\n\x16ORDER_TYPE_UNSPECIFIED\x10\x00\x12\x14\n\x10ORDER_TYPE_LIMIT\x10\x01\x12\x15\n\x11ORDER_TYPE_MARKET\x10\x02*q\n\x0bTimeInForce\x12\x1d\n\x19TIME_IN_FORCE_UNSPECIFIED\x10\x00\x12\x15\n\x11TIME_IN_FORCE_GTC\x10\x01\x12\x15\n\x11TIME_IN_FORCE_IOC\x10\x02\x12\x15\n\x11TIME_IN_FORCE_FOK\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, "tradews_pb2", _globals)
+_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tradews_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-    DESCRIPTOR._loaded_options = None
-    _globals["_SIDE"]._serialized_start = 5179
-    _globals["_SIDE"]._serialized_end = 5236
-    _globals["_ORDERTYPE"]._serialized_start = 5238
-    _globals["_ORDERTYPE"]._serialized_end = 5322
-    _globals["_TIMEINFORCE"]._serialized_start = 5324
-    _globals["_TIMEINFORCE"]._serialized_end = 5437
-    _globals["_CLIENTMESSAGE"]._serialized_start = 30
-    _globals["_CLIENTMESSAGE"]._serialized_end = 777
-    _globals["_SERVERMESSAGE"]._serialized_start = 780
-    _globals["_SERVERMESSAGE"]._serialized_end = 1341
-    _globals["_LOGINREQUEST"]._serialized_start = 1343
-    _globals["_LOGINREQUEST"]._serialized_end = 1394
-    _globals["_SUBSCRIBEREQUEST"]._serialized_start = 1396
-    _globals["_SUBSCRIBEREQUEST"]._serialized_end = 1516
-    _globals["_QUOTESTREAMREQUEST"]._serialized_start = 1518
-    _globals["_QUOTESTREAMREQUEST"]._serialized_end = 1586
-    _globals["_UNSUBSCRIBEREQUEST"]._serialized_start = 1588
-    _globals["_UNSUBSCRIBEREQUEST"]._serialized_end = 1630
-    _globals["_ORDERREQUEST"]._serialized_start = 1633
-    _globals["_ORDERREQUEST"]._serialized_end = 1857
-    _globals["_CANCELORDERREQUEST"]._serialized_start = 1859
-    _globals["_CANCELORDERREQUEST"]._serialized_end = 1922
-    _globals["_CANCELALLREQUEST"]._serialized_start = 1924
-    _globals["_CANCELALLREQUEST"]._serialized_end = 1958
-    _globals["_AMENDORDERREQUEST"]._serialized_start = 1960
-    _globals["_AMENDORDERREQUEST"]._serialized_end = 2055
-    _globals["_QUOTEACCEPTREQUEST"]._serialized_start = 2057
-    _globals["_QUOTEACCEPTREQUEST"]._serialized_end = 2127
-    _globals["_ORDERSTATUSREQUEST"]._serialized_start = 2129
-    _globals["_ORDERSTATUSREQUEST"]._serialized_end = 2192
-    _globals["_OPENORDERSREQUEST"]._serialized_start = 2194
-    _globals["_OPENORDERSREQUEST"]._serialized_end = 2229
-    _globals["_BALANCESREQUEST"]._serialized_start = 2231
-    _globals["_BALANCESREQUEST"]._serialized_end = 2248
-    _globals["_TRADESREQUEST"]._serialized_start = 2250
-    _globals["_TRADESREQUEST"]._serialized_end = 2312
-    _globals["_HEARTBEAT"]._serialized_start = 2314
-    _globals["_HEARTBEAT"]._serialized_end = 2339
-    _globals["_INSTRUMENTSREQUEST"]._serialized_start = 2341
-    _globals["_INSTRUMENTSREQUEST"]._serialized_end = 2361
-    _globals["_ERROR"]._serialized_start = 2363
-    _globals["_ERROR"]._serialized_end = 2433
-    _globals["_LOGINRESPONSE"]._serialized_start = 2435
-    _globals["_LOGINRESPONSE"]._serialized_end = 2450
-    _globals["_SUBSCRIBERESPONSE"]._serialized_start = 2453
-    _globals["_SUBSCRIBERESPONSE"]._serialized_end = 2588
-    _globals["_ACK"]._serialized_start = 2590
-    _globals["_ACK"]._serialized_end = 2595
-    _globals["_CANCELALLRESPONSE"]._serialized_start = 2597
-    _globals["_CANCELALLRESPONSE"]._serialized_end = 2635
-    _globals["_BALANCE"]._serialized_start = 2637
-    _globals["_BALANCE"]._serialized_end = 2696
-    _globals["_BALANCESRESPONSE"]._serialized_start = 2698
-    _globals["_BALANCESRESPONSE"]._serialized_end = 2755
-    _globals["_TRADESRESPONSE"]._serialized_start = 2757
-    _globals["_TRADESRESPONSE"]._serialized_end = 2806
-    _globals["_INSTRUMENT"]._serialized_start = 2809
-    _globals["_INSTRUMENT"]._serialized_end = 2949
-    _globals["_INSTRUMENTSRESPONSE"]._serialized_start = 2951
-    _globals["_INSTRUMENTSRESPONSE"]._serialized_end = 3017
-    _globals["_ORDERRESPONSE"]._serialized_start = 3020
-    _globals["_ORDERRESPONSE"]._serialized_end = 3159
-    _globals["_ORDERSTATE"]._serialized_start = 3162
-    _globals["_ORDERSTATE"]._serialized_end = 3540
-    _globals["_ORDERLIST"]._serialized_start = 3542
-    _globals["_ORDERLIST"]._serialized_end = 3593
-    _globals["_FILL"]._serialized_start = 3596
-    _globals["_FILL"]._serialized_end = 3820
-    _globals["_MARKETUPDATE"]._serialized_start = 3823
-    _globals["_MARKETUPDATE"]._serialized_end = 4055
-    _globals["_LEVEL"]._serialized_start = 4057
-    _globals["_LEVEL"]._serialized_end = 4097
-    _globals["_BOOKUPDATE"]._serialized_start = 4100
-    _globals["_BOOKUPDATE"]._serialized_end = 4278
-    _globals["_PUBLICTRADE"]._serialized_start = 4281
-    _globals["_PUBLICTRADE"]._serialized_end = 4431
-    _globals["_TICKER"]._serialized_start = 4434
-    _globals["_TICKER"]._serialized_end = 4681
-    _globals["_QUOTE"]._serialized_start = 4684
-    _globals["_QUOTE"]._serialized_end = 4857
-    _globals["_INSTRUMENTMARKETDATA"]._serialized_start = 4860
-    _globals["_INSTRUMENTMARKETDATA"]._serialized_end = 5068
-    _globals["_MARKETDATASNAPSHOT"]._serialized_start = 5070
-    _globals["_MARKETDATASNAPSHOT"]._serialized_end = 5177
+  DESCRIPTOR._loaded_options = None
+  _globals['_SIDE']._serialized_start=5179
+  _globals['_SIDE']._serialized_end=5236
+  _globals['_ORDERTYPE']._serialized_start=5238
+  _globals['_ORDERTYPE']._serialized_end=5322
+  _globals['_TIMEINFORCE']._serialized_start=5324
+  _globals['_TIMEINFORCE']._serialized_end=5437
+  _globals['_CLIENTMESSAGE']._serialized_start=30
+  _globals['_CLIENTMESSAGE']._serialized_end=777
+  _globals['_SERVERMESSAGE']._serialized_start=780
+  _globals['_SERVERMESSAGE']._serialized_end=1341
+  _globals['_LOGINREQUEST']._serialized_start=1343
+  _globals['_LOGINREQUEST']._serialized_end=1394
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=1396
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=1516
+  _globals['_QUOTESTREAMREQUEST']._serialized_start=1518
+  _globals['_QUOTESTREAMREQUEST']._serialized_end=1586
+  _globals['_UNSUBSCRIBEREQUEST']._serialized_start=1588
+  _globals['_UNSUBSCRIBEREQUEST']._serialized_end=1630
+  _globals['_ORDERREQUEST']._serialized_start=1633
+  _globals['_ORDERREQUEST']._serialized_end=1857
+  _globals['_CANCELORDERREQUEST']._serialized_start=1859
+  _globals['_CANCELORDERREQUEST']._serialized_end=1922
+  _globals['_CANCELALLREQUEST']._serialized_start=1924
+  _globals['_CANCELALLREQUEST']._serialized_end=1958
+  _globals['_AMENDORDERREQUEST']._serialized_start=1960
+  _globals['_AMENDORDERREQUEST']._serialized_end=2055
+  _globals['_QUOTEACCEPTREQUEST']._serialized_start=2057
+  _globals['_QUOTEACCEPTREQUEST']._serialized_end=2127
+  _globals['_ORDERSTATUSREQUEST']._serialized_start=2129
+  _globals['_ORDERSTATUSREQUEST']._serialized_end=2192
+  _globals['_OPENORDERSREQUEST']._serialized_start=2194
+  _globals['_OPENORDERSREQUEST']._serialized_end=2229
+  _globals['_BALANCESREQUEST']._serialized_start=2231
+  _globals['_BALANCESREQUEST']._serialized_end=2248
+  _globals['_TRADESREQUEST']._serialized_start=2250
+  _globals['_TRADESREQUEST']._serialized_end=2312
+  _globals['_HEARTBEAT']._serialized_start=2314
+  _globals['_HEARTBEAT']._serialized_end=2339
+  _globals['_INSTRUMENTSREQUEST']._serialized_start=2341
+  _globals['_INSTRUMENTSREQUEST']._serialized_end=2361
+  _globals['_ERROR']._serialized_start=2363
+  _globals['_ERROR']._serialized_end=2433
+  _globals['_LOGINRESPONSE']._serialized_start=2435
+  _globals['_LOGINRESPONSE']._serialized_end=2450
+  _globals['_SUBSCRIBERESPONSE']._serialized_start=2453
+  _globals['_SUBSCRIBERESPONSE']._serialized_end=2588
+  _globals['_ACK']._serialized_start=2590
+  _globals['_ACK']._serialized_end=2595
+  _globals['_CANCELALLRESPONSE']._serialized_start=2597
+  _globals['_CANCELALLRESPONSE']._serialized_end=2635
+  _globals['_BALANCE']._serialized_start=2637
+  _globals['_BALANCE']._serialized_end=2696
+  _globals['_BALANCESRESPONSE']._serialized_start=2698
+  _globals['_BALANCESRESPONSE']._serialized_end=2755
+  _globals['_TRADESRESPONSE']._serialized_start=2757
+  _globals['_TRADESRESPONSE']._serialized_end=2806
+  _globals['_INSTRUMENT']._serialized_start=2809
+  _globals['_INSTRUMENT']._serialized_end=2949
+  _globals['_INSTRUMENTSRESPONSE']._serialized_start=2951
+  _globals['_INSTRUMENTSRESPONSE']._serialized_end=3017
+  _globals['_ORDERRESPONSE']._serialized_start=3020
+  _globals['_ORDERRESPONSE']._serialized_end=3159
+  _globals['_ORDERSTATE']._serialized_start=3162
+  _globals['_ORDERSTATE']._serialized_end=3540
+  _globals['_ORDERLIST']._serialized_start=3542
+  _globals['_ORDERLIST']._serialized_end=3593
+  _globals['_FILL']._serialized_start=3596
+  _globals['_FILL']._serialized_end=3820
+  _globals['_MARKETUPDATE']._serialized_start=3823
+  _globals['_MARKETUPDATE']._serialized_end=4055
+  _globals['_LEVEL']._serialized_start=4057
+  _globals['_LEVEL']._serialized_end=4097
+  _globals['_BOOKUPDATE']._serialized_start=4100
+  _globals['_BOOKUPDATE']._serialized_end=4278
+  _globals['_PUBLICTRADE']._serialized_start=4281
+  _globals['_PUBLICTRADE']._serialized_end=4431
+  _globals['_TICKER']._serialized_start=4434
+  _globals['_TICKER']._serialized_end=4681
+  _globals['_QUOTE']._serialized_start=4684
+  _globals['_QUOTE']._serialized_end=4857
+  _globals['_INSTRUMENTMARKETDATA']._serialized_start=4860
+  _globals['_INSTRUMENTMARKETDATA']._serialized_end=5068
+  _globals['_MARKETDATASNAPSHOT']._serialized_start=5070
+  _globals['_MARKETDATASNAPSHOT']._serialized_end=5177
 # @@protoc_insertion_point(module_scope)

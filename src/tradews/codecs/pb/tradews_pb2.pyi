@@ -25,7 +25,6 @@ class TimeInForce(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TIME_IN_FORCE_GTC: _ClassVar[TimeInForce]
     TIME_IN_FORCE_IOC: _ClassVar[TimeInForce]
     TIME_IN_FORCE_FOK: _ClassVar[TimeInForce]
-
 SIDE_UNSPECIFIED: Side
 SIDE_BUY: Side
 SIDE_SELL: Side
@@ -38,23 +37,7 @@ TIME_IN_FORCE_IOC: TimeInForce
 TIME_IN_FORCE_FOK: TimeInForce
 
 class ClientMessage(_message.Message):
-    __slots__ = (
-        "request_id",
-        "subscribe",
-        "order",
-        "login",
-        "unsubscribe",
-        "cancel",
-        "cancel_all",
-        "amend",
-        "quote_accept",
-        "order_status",
-        "open_orders",
-        "balances",
-        "trades",
-        "heartbeat",
-        "instruments",
-    )
+    __slots__ = ("request_id", "subscribe", "order", "login", "unsubscribe", "cancel", "cancel_all", "amend", "quote_accept", "order_status", "open_orders", "balances", "trades", "heartbeat", "instruments")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SUBSCRIBE_FIELD_NUMBER: _ClassVar[int]
     ORDER_FIELD_NUMBER: _ClassVar[int]
@@ -85,40 +68,10 @@ class ClientMessage(_message.Message):
     trades: TradesRequest
     heartbeat: Heartbeat
     instruments: InstrumentsRequest
-    def __init__(
-        self,
-        request_id: _Optional[int] = ...,
-        subscribe: _Optional[_Union[SubscribeRequest, _Mapping]] = ...,
-        order: _Optional[_Union[OrderRequest, _Mapping]] = ...,
-        login: _Optional[_Union[LoginRequest, _Mapping]] = ...,
-        unsubscribe: _Optional[_Union[UnsubscribeRequest, _Mapping]] = ...,
-        cancel: _Optional[_Union[CancelOrderRequest, _Mapping]] = ...,
-        cancel_all: _Optional[_Union[CancelAllRequest, _Mapping]] = ...,
-        amend: _Optional[_Union[AmendOrderRequest, _Mapping]] = ...,
-        quote_accept: _Optional[_Union[QuoteAcceptRequest, _Mapping]] = ...,
-        order_status: _Optional[_Union[OrderStatusRequest, _Mapping]] = ...,
-        open_orders: _Optional[_Union[OpenOrdersRequest, _Mapping]] = ...,
-        balances: _Optional[_Union[BalancesRequest, _Mapping]] = ...,
-        trades: _Optional[_Union[TradesRequest, _Mapping]] = ...,
-        heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ...,
-        instruments: _Optional[_Union[InstrumentsRequest, _Mapping]] = ...,
-    ) -> None: ...
+    def __init__(self, request_id: _Optional[int] = ..., subscribe: _Optional[_Union[SubscribeRequest, _Mapping]] = ..., order: _Optional[_Union[OrderRequest, _Mapping]] = ..., login: _Optional[_Union[LoginRequest, _Mapping]] = ..., unsubscribe: _Optional[_Union[UnsubscribeRequest, _Mapping]] = ..., cancel: _Optional[_Union[CancelOrderRequest, _Mapping]] = ..., cancel_all: _Optional[_Union[CancelAllRequest, _Mapping]] = ..., amend: _Optional[_Union[AmendOrderRequest, _Mapping]] = ..., quote_accept: _Optional[_Union[QuoteAcceptRequest, _Mapping]] = ..., order_status: _Optional[_Union[OrderStatusRequest, _Mapping]] = ..., open_orders: _Optional[_Union[OpenOrdersRequest, _Mapping]] = ..., balances: _Optional[_Union[BalancesRequest, _Mapping]] = ..., trades: _Optional[_Union[TradesRequest, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., instruments: _Optional[_Union[InstrumentsRequest, _Mapping]] = ...) -> None: ...
 
 class ServerMessage(_message.Message):
-    __slots__ = (
-        "request_id",
-        "market_data",
-        "order_response",
-        "error",
-        "login",
-        "subscribed",
-        "ack",
-        "balances",
-        "trades",
-        "heartbeat",
-        "instruments",
-        "cancelled",
-    )
+    __slots__ = ("request_id", "market_data", "order_response", "error", "login", "subscribed", "ack", "balances", "trades", "heartbeat", "instruments", "cancelled")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MARKET_DATA_FIELD_NUMBER: _ClassVar[int]
     ORDER_RESPONSE_FIELD_NUMBER: _ClassVar[int]
@@ -143,21 +96,7 @@ class ServerMessage(_message.Message):
     heartbeat: Heartbeat
     instruments: InstrumentsResponse
     cancelled: CancelAllResponse
-    def __init__(
-        self,
-        request_id: _Optional[int] = ...,
-        market_data: _Optional[_Union[MarketUpdate, _Mapping]] = ...,
-        order_response: _Optional[_Union[OrderResponse, _Mapping]] = ...,
-        error: _Optional[_Union[Error, _Mapping]] = ...,
-        login: _Optional[_Union[LoginResponse, _Mapping]] = ...,
-        subscribed: _Optional[_Union[SubscribeResponse, _Mapping]] = ...,
-        ack: _Optional[_Union[Ack, _Mapping]] = ...,
-        balances: _Optional[_Union[BalancesResponse, _Mapping]] = ...,
-        trades: _Optional[_Union[TradesResponse, _Mapping]] = ...,
-        heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ...,
-        instruments: _Optional[_Union[InstrumentsResponse, _Mapping]] = ...,
-        cancelled: _Optional[_Union[CancelAllResponse, _Mapping]] = ...,
-    ) -> None: ...
+    def __init__(self, request_id: _Optional[int] = ..., market_data: _Optional[_Union[MarketUpdate, _Mapping]] = ..., order_response: _Optional[_Union[OrderResponse, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., login: _Optional[_Union[LoginResponse, _Mapping]] = ..., subscribed: _Optional[_Union[SubscribeResponse, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., balances: _Optional[_Union[BalancesResponse, _Mapping]] = ..., trades: _Optional[_Union[TradesResponse, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., instruments: _Optional[_Union[InstrumentsResponse, _Mapping]] = ..., cancelled: _Optional[_Union[CancelAllResponse, _Mapping]] = ...) -> None: ...
 
 class LoginRequest(_message.Message):
     __slots__ = ("api_key", "api_secret")
@@ -175,12 +114,7 @@ class SubscribeRequest(_message.Message):
     channel: str
     quotes: QuoteStreamRequest
     market_data: bool
-    def __init__(
-        self,
-        channel: _Optional[str] = ...,
-        quotes: _Optional[_Union[QuoteStreamRequest, _Mapping]] = ...,
-        market_data: _Optional[bool] = ...,
-    ) -> None: ...
+    def __init__(self, channel: _Optional[str] = ..., quotes: _Optional[_Union[QuoteStreamRequest, _Mapping]] = ..., market_data: _Optional[bool] = ...) -> None: ...
 
 class QuoteStreamRequest(_message.Message):
     __slots__ = ("symbol", "type", "quantity")
@@ -190,12 +124,7 @@ class QuoteStreamRequest(_message.Message):
     symbol: str
     type: str
     quantity: str
-    def __init__(
-        self,
-        symbol: _Optional[str] = ...,
-        type: _Optional[str] = ...,
-        quantity: _Optional[str] = ...,
-    ) -> None: ...
+    def __init__(self, symbol: _Optional[str] = ..., type: _Optional[str] = ..., quantity: _Optional[str] = ...) -> None: ...
 
 class UnsubscribeRequest(_message.Message):
     __slots__ = ("subscription",)
@@ -204,16 +133,7 @@ class UnsubscribeRequest(_message.Message):
     def __init__(self, subscription: _Optional[str] = ...) -> None: ...
 
 class OrderRequest(_message.Message):
-    __slots__ = (
-        "symbol",
-        "side",
-        "type",
-        "quantity",
-        "price",
-        "time_in_force",
-        "post_only",
-        "client_order_id",
-    )
+    __slots__ = ("symbol", "side", "type", "quantity", "price", "time_in_force", "post_only", "client_order_id")
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
     SIDE_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -230,17 +150,7 @@ class OrderRequest(_message.Message):
     time_in_force: TimeInForce
     post_only: bool
     client_order_id: str
-    def __init__(
-        self,
-        symbol: _Optional[str] = ...,
-        side: _Optional[_Union[Side, str]] = ...,
-        type: _Optional[_Union[OrderType, str]] = ...,
-        quantity: _Optional[str] = ...,
-        price: _Optional[str] = ...,
-        time_in_force: _Optional[_Union[TimeInForce, str]] = ...,
-        post_only: _Optional[bool] = ...,
-        client_order_id: _Optional[str] = ...,
-    ) -> None: ...
+    def __init__(self, symbol: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., type: _Optional[_Union[OrderType, str]] = ..., quantity: _Optional[str] = ..., price: _Optional[str] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., post_only: _Optional[bool] = ..., client_order_id: _Optional[str] = ...) -> None: ...
 
 class CancelOrderRequest(_message.Message):
     __slots__ = ("order_id", "client_order_id")
@@ -248,9 +158,7 @@ class CancelOrderRequest(_message.Message):
     CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     order_id: int
     client_order_id: str
-    def __init__(
-        self, order_id: _Optional[int] = ..., client_order_id: _Optional[str] = ...
-    ) -> None: ...
+    def __init__(self, order_id: _Optional[int] = ..., client_order_id: _Optional[str] = ...) -> None: ...
 
 class CancelAllRequest(_message.Message):
     __slots__ = ("symbol",)
@@ -268,13 +176,7 @@ class AmendOrderRequest(_message.Message):
     client_order_id: str
     price: str
     quantity: str
-    def __init__(
-        self,
-        order_id: _Optional[int] = ...,
-        client_order_id: _Optional[str] = ...,
-        price: _Optional[str] = ...,
-        quantity: _Optional[str] = ...,
-    ) -> None: ...
+    def __init__(self, order_id: _Optional[int] = ..., client_order_id: _Optional[str] = ..., price: _Optional[str] = ..., quantity: _Optional[str] = ...) -> None: ...
 
 class QuoteAcceptRequest(_message.Message):
     __slots__ = ("quote_id", "side")
@@ -282,9 +184,7 @@ class QuoteAcceptRequest(_message.Message):
     SIDE_FIELD_NUMBER: _ClassVar[int]
     quote_id: str
     side: Side
-    def __init__(
-        self, quote_id: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ...
-    ) -> None: ...
+    def __init__(self, quote_id: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ...) -> None: ...
 
 class OrderStatusRequest(_message.Message):
     __slots__ = ("order_id", "client_order_id")
@@ -292,9 +192,7 @@ class OrderStatusRequest(_message.Message):
     CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     order_id: int
     client_order_id: str
-    def __init__(
-        self, order_id: _Optional[int] = ..., client_order_id: _Optional[str] = ...
-    ) -> None: ...
+    def __init__(self, order_id: _Optional[int] = ..., client_order_id: _Optional[str] = ...) -> None: ...
 
 class OpenOrdersRequest(_message.Message):
     __slots__ = ("symbol",)
@@ -314,12 +212,7 @@ class TradesRequest(_message.Message):
     symbol: str
     limit: int
     before: int
-    def __init__(
-        self,
-        symbol: _Optional[str] = ...,
-        limit: _Optional[int] = ...,
-        before: _Optional[int] = ...,
-    ) -> None: ...
+    def __init__(self, symbol: _Optional[str] = ..., limit: _Optional[int] = ..., before: _Optional[int] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("time",)
@@ -341,13 +234,7 @@ class Error(_message.Message):
     message: str
     reason: str
     detail: str
-    def __init__(
-        self,
-        code: _Optional[int] = ...,
-        message: _Optional[str] = ...,
-        reason: _Optional[str] = ...,
-        detail: _Optional[str] = ...,
-    ) -> None: ...
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class LoginResponse(_message.Message):
     __slots__ = ()
@@ -367,15 +254,7 @@ class SubscribeResponse(_message.Message):
     valid_for_ms: int
     symbols: _containers.RepeatedScalarFieldContainer[str]
     interval_ms: int
-    def __init__(
-        self,
-        subscription: _Optional[str] = ...,
-        symbol: _Optional[str] = ...,
-        quantity: _Optional[str] = ...,
-        valid_for_ms: _Optional[int] = ...,
-        symbols: _Optional[_Iterable[str]] = ...,
-        interval_ms: _Optional[int] = ...,
-    ) -> None: ...
+    def __init__(self, subscription: _Optional[str] = ..., symbol: _Optional[str] = ..., quantity: _Optional[str] = ..., valid_for_ms: _Optional[int] = ..., symbols: _Optional[_Iterable[str]] = ..., interval_ms: _Optional[int] = ...) -> None: ...
 
 class Ack(_message.Message):
     __slots__ = ()
@@ -395,12 +274,7 @@ class Balance(_message.Message):
     asset: str
     available: str
     locked: str
-    def __init__(
-        self,
-        asset: _Optional[str] = ...,
-        available: _Optional[str] = ...,
-        locked: _Optional[str] = ...,
-    ) -> None: ...
+    def __init__(self, asset: _Optional[str] = ..., available: _Optional[str] = ..., locked: _Optional[str] = ...) -> None: ...
 
 class BalancesResponse(_message.Message):
     __slots__ = ("balances",)
@@ -432,25 +306,13 @@ class Instrument(_message.Message):
     min_size: str
     max_size: str
     quote_size: str
-    def __init__(
-        self,
-        symbol: _Optional[str] = ...,
-        base: _Optional[str] = ...,
-        quote: _Optional[str] = ...,
-        tick: _Optional[str] = ...,
-        lot: _Optional[str] = ...,
-        min_size: _Optional[str] = ...,
-        max_size: _Optional[str] = ...,
-        quote_size: _Optional[str] = ...,
-    ) -> None: ...
+    def __init__(self, symbol: _Optional[str] = ..., base: _Optional[str] = ..., quote: _Optional[str] = ..., tick: _Optional[str] = ..., lot: _Optional[str] = ..., min_size: _Optional[str] = ..., max_size: _Optional[str] = ..., quote_size: _Optional[str] = ...) -> None: ...
 
 class InstrumentsResponse(_message.Message):
     __slots__ = ("instruments",)
     INSTRUMENTS_FIELD_NUMBER: _ClassVar[int]
     instruments: _containers.RepeatedCompositeFieldContainer[Instrument]
-    def __init__(
-        self, instruments: _Optional[_Iterable[_Union[Instrument, _Mapping]]] = ...
-    ) -> None: ...
+    def __init__(self, instruments: _Optional[_Iterable[_Union[Instrument, _Mapping]]] = ...) -> None: ...
 
 class OrderResponse(_message.Message):
     __slots__ = ("order", "fill", "orders")
@@ -460,32 +322,10 @@ class OrderResponse(_message.Message):
     order: OrderState
     fill: Fill
     orders: OrderList
-    def __init__(
-        self,
-        order: _Optional[_Union[OrderState, _Mapping]] = ...,
-        fill: _Optional[_Union[Fill, _Mapping]] = ...,
-        orders: _Optional[_Union[OrderList, _Mapping]] = ...,
-    ) -> None: ...
+    def __init__(self, order: _Optional[_Union[OrderState, _Mapping]] = ..., fill: _Optional[_Union[Fill, _Mapping]] = ..., orders: _Optional[_Union[OrderList, _Mapping]] = ...) -> None: ...
 
 class OrderState(_message.Message):
-    __slots__ = (
-        "order_id",
-        "client_order_id",
-        "symbol",
-        "side",
-        "type",
-        "price",
-        "quantity",
-        "filled_quantity",
-        "remaining_quantity",
-        "time_in_force",
-        "post_only",
-        "status",
-        "reason",
-        "created_at",
-        "updated_at",
-        "seq",
-    )
+    __slots__ = ("order_id", "client_order_id", "symbol", "side", "type", "price", "quantity", "filled_quantity", "remaining_quantity", "time_in_force", "post_only", "status", "reason", "created_at", "updated_at", "seq")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
@@ -518,49 +358,16 @@ class OrderState(_message.Message):
     created_at: int
     updated_at: int
     seq: int
-    def __init__(
-        self,
-        order_id: _Optional[int] = ...,
-        client_order_id: _Optional[str] = ...,
-        symbol: _Optional[str] = ...,
-        side: _Optional[_Union[Side, str]] = ...,
-        type: _Optional[_Union[OrderType, str]] = ...,
-        price: _Optional[str] = ...,
-        quantity: _Optional[str] = ...,
-        filled_quantity: _Optional[str] = ...,
-        remaining_quantity: _Optional[str] = ...,
-        time_in_force: _Optional[_Union[TimeInForce, str]] = ...,
-        post_only: _Optional[bool] = ...,
-        status: _Optional[str] = ...,
-        reason: _Optional[str] = ...,
-        created_at: _Optional[int] = ...,
-        updated_at: _Optional[int] = ...,
-        seq: _Optional[int] = ...,
-    ) -> None: ...
+    def __init__(self, order_id: _Optional[int] = ..., client_order_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., type: _Optional[_Union[OrderType, str]] = ..., price: _Optional[str] = ..., quantity: _Optional[str] = ..., filled_quantity: _Optional[str] = ..., remaining_quantity: _Optional[str] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., post_only: _Optional[bool] = ..., status: _Optional[str] = ..., reason: _Optional[str] = ..., created_at: _Optional[int] = ..., updated_at: _Optional[int] = ..., seq: _Optional[int] = ...) -> None: ...
 
 class OrderList(_message.Message):
     __slots__ = ("orders",)
     ORDERS_FIELD_NUMBER: _ClassVar[int]
     orders: _containers.RepeatedCompositeFieldContainer[OrderState]
-    def __init__(
-        self, orders: _Optional[_Iterable[_Union[OrderState, _Mapping]]] = ...
-    ) -> None: ...
+    def __init__(self, orders: _Optional[_Iterable[_Union[OrderState, _Mapping]]] = ...) -> None: ...
 
 class Fill(_message.Message):
-    __slots__ = (
-        "trade_id",
-        "order_id",
-        "symbol",
-        "side",
-        "price",
-        "quantity",
-        "fee",
-        "fee_asset",
-        "liquidity",
-        "quote_id",
-        "timestamp",
-        "seq",
-    )
+    __slots__ = ("trade_id", "order_id", "symbol", "side", "price", "quantity", "fee", "fee_asset", "liquidity", "quote_id", "timestamp", "seq")
     TRADE_ID_FIELD_NUMBER: _ClassVar[int]
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
@@ -585,21 +392,7 @@ class Fill(_message.Message):
     quote_id: str
     timestamp: int
     seq: int
-    def __init__(
-        self,
-        trade_id: _Optional[int] = ...,
-        order_id: _Optional[int] = ...,
-        symbol: _Optional[str] = ...,
-        side: _Optional[_Union[Side, str]] = ...,
-        price: _Optional[str] = ...,
-        quantity: _Optional[str] = ...,
-        fee: _Optional[str] = ...,
-        fee_asset: _Optional[str] = ...,
-        liquidity: _Optional[str] = ...,
-        quote_id: _Optional[str] = ...,
-        timestamp: _Optional[int] = ...,
-        seq: _Optional[int] = ...,
-    ) -> None: ...
+    def __init__(self, trade_id: _Optional[int] = ..., order_id: _Optional[int] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., price: _Optional[str] = ..., quantity: _Optional[str] = ..., fee: _Optional[str] = ..., fee_asset: _Optional[str] = ..., liquidity: _Optional[str] = ..., quote_id: _Optional[str] = ..., timestamp: _Optional[int] = ..., seq: _Optional[int] = ...) -> None: ...
 
 class MarketUpdate(_message.Message):
     __slots__ = ("book", "trade", "ticker", "quote", "snapshot")
@@ -613,14 +406,7 @@ class MarketUpdate(_message.Message):
     ticker: Ticker
     quote: Quote
     snapshot: MarketDataSnapshot
-    def __init__(
-        self,
-        book: _Optional[_Union[BookUpdate, _Mapping]] = ...,
-        trade: _Optional[_Union[PublicTrade, _Mapping]] = ...,
-        ticker: _Optional[_Union[Ticker, _Mapping]] = ...,
-        quote: _Optional[_Union[Quote, _Mapping]] = ...,
-        snapshot: _Optional[_Union[MarketDataSnapshot, _Mapping]] = ...,
-    ) -> None: ...
+    def __init__(self, book: _Optional[_Union[BookUpdate, _Mapping]] = ..., trade: _Optional[_Union[PublicTrade, _Mapping]] = ..., ticker: _Optional[_Union[Ticker, _Mapping]] = ..., quote: _Optional[_Union[Quote, _Mapping]] = ..., snapshot: _Optional[_Union[MarketDataSnapshot, _Mapping]] = ...) -> None: ...
 
 class Level(_message.Message):
     __slots__ = ("price", "quantity")
@@ -648,17 +434,7 @@ class BookUpdate(_message.Message):
     bids: _containers.RepeatedCompositeFieldContainer[Level]
     asks: _containers.RepeatedCompositeFieldContainer[Level]
     checksum: int
-    def __init__(
-        self,
-        channel: _Optional[str] = ...,
-        snapshot: _Optional[bool] = ...,
-        symbol: _Optional[str] = ...,
-        seq: _Optional[int] = ...,
-        prev_seq: _Optional[int] = ...,
-        bids: _Optional[_Iterable[_Union[Level, _Mapping]]] = ...,
-        asks: _Optional[_Iterable[_Union[Level, _Mapping]]] = ...,
-        checksum: _Optional[int] = ...,
-    ) -> None: ...
+    def __init__(self, channel: _Optional[str] = ..., snapshot: _Optional[bool] = ..., symbol: _Optional[str] = ..., seq: _Optional[int] = ..., prev_seq: _Optional[int] = ..., bids: _Optional[_Iterable[_Union[Level, _Mapping]]] = ..., asks: _Optional[_Iterable[_Union[Level, _Mapping]]] = ..., checksum: _Optional[int] = ...) -> None: ...
 
 class PublicTrade(_message.Message):
     __slots__ = ("trade_id", "symbol", "price", "quantity", "taker_side", "timestamp", "seq")
@@ -676,34 +452,10 @@ class PublicTrade(_message.Message):
     taker_side: Side
     timestamp: int
     seq: int
-    def __init__(
-        self,
-        trade_id: _Optional[int] = ...,
-        symbol: _Optional[str] = ...,
-        price: _Optional[str] = ...,
-        quantity: _Optional[str] = ...,
-        taker_side: _Optional[_Union[Side, str]] = ...,
-        timestamp: _Optional[int] = ...,
-        seq: _Optional[int] = ...,
-    ) -> None: ...
+    def __init__(self, trade_id: _Optional[int] = ..., symbol: _Optional[str] = ..., price: _Optional[str] = ..., quantity: _Optional[str] = ..., taker_side: _Optional[_Union[Side, str]] = ..., timestamp: _Optional[int] = ..., seq: _Optional[int] = ...) -> None: ...
 
 class Ticker(_message.Message):
-    __slots__ = (
-        "channel",
-        "symbol",
-        "last",
-        "bid",
-        "bid_size",
-        "ask",
-        "ask_size",
-        "open24h",
-        "high24h",
-        "low24h",
-        "volume24h",
-        "change24h",
-        "change24h_pct",
-        "timestamp",
-    )
+    __slots__ = ("channel", "symbol", "last", "bid", "bid_size", "ask", "ask_size", "open24h", "high24h", "low24h", "volume24h", "change24h", "change24h_pct", "timestamp")
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
     LAST_FIELD_NUMBER: _ClassVar[int]
@@ -732,36 +484,10 @@ class Ticker(_message.Message):
     change24h: str
     change24h_pct: str
     timestamp: int
-    def __init__(
-        self,
-        channel: _Optional[str] = ...,
-        symbol: _Optional[str] = ...,
-        last: _Optional[str] = ...,
-        bid: _Optional[str] = ...,
-        bid_size: _Optional[str] = ...,
-        ask: _Optional[str] = ...,
-        ask_size: _Optional[str] = ...,
-        open24h: _Optional[str] = ...,
-        high24h: _Optional[str] = ...,
-        low24h: _Optional[str] = ...,
-        volume24h: _Optional[str] = ...,
-        change24h: _Optional[str] = ...,
-        change24h_pct: _Optional[str] = ...,
-        timestamp: _Optional[int] = ...,
-    ) -> None: ...
+    def __init__(self, channel: _Optional[str] = ..., symbol: _Optional[str] = ..., last: _Optional[str] = ..., bid: _Optional[str] = ..., bid_size: _Optional[str] = ..., ask: _Optional[str] = ..., ask_size: _Optional[str] = ..., open24h: _Optional[str] = ..., high24h: _Optional[str] = ..., low24h: _Optional[str] = ..., volume24h: _Optional[str] = ..., change24h: _Optional[str] = ..., change24h_pct: _Optional[str] = ..., timestamp: _Optional[int] = ...) -> None: ...
 
 class Quote(_message.Message):
-    __slots__ = (
-        "subscription",
-        "symbol",
-        "buy_price",
-        "sell_price",
-        "quantity",
-        "quote_id",
-        "valid_until",
-        "seq",
-        "timestamp",
-    )
+    __slots__ = ("subscription", "symbol", "buy_price", "sell_price", "quantity", "quote_id", "valid_until", "seq", "timestamp")
     SUBSCRIPTION_FIELD_NUMBER: _ClassVar[int]
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
     BUY_PRICE_FIELD_NUMBER: _ClassVar[int]
@@ -780,33 +506,10 @@ class Quote(_message.Message):
     valid_until: int
     seq: int
     timestamp: int
-    def __init__(
-        self,
-        subscription: _Optional[str] = ...,
-        symbol: _Optional[str] = ...,
-        buy_price: _Optional[str] = ...,
-        sell_price: _Optional[str] = ...,
-        quantity: _Optional[str] = ...,
-        quote_id: _Optional[str] = ...,
-        valid_until: _Optional[int] = ...,
-        seq: _Optional[int] = ...,
-        timestamp: _Optional[int] = ...,
-    ) -> None: ...
+    def __init__(self, subscription: _Optional[str] = ..., symbol: _Optional[str] = ..., buy_price: _Optional[str] = ..., sell_price: _Optional[str] = ..., quantity: _Optional[str] = ..., quote_id: _Optional[str] = ..., valid_until: _Optional[int] = ..., seq: _Optional[int] = ..., timestamp: _Optional[int] = ...) -> None: ...
 
 class InstrumentMarketData(_message.Message):
-    __slots__ = (
-        "symbol",
-        "last",
-        "bid",
-        "ask",
-        "open24h",
-        "high24h",
-        "low24h",
-        "volume24h",
-        "change24h",
-        "change24h_pct",
-        "timestamp",
-    )
+    __slots__ = ("symbol", "last", "bid", "ask", "open24h", "high24h", "low24h", "volume24h", "change24h", "change24h_pct", "timestamp")
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
     LAST_FIELD_NUMBER: _ClassVar[int]
     BID_FIELD_NUMBER: _ClassVar[int]
@@ -829,20 +532,7 @@ class InstrumentMarketData(_message.Message):
     change24h: str
     change24h_pct: str
     timestamp: int
-    def __init__(
-        self,
-        symbol: _Optional[str] = ...,
-        last: _Optional[str] = ...,
-        bid: _Optional[str] = ...,
-        ask: _Optional[str] = ...,
-        open24h: _Optional[str] = ...,
-        high24h: _Optional[str] = ...,
-        low24h: _Optional[str] = ...,
-        volume24h: _Optional[str] = ...,
-        change24h: _Optional[str] = ...,
-        change24h_pct: _Optional[str] = ...,
-        timestamp: _Optional[int] = ...,
-    ) -> None: ...
+    def __init__(self, symbol: _Optional[str] = ..., last: _Optional[str] = ..., bid: _Optional[str] = ..., ask: _Optional[str] = ..., open24h: _Optional[str] = ..., high24h: _Optional[str] = ..., low24h: _Optional[str] = ..., volume24h: _Optional[str] = ..., change24h: _Optional[str] = ..., change24h_pct: _Optional[str] = ..., timestamp: _Optional[int] = ...) -> None: ...
 
 class MarketDataSnapshot(_message.Message):
     __slots__ = ("seq", "timestamp", "instruments")
@@ -852,9 +542,4 @@ class MarketDataSnapshot(_message.Message):
     seq: int
     timestamp: int
     instruments: _containers.RepeatedCompositeFieldContainer[InstrumentMarketData]
-    def __init__(
-        self,
-        seq: _Optional[int] = ...,
-        timestamp: _Optional[int] = ...,
-        instruments: _Optional[_Iterable[_Union[InstrumentMarketData, _Mapping]]] = ...,
-    ) -> None: ...
+    def __init__(self, seq: _Optional[int] = ..., timestamp: _Optional[int] = ..., instruments: _Optional[_Iterable[_Union[InstrumentMarketData, _Mapping]]] = ...) -> None: ...
