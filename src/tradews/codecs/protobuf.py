@@ -211,9 +211,9 @@ def _result(method: str, value: Any) -> pb.ServerMessage:
         else:
             m.subscribed.subscription = value.channel
     elif method in ("order_place", "order_cancel", "order_amend", "order_status"):
-        m.order_response.order.CopyFrom(order_state(value))
+        return pb.ServerMessage(order_response=pb.OrderResponse(order=order_state(value)))
     elif method == "quote_accept":
-        m.order_response.fill.CopyFrom(fill(value))
+        return pb.ServerMessage(order_response=pb.OrderResponse(fill=fill(value)))
     elif method == "orders_open":
         m.order_response.orders.orders.extend(order_state(o) for o in value)
     elif method == "order_cancel_all":
@@ -229,48 +229,69 @@ def _result(method: str, value: Any) -> pb.ServerMessage:
     return m
 
 
+def _quote(q: api.Quote) -> pb.ServerMessage:
+    # Built in one constructor call: no intermediate message is copied (the fan-out hot path).
+    return pb.ServerMessage(
+        market_data=pb.MarketUpdate(
+            quote=pb.Quote(
+                subscription=q.subscription,
+                symbol=q.symbol,
+                buy_price=q.buy_price,
+                sell_price=q.sell_price,
+                quantity=q.quantity,
+                quote_id=q.quote_id,
+                valid_until=q.valid_until,
+                seq=q.seq,
+                timestamp=q.timestamp,
+            )
+        )
+    )
+
+
+def _book(b: api.BookUpdate) -> pb.ServerMessage:
+    level = pb.Level
+    return pb.ServerMessage(
+        market_data=pb.MarketUpdate(
+            book=pb.BookUpdate(
+                channel=b.channel,
+                snapshot=b.type == "snapshot",
+                symbol=b.symbol,
+                seq=b.seq,
+                prev_seq=b.prev_seq or 0,
+                bids=[level(price=p, quantity=q) for p, q in b.bids],
+                asks=[level(price=p, quantity=q) for p, q in b.asks],
+                checksum=b.checksum,
+            )
+        )
+    )
+
+
+_PUSHES: dict[str, Callable[[Any], pb.ServerMessage]] = {
+    "quote": _quote,
+    "book": _book,
+    "trades": lambda t: pb.ServerMessage(
+        market_data=pb.MarketUpdate(
+            trade=_fields(t, pb.PublicTrade, taker_side=SIDE_VALUES[t.taker_side])
+        )
+    ),
+    "ticker": lambda t: pb.ServerMessage(market_data=pb.MarketUpdate(ticker=_fields(t, pb.Ticker))),
+    "market_data": lambda d: pb.ServerMessage(
+        market_data=pb.MarketUpdate(
+            snapshot=pb.MarketDataSnapshot(
+                seq=d.seq,
+                timestamp=d.timestamp,
+                instruments=[_fields(i, pb.InstrumentMarketData) for i in d.instruments],
+            )
+        )
+    ),
+    "orders": lambda o: pb.ServerMessage(order_response=pb.OrderResponse(order=order_state(o))),
+    "fills": lambda f: pb.ServerMessage(order_response=pb.OrderResponse(fill=fill(f))),
+    "balances": lambda b: pb.ServerMessage(balances=pb.BalancesResponse(balances=[balance(b)])),
+}
+
+
 def _push(push: Push) -> pb.ServerMessage:
-    m = pb.ServerMessage()
-    body = push.body
-    kind = push.kind
-    if kind == "quote":
-        m.market_data.quote.CopyFrom(_fields(body, pb.Quote))
-    elif kind == "book":
-        m.market_data.book.CopyFrom(
-            pb.BookUpdate(
-                channel=body.channel,
-                snapshot=body.type == "snapshot",
-                symbol=body.symbol,
-                seq=body.seq,
-                prev_seq=body.prev_seq or 0,
-                bids=[pb.Level(price=p, quantity=q) for p, q in body.bids],
-                asks=[pb.Level(price=p, quantity=q) for p, q in body.asks],
-                checksum=body.checksum,
-            )
-        )
-    elif kind == "trades":
-        m.market_data.trade.CopyFrom(
-            _fields(body, pb.PublicTrade, taker_side=SIDE_VALUES[body.taker_side])
-        )
-    elif kind == "ticker":
-        m.market_data.ticker.CopyFrom(_fields(body, pb.Ticker))
-    elif kind == "market_data":
-        m.market_data.snapshot.CopyFrom(
-            pb.MarketDataSnapshot(
-                seq=body.seq,
-                timestamp=body.timestamp,
-                instruments=[_fields(i, pb.InstrumentMarketData) for i in body.instruments],
-            )
-        )
-    elif kind == "orders":
-        m.order_response.order.CopyFrom(order_state(body))
-    elif kind == "fills":
-        m.order_response.fill.CopyFrom(fill(body))
-    elif kind == "balances":
-        m.balances.balances.append(balance(body))
-    else:  # pragma: no cover - every push kind is listed above
-        raise ValueError(f"no protobuf form for push {kind!r}")
-    return m
+    return _PUSHES[push.kind](push.body)
 
 
 def _error(call_id: Id, err: ApiError) -> pb.ServerMessage:
