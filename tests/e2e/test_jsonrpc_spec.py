@@ -167,6 +167,8 @@ async def test_malformed_requests_are_invalid_request(raw: Client, frame: str) -
 async def test_params_errors_report_the_path(logged_in: Client) -> None:
     from tradews.client import RpcError
 
+    if logged_in.encoding == "proto":
+        pytest.skip("a number where the schema has a string cannot be sent in protobuf")
     with pytest.raises(RpcError) as info:
         await logged_in.call("quote_request", {"symbol": 5, "type": "RFQ"})
     assert info.value.code == -32602
