@@ -31,6 +31,9 @@ from typing import Any
 import uvloop
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
+from tradews.codecs.pb import tradews_pb2 as pb
+from tradews.codecs.protobuf import request_message
+
 BUCKET_NS = 100_000  # 0.1 ms
 MAX_BUCKET = 100_000  # 10 s; anything later lands in the last bucket
 _QUOTE_PREFIX = b'{"jsonrpc":"2.0","method":"quote",'
@@ -58,7 +61,10 @@ class Recorder:
 class QuoteListener(WSListener):  # type: ignore[misc]
     """Counts quotes and records their latency; kept lean, it runs for every message."""
 
-    def __init__(self, recorder: Recorder, first_quote: asyncio.Future[None]) -> None:
+    def __init__(
+        self, recorder: Recorder, first_quote: asyncio.Future[None], proto: bool = False
+    ) -> None:
+        self.proto = proto
         self.recorder = recorder
         self.count = 0
         self.closed = False
@@ -67,6 +73,14 @@ class QuoteListener(WSListener):  # type: ignore[misc]
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         now_ns = time.time_ns()
+        if self.proto and frame.msg_type is WSMsgType.BINARY:
+            message = pb.ServerMessage.FromString(frame.get_payload_as_bytes())
+            if message.WhichOneof("payload") != "market_data":
+                if message.WhichOneof("payload") == "error":
+                    self.errors.append(str(message.error))
+                return
+            self._record(now_ns, message.market_data.quote.timestamp)
+            return
         if frame.msg_type is not WSMsgType.TEXT:
             if frame.msg_type is WSMsgType.CLOSE:
                 self.errors.append(f"closed by server: {frame.get_close_reason()}")
@@ -84,6 +98,9 @@ class QuoteListener(WSListener):  # type: ignore[misc]
         else:
             self.recorder.ignored += 1
             return
+        self._record(now_ns, timestamp_ms)
+
+    def _record(self, now_ns: int, timestamp_ms: int) -> None:
         self.count += 1
         rec = self.recorder
         rec.count += 1
@@ -102,16 +119,30 @@ def _frame(method: str, params: dict[str, Any], id_: int) -> bytes:
     return json.dumps(message, separators=(",", ":")).encode()
 
 
+def _proto_frame(method: str, params: dict[str, Any], id_: int) -> bytes:
+    return bytes(request_message(method, params, id_).SerializeToString())
+
+
 async def _open(
-    url: str, login: bytes, request: bytes, recorder: Recorder, gate: asyncio.Semaphore
+    url: str,
+    login: bytes,
+    request: bytes,
+    recorder: Recorder,
+    gate: asyncio.Semaphore,
+    proto: bool,
 ) -> tuple[WSTransport, QuoteListener, asyncio.Future[None]]:
     first_quote: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    headers = {"Sec-WebSocket-Protocol": "tradews.v1.proto"} if proto else None
     async with gate:
         transport, listener = await ws_connect(
-            lambda: QuoteListener(recorder, first_quote), url, websocket_handshake_timeout=30
+            lambda: QuoteListener(recorder, first_quote, proto),
+            url,
+            websocket_handshake_timeout=30,
+            extra_headers=headers,
         )
-    transport.send(WSMsgType.TEXT, login)
-    transport.send(WSMsgType.TEXT, request)
+    kind = WSMsgType.BINARY if proto else WSMsgType.TEXT
+    transport.send(kind, login)
+    transport.send(kind, request)
     return transport, listener, first_quote
 
 
@@ -135,12 +166,14 @@ async def _sleep_until(wall: float) -> None:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     recorder = Recorder()
-    login = _frame("rpc.login", {"apiKey": args.key, "apiSecret": args.secret}, 1)
-    request = _frame("quote_request", {"symbol": args.symbol, "type": "RFQ"}, 2)
+    proto = args.encoding == "proto"
+    frame = _proto_frame if proto else _frame
+    login = frame("rpc.login", {"apiKey": args.key, "apiSecret": args.secret}, 1)
+    request = frame("quote_request", {"symbol": args.symbol, "type": "RFQ"}, 2)
     gate = asyncio.Semaphore(args.connect_concurrency)
     started = time.monotonic()
     opened = await asyncio.gather(
-        *(_open(args.url, login, request, recorder, gate) for _ in range(args.connections))
+        *(_open(args.url, login, request, recorder, gate, proto) for _ in range(args.connections))
     )
     await asyncio.wait_for(asyncio.gather(*(f for _, _, f in opened)), timeout=60)
     listeners = [listener for _, listener, _ in opened]
@@ -190,6 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--symbol", default="BTC_USD")
     parser.add_argument("--connections", type=int, required=True)
     parser.add_argument("--connect-concurrency", type=int, default=50)
+    parser.add_argument("--encoding", choices=("json", "proto"), default="json")
     args = parser.parse_args(argv)
     result = uvloop.run(run(args))
     print(json.dumps(result), flush=True)

@@ -54,7 +54,8 @@ ROOT = BENCH.parent
 CLIENT = BENCH / "fanout_client.py"
 BARE_SERVER = BENCH / "bare_picows_server.py"
 NODE_SERVER = BENCH / "node_ws_server.js"
-SERVERS = ("tradews", "bare-picows", "node-ws")
+SERVERS = ("tradews", "tradews-proto", "bare-picows", "node-ws")
+# "tradews-proto" is the same server with clients speaking the protobuf encoding.
 # A run during which processes other than the server and the load generator used more than
 # this much CPU (% of one core) was disturbed (another job on the machine): it is run again
 # when the retry budget allows, and only used for the reported figure if no quiet run exists.
@@ -190,7 +191,7 @@ def running(
     cpus: set[int] | None,
     tradews: Tradews,
 ) -> Iterator[RunningServer]:
-    with pinned(cpus), python_path(tradews.src if name == "tradews" else None):
+    with pinned(cpus), python_path(tradews.src if name.startswith("tradews") else None):
         server = _start(name, tick_interval, workdir, tradews.options)
     try:
         yield server
@@ -202,7 +203,7 @@ def _start(
     name: str, tick_interval: float, workdir: Path, tradews_options: tuple[str, ...]
 ) -> RunningServer:
     tick = f"{tick_interval:g}"
-    if name == "tradews":
+    if name.startswith("tradews"):
         db = workdir / f"tradews-{time.monotonic_ns()}.db"
         args = ("--tick-interval", tick, *tradews_options)
         proc = ServerProcess.start(db, demo=True, args=args)  # it drains the server's output
@@ -311,6 +312,7 @@ class Worker:
             f"--key={server.api_key}",
             f"--secret={server.api_secret}",  # a secret may start with "-"
             f"--connections={connections}",
+            f"--encoding={'proto' if server.name == 'tradews-proto' else 'json'}",
         ]
         with pinned(cpus):
             self.process = subprocess.Popen(
@@ -445,10 +447,10 @@ def measure(
                 w.send({"start": start, "end": end})
             time.sleep(max(0.0, start - time.time()))
             t0, cpu0, machine0 = time.time(), process_cpu_seconds(server.pid), CpuTimes.read()
-            counters0 = tradews_counters(server.url) if name == "tradews" else {}
+            counters0 = tradews_counters(server.url) if name.startswith("tradews") else {}
             time.sleep(max(0.0, end - time.time()))
             t1, cpu1, machine1 = time.time(), process_cpu_seconds(server.pid), CpuTimes.read()
-            counters1 = tradews_counters(server.url) if name == "tradews" else {}
+            counters1 = tradews_counters(server.url) if name.startswith("tradews") else {}
             reports = [w.read(timeout=30) for w in workers]
         except Exception as exc:
             log.flush()
