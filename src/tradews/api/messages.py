@@ -99,10 +99,6 @@ class MarketData(_Out, frozen=True):
     instruments: list[InstrumentMarketData]
 
 
-class SessionClosing(_Out, frozen=True):
-    reason: str
-
-
 # Trading ------------------------------------------------------------------------------------
 
 ClientOrderId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]

@@ -137,17 +137,8 @@ def error(id: Id, err: ApiError) -> _Error:
     return _Error("2.0", _ErrorBody(int(err.code), err.message, err.data), id)
 
 
-def encode(message: Any) -> bytes:
-    """Encode a response, a list of responses (a batch reply) or a notification."""
-    return _encoder.encode(message)
-
-
 def encode_notification(method: str, params: Any) -> bytes:
     return _encoder.encode(_Notification("2.0", method, params))
-
-
-def encode_error(id: Id, err: ApiError) -> bytes:
-    return _encoder.encode(error(id, err))
 
 
 def _encode_push(push: Push) -> bytes:

@@ -639,11 +639,16 @@ def _order_ref(order_id: int | None, client_id: str | None) -> tuple[int | None,
     return order_id, client_id
 
 
+def _steps(value: Decimal, step: Decimal, what: str) -> int:
+    """A client's decimal as a whole number of ``step``s; raises InvalidDecimal or OffStep."""
+    if not value.is_finite() or value <= 0:
+        raise InvalidDecimal(f"{what} must be a positive decimal, got {value}")
+    return to_steps(value, step, what=what)
+
+
 def _price_ticks(inst: Instrument, price: Decimal) -> int:
     try:
-        if not price.is_finite() or price <= 0:
-            raise InvalidDecimal("price must be a positive decimal")
-        return to_steps(price, inst.tick, what="price")
+        return _steps(price, inst.tick, "price")
     except (InvalidDecimal, OffStep) as exc:
         raise rejected(Reject.INVALID_PRICE, str(exc)) from None
 
@@ -651,18 +656,15 @@ def _price_ticks(inst: Instrument, price: Decimal) -> int:
 def _order_lots(inst: Instrument, quantity: Decimal) -> int:
     """Quantity in lots; size limits are the engine's to check (with their own reasons)."""
     try:
-        if not quantity.is_finite() or quantity <= 0:
-            raise InvalidDecimal("quantity must be a positive decimal")
-        return to_steps(quantity, inst.lot, what="quantity")
+        return _steps(quantity, inst.lot, "quantity")
     except (InvalidDecimal, OffStep) as exc:
         raise rejected(Reject.INVALID_QUANTITY, str(exc)) from None
 
 
 def _quantity_lots(inst: Instrument, quantity: Decimal) -> int:
+    """An RFQ quantity: in lots and within the size limits (error 2002 otherwise)."""
     try:
-        if not quantity.is_finite() or quantity <= 0:
-            raise InvalidDecimal(f"quantity must be a positive decimal, got {quantity}")
-        lots = to_steps(quantity, inst.lot, what="quantity")
+        lots = _steps(quantity, inst.lot, "quantity")
         inst.check_quantity(lots)
     except (InvalidDecimal, OffStep) as exc:
         raise ApiError(ErrorCode.INVALID_QUANTITY, str(exc)) from None
