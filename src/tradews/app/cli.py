@@ -208,6 +208,10 @@ def serve(
             }
             out.print(f"  {json.dumps(login)}")
             out.print(f"  {json.dumps(quote)}")
+            out.print(
+                "\nProtobuf clients: ask for the subprotocol tradews.v1.proto "
+                "(schema: proto/tradews/v1/tradews.proto)."
+            )
         out.print("\nPress Ctrl+C to stop.", style="dim")
         sys.stdout.flush()
         stop = asyncio.Event()
