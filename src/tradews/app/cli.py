@@ -122,6 +122,13 @@ def serve(
     demo_traders: Annotated[
         bool, typer.Option(help="In demo mode, run simulated market makers and takers.")
     ] = True,
+    rfq_fallback: Annotated[
+        bool,
+        typer.Option(
+            help="Quote an RFQ side the book is too thin for from the reference price "
+            "(demo) instead of not quoting it."
+        ),
+    ] = True,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run the WebSocket server."""
@@ -163,6 +170,7 @@ def serve(
         volatility=volatility,
         durability=durability.upper(),
         demo_traders=demo_traders,
+        rfq_fallback=rfq_fallback,
         fees=schedule,
     )
     try:

@@ -18,9 +18,12 @@ class BookPricer:
     state that is still being made durable is safe (execution re-checks everything).
     """
 
-    def __init__(self, engine: Engine, references: dict[str, Fraction]) -> None:
+    def __init__(
+        self, engine: Engine, references: dict[str, Fraction], *, fallback: bool = True
+    ) -> None:
         self._engine = engine
         self.references = references
+        self.fallback = fallback
 
     def __call__(self, inst: Instrument, lots: int) -> TwoWayPrice | None:
         book = self._engine.books.get(inst.symbol)
@@ -29,6 +32,6 @@ class BookPricer:
         return rfq_prices(
             book.vwap(Side.BUY, lots),
             book.vwap(Side.SELL, lots),
-            self.references.get(inst.symbol),
+            self.references.get(inst.symbol) if self.fallback else None,
             inst.spread_bps,
         )

@@ -73,6 +73,7 @@ class ServerSettings:
     volatility: float = 0.02
     durability: str = "FULL"
     demo_traders: bool = True
+    rfq_fallback: bool = True
     fees: FeeSchedule = field(default_factory=FeeSchedule)
     limits: SessionLimits = field(default_factory=SessionLimits)
 
@@ -120,7 +121,7 @@ class Server:
             ttl_ms=settings.quote_ttl_ms,
             refresh_ms=settings.quote_refresh_ms,
             new_quote_id=quote_id_factory(),
-            pricer=BookPricer(self.engine, self.references),
+            pricer=BookPricer(self.engine, self.references, fallback=settings.rfq_fallback),
         )
         self.market: MarketDataDesk[Connection] = MarketDataDesk(self.view, self.catalog.all)
         self.host = EngineHost(self.engine, self.journal, self._publish, self._fatal)
