@@ -152,3 +152,12 @@ class ConservationMachine(RuleBasedStateMachine):
 
 TestConservation = ConservationMachine.TestCase
 TestConservation.settings = settings(max_examples=120, stateful_step_count=60, deadline=None)
+
+
+def test_the_house_cannot_execute_its_own_quote() -> None:
+    engine = Engine([INSTRUMENT], fee_account_id=FEES)
+    engine.apply(Deposit(0, HOUSE, "Q", 10**12, "h"))
+    cmd = AcceptQuote(1, HOUSE, "q1", HOUSE, "B_Q", Side.BUY, 10_000, 10, 1_000, HOUSE)
+    result, events = engine.apply(cmd)
+    assert isinstance(result, Rejected) and result.reason.value == "QUOTE_NOT_YOURS"
+    assert not events

@@ -89,3 +89,13 @@ def test_serve_reports_a_busy_port(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_serve_refuses_fees_over_100_percent(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "tradews", "serve", "--db", str(tmp_path / "f.db"),
+         "--fees", "enterprise=5:20000"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert done.returncode == 1 and "--fees" in done.stderr
+    assert "Traceback" not in done.stderr

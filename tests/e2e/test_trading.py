@@ -186,6 +186,10 @@ async def test_client_order_id_is_idempotent(alice: Client) -> None:
         ({"symbol": "ETH_USD", "side": "buy", "quantity": "999", "price": "3000.00"}, "INSUFFICIENT_FUNDS"),
         ({"symbol": "ETH_USD", "side": "sell", "quantity": "1.000"}, "NO_LIQUIDITY"),
         ({"symbol": "NOPE_USD", "side": "sell", "quantity": "1"}, "UNKNOWN_SYMBOL"),
+        ({"symbol": "ETH_USD", "side": "sell", "quantity": "1.000", "price": "100000000000000000"},
+         "INVALID_PRICE"),
+        ({"symbol": "ETH_USD", "side": "buy", "quantity": "1e20", "price": "1.00"},
+         "INVALID_QUANTITY"),
         ({"symbol": "ETH_USD", "side": "buy", "quantity": "1.000", "price": "1.00",
           "time_in_force": "FOK"}, "FOK_NOT_FILLABLE"),
         ({"symbol": "ETH_USD", "side": "buy", "quantity": "1.000", "price": "1.00",
@@ -327,3 +331,25 @@ async def test_state_endpoint_reports_conservation(venue: ServerProcess) -> None
     assert state["valid"] is True
     assert state["netDeposits"] == state["balanceSums"]
     assert state["seq"] > 0 and len(state["stateHash"]) == 64
+
+
+async def test_huge_values_are_refused_and_trading_goes_on(alice: Client) -> None:
+    with pytest.raises(RpcError) as info:
+        await alice.call("order_cancel", {"orderId": 2**63})
+    assert info.value.code == -32602
+    with pytest.raises(RpcError) as info:
+        await alice.call("trades", {"before": 2**63})
+    assert info.value.code == -32602
+    order = await alice.place_order("ETH_USD", "buy", "1.000", price="1.00")
+    assert order["status"] == "new"
+
+
+async def test_an_amend_pipelined_behind_its_order_applies(alice: Client) -> None:
+    place = {"symbol": "ETH_USD", "side": "buy", "type": "limit", "quantity": "1.000",
+             "price": "100.00", "clientOrderId": f"pipe-{alice.encoding}"}  # fmt: skip
+    amend = {"clientOrderId": f"pipe-{alice.encoding}", "price": "101.00", "quantity": "2.000"}
+    placed, amended = await asyncio.gather(
+        alice.call("order_place", place), alice.call("order_amend", amend)
+    )
+    assert placed["price"] == "100.00"
+    assert (amended["price"], amended["quantity"]) == ("101.00", "2.000")

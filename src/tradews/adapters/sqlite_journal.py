@@ -17,14 +17,17 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tradews.engine.commands import AnyCommand, decoder, encoder
+from tradews.engine.commands import AnyCommand, decoder
 from tradews.engine.events import OrderUpdated, TradeExecuted
 
 
 @dataclass(frozen=True, slots=True)
 class JournalEntry:
+    """One applied command: its sequence number, time, encoded form, and what it caused."""
+
     seq: int
-    command: AnyCommand
+    at: int
+    blob: bytes  # the command, msgpack-encoded (``engine.commands.encoder``)
     events: Sequence[object]
     inbox_id: int | None = None
     inbox_result: str | None = None
@@ -63,7 +66,7 @@ class SqliteJournal:
         trades = []
         inbox = []
         for entry in entries:
-            journal_rows.append((entry.seq, entry.command.at, encoder.encode(entry.command)))
+            journal_rows.append((entry.seq, entry.at, entry.blob))
             for e in entry.events:
                 if isinstance(e, OrderUpdated):
                     orders[e.order_id] = (

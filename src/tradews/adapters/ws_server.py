@@ -125,9 +125,8 @@ class Connection(WSListener):  # type: ignore[misc]
         transport = self.transport
         assert transport is not None
         session = self.session
-        kind = self._kind
         for out in session.receive(payload, self._clock()):
-            transport.send(kind, out)
+            self.send(out)  # through the slow-consumer check, like every other frame
         if session.close_reason is not None:
             self.close(WSCloseCode.POLICY_VIOLATION, session.close_reason)
 

@@ -102,6 +102,8 @@ class MarketData(_Out, frozen=True):
 # Trading ------------------------------------------------------------------------------------
 
 ClientOrderId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+# Ids are positive and fit the signed 64-bit integers the journal and database store.
+Id64 = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
 
 
 class OrderPlaceParams(_Params, frozen=True):
@@ -116,12 +118,12 @@ class OrderPlaceParams(_Params, frozen=True):
 
 
 class OrderRefParams(_Params, frozen=True):
-    order_id: int | None = None
+    order_id: Id64 | None = None
     client_order_id: ClientOrderId | None = None
 
 
 class OrderAmendParams(_Params, frozen=True):
-    order_id: int | None = None
+    order_id: Id64 | None = None
     client_order_id: ClientOrderId | None = None
     price: Decimal | None = None
     quantity: Decimal | None = None
@@ -134,7 +136,7 @@ class SymbolFilterParams(_Params, frozen=True):
 class TradesParams(_Params, frozen=True):
     symbol: str | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
-    before: int | None = None  # a trade id: return older trades (pagination cursor)
+    before: Id64 | None = None  # a trade id: return older trades (pagination cursor)
 
 
 class ChannelParams(_Params, frozen=True):

@@ -249,7 +249,9 @@ def parse_fees(text: str) -> FeeSchedule:
         maker, _, taker = pair.partition(":")
         try:
             m, t = Decimal(maker) * 100, Decimal(taker) * 100
-            if tier not in TIERS or m < 0 or t < 0 or m != int(m) or t != int(t):
+            if tier not in TIERS or not (0 <= m <= 10**6 and 0 <= t <= 10**6):
+                raise ValueError(part)  # at most 10,000 bps: a fee never exceeds what it is on
+            if m != int(m) or t != int(t):
                 raise ValueError(part)
         except (ArithmeticError, ValueError):
             fail(f"--fees: expected TIER=MAKER:TAKER in bps (up to 2 decimals), got {part!r}")

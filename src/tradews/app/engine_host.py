@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from tradews.adapters.sqlite_journal import JournalEntry, SqliteJournal
-from tradews.engine.commands import AnyCommand
-from tradews.engine.engine import Engine, Result
+from tradews.domain.orders import Reject
+from tradews.engine.commands import AnyCommand, encoder
+from tradews.engine.engine import Engine, Rejected, Result
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +77,35 @@ class EngineHost:
         """
         if self.failed is not None:
             return False
-        result, events = self.engine.apply(command)
+        try:
+            # Encoded before it is applied: a command the journal could not store must not
+            # change the engine (and could not be replayed).
+            blob = encoder.encode(command)
+        except (OverflowError, TypeError) as exc:
+            log.warning("refused a command the journal cannot store: %r (%s)", command, exc)
+            if reply is not None:
+                reply(Rejected(Reject.OUT_OF_RANGE, "a value is too large"))
+            return True
+        try:
+            result, events = self.engine.apply(command)
+        except Exception as exc:
+            # A broken invariant: memory may be half-changed and ahead of the journal. Stop,
+            # and let the restart rebuild the state from what is durable.
+            log.critical("engine failed on %r", command, exc_info=True)
+            self.failed = exc
+            self._on_fatal(exc)
+            return False
         outcome = None if inbox_result is None else inbox_result(result)
-        entry = JournalEntry(self.engine.seq, command, events, inbox_id, outcome)
+        entry = JournalEntry(self.engine.seq, command.at, blob, events, inbox_id, outcome)
         self._parked.append(_Parked(entry, result, reply))
         self.commands += 1
         self._schedule()
         return True
+
+    def symbol_of(
+        self, account_id: int, order_id: int | None, client_order_id: str | None
+    ) -> str | None:
+        return self.engine.symbol_of(account_id, order_id, client_order_id)
 
     def after_writes(self, read: Callable[[], Any], reply: Callable[[Any], None]) -> None:
         """Answer a read now, but deliver it only after every earlier command is durable,

@@ -71,7 +71,7 @@ def _apply_offline(
     try:
         replay(engine, journal)
         result, events = engine.apply(command)
-        journal.append([JournalEntry(engine.seq, command, events)])
+        journal.append([JournalEntry(engine.seq, command.at, encoder.encode(command), events)])
     finally:
         journal.close()
     return _decorate(json.loads(result_text(result)), "offline")

@@ -61,6 +61,7 @@ class Reject(enum.Enum):
     UNKNOWN_SYMBOL = "UNKNOWN_SYMBOL"
     INVALID_PRICE = "INVALID_PRICE"  # missing, off the tick, not positive
     INVALID_QUANTITY = "INVALID_QUANTITY"  # off the lot or not positive
+    OUT_OF_RANGE = "OUT_OF_RANGE"  # a price or quantity too large to store exactly
     BELOW_MIN_SIZE = "BELOW_MIN_SIZE"
     ABOVE_MAX_SIZE = "ABOVE_MAX_SIZE"
     PRICE_NOT_ALLOWED = "PRICE_NOT_ALLOWED"  # a price on a market order

@@ -60,6 +60,7 @@ from tradews.engine.events import (
 Event = OrderUpdated | TradeExecuted | BookChanged | BalanceChanged | FundsMoved
 
 _FEE_DIVISOR = 1_000_000  # fee rates are in 1/100 bps: 1e4 bps * 100
+_INT64 = 2**63  # amounts are stored in signed 64-bit integers
 # Enum lookups by value, without the cost of calling the Enum class on the hot path.
 _SIDE = {int(s): s for s in Side}
 _TYPE = {int(t): t for t in OrderType}
@@ -216,6 +217,10 @@ class Engine:
         elif otype is OrderType.MARKET and book.fillable(side, None, 1, c.account_id) == 0:
             return Rejected(Reject.NO_LIQUIDITY, "nothing to trade against")
         inst = market.instrument
+        if (limit or 1) * c.quantity * market.notional_atoms >= _INT64 or (
+            c.quantity * market.lot_atoms >= _INT64
+        ):
+            return Rejected(Reject.OUT_OF_RANGE, "the order is too large")
         if side is Side.SELL:
             asset, need = inst.base, c.quantity * market.lot_atoms
         elif limit is not None:
@@ -358,6 +363,16 @@ class Engine:
         self.open_orders.pop(order.order_id, None)
         self._order_event(order, reason)
 
+    def symbol_of(
+        self, account_id: int, order_id: int | None, client_order_id: str | None
+    ) -> str | None:
+        """Read-only: the symbol of one of the account's orders, or None."""
+        if order_id is None and client_order_id is not None:
+            seen = self._client_ids.get((account_id, client_order_id))
+            order_id = None if seen is None else seen[1]
+        state = None if order_id is None else self.last_state.get(order_id)
+        return state.symbol if state is not None and state.account_id == account_id else None
+
     def _find(
         self, account_id: int, order_id: int | None, client_order_id: str | None
     ) -> Order | Rejected:
@@ -417,6 +432,8 @@ class Engine:
         problem = self._check_size(market, new_quantity)
         if problem is not None:
             return problem
+        if new_price * new_quantity * market.notional_atoms >= _INT64:
+            return Rejected(Reject.OUT_OF_RANGE, "the order is too large")
         book = self.books[order.symbol]
         inst = market.instrument
         new_remaining = new_quantity - order.filled
@@ -498,7 +515,7 @@ class Engine:
             return Rejected(Reject.UNKNOWN_SYMBOL, f"unknown symbol {c.symbol!r}")
         if c.quote_id in self._used_quotes:
             return Rejected(Reject.QUOTE_USED, "this quote has already been executed")
-        if c.account_id != c.quote_account_id:
+        if c.account_id != c.quote_account_id or c.account_id == c.house_account_id:
             return Rejected(Reject.QUOTE_NOT_YOURS, "this quote was made for another account")
         if self._at >= c.valid_until:
             return Rejected(Reject.QUOTE_EXPIRED, "this quote has expired")

@@ -46,6 +46,13 @@ class Trading(Protocol):
         """Returns False if trading is halted (nothing was applied, ``reply`` is not called)."""
         ...
 
+    def symbol_of(
+        self, account_id: int, order_id: int | None, client_order_id: str | None
+    ) -> str | None:
+        """The symbol of one of the account's orders, as the engine knows it now (an order
+        still being made durable included); None if there is no such order."""
+        ...
+
 
 class History(Protocol):
     """Durable read models: what is no longer in memory."""

@@ -223,7 +223,9 @@ class Session(Generic[C]):
             out.append(codec.pack([codec.error(None, frame.error)], False))
             return out
         replies: list[Any] = []
-        deferred: list[tuple[int, Call, Deferred]] = []
+        # Deferred calls (slot None: a notification) are started after the loop, in the
+        # order they came, so the engine sees a batch's commands in the batch's order.
+        deferred: list[tuple[int | None, Call, Deferred]] = []
         for item in frame.items:
             if isinstance(item, Invalid):
                 replies.append(codec.error(item.id, item.error))
@@ -231,30 +233,36 @@ class Session(Generic[C]):
             reply = self._dispatch(item, now_ms)
             if isinstance(reply, Deferred):
                 if item.is_notification:
-                    reply.start(lambda value: None)
+                    deferred.append((None, item, reply))
                 else:
                     deferred.append((len(replies), item, reply))
                     replies.append(None)
             elif not item.is_notification:
                 replies.append(reply)
-        if deferred:
-            self._await_deferred(frame.is_batch, replies, deferred)
-        elif replies:
+        follow_ups = [f if isinstance(f, bytes) else codec.push(f) for f in self._follow_ups]
+        self._follow_ups.clear()
+        if any(slot is not None for slot, _, _ in deferred):
+            # The reply waits for durability; what follows it (a stream's first message) waits
+            # with it, so that a reply always comes before its stream.
+            self._await_deferred(frame.is_batch, replies, deferred, follow_ups)
+            return out
+        for _, _, d in deferred:
+            d.start(lambda value: None)
+        if replies:
             out.append(codec.pack(replies, frame.is_batch))
-        if self._follow_ups:
-            for f in self._follow_ups:
-                out.append(f if isinstance(f, bytes) else codec.push(f))
-            self._follow_ups.clear()
+        out.extend(follow_ups)
         return out
 
     def _await_deferred(
         self,
         is_batch: bool,
         replies: list[Any],
-        deferred: list[tuple[int, Call, Deferred]],
+        deferred: list[tuple[int | None, Call, Deferred]],
+        follow_ups: list[bytes],
     ) -> None:
-        """Send the reply (or the whole batch's reply) when every deferred part is done."""
-        waiting = [len(deferred)]
+        """Send the reply (or the whole batch's reply), then the follow-ups, when every deferred
+        part is done."""
+        waiting = [sum(1 for slot, _, _ in deferred if slot is not None)]
         codec = self.codec
 
         def finish(slot: int, call: Call, value: Any) -> None:
@@ -267,9 +275,14 @@ class Session(Generic[C]):
             waiting[0] -= 1
             if waiting[0] == 0:
                 self._send(codec.pack(replies, is_batch))
+                for frame in follow_ups:
+                    self._send(frame)
 
         for slot, call, d in deferred:
-            d.start(functools.partial(finish, slot, call))
+            if slot is None:
+                d.start(lambda value: None)
+            else:
+                d.start(functools.partial(finish, slot, call))
 
     def _dispatch(self, call: Call, now_ms: int) -> Any:
         method = METHODS.get(call.method)
@@ -498,12 +511,15 @@ class Session(Generic[C]):
         order_id, client_id = _order_ref(p.order_id, p.client_order_id)
         if p.price is None and p.quantity is None:
             raise ApiError(ErrorCode.INVALID_PARAMS, data="give a new price, quantity or both")
-        symbol = self._symbol_of(order_id, client_id)
-        price = lots = None
-        if symbol is not None:
-            inst = self._instrument(symbol)
-            price = None if p.price is None else _price_ticks(inst, p.price)
-            lots = None if p.quantity is None else _order_lots(inst, p.quantity)
+        trading = self._services.trading
+        symbol = (
+            None if trading is None else trading.symbol_of(self._account(), order_id, client_id)
+        )
+        if symbol is None:
+            raise rejected(Reject.UNKNOWN_ORDER, "no such order")
+        inst = self._instrument(symbol)
+        price = None if p.price is None else _price_ticks(inst, p.price)
+        lots = None if p.quantity is None else _order_lots(inst, p.quantity)
         command = AmendOrder(now_ms, self._account(), order_id, client_id, price, lots)
         return self._submit(command, self._order_reply)
 
@@ -574,12 +590,6 @@ class Session(Generic[C]):
             return order_state(result.order, self._instrument(result.order.symbol))
         return _unexpected(result)  # type: ignore[no-any-return]
 
-    def _symbol_of(self, order_id: int | None, client_id: str | None) -> str | None:
-        for o in self._services.view.open_orders(self._account(), None):
-            if o.order_id == order_id or (client_id is not None and o.client_order_id == client_id):
-                return o.symbol
-        return None
-
     def _principal(self) -> Principal:
         assert self.principal is not None
         return self.principal
@@ -639,11 +649,19 @@ def _order_ref(order_id: int | None, client_id: str | None) -> tuple[int | None,
     return order_id, client_id
 
 
+# No price or quantity needs more than 10^15 ticks or lots; bounding them keeps every product
+# the engine forms (price x quantity x atoms) inside the 64-bit integers the journal stores.
+MAX_STEPS = 10**15
+
+
 def _steps(value: Decimal, step: Decimal, what: str) -> int:
     """A client's decimal as a whole number of ``step``s; raises InvalidDecimal or OffStep."""
     if not value.is_finite() or value <= 0:
         raise InvalidDecimal(f"{what} must be a positive decimal, got {value}")
-    return to_steps(value, step, what=what)
+    steps = to_steps(value, step, what=what)
+    if steps > MAX_STEPS:
+        raise OffStep(f"{what} {value} is out of range")
+    return steps
 
 
 def _price_ticks(inst: Instrument, price: Decimal) -> int:
