@@ -604,7 +604,7 @@ class Engine:
             books = self.books
             for symbol, side, price in self._touched_levels:
                 total = books[symbol].level_total(side, price)
-                events.append(BookChanged(seq, symbol, side.value, price, total))
+                events.append(BookChanged(seq, symbol, int(side), price, total))
             self._touched_levels.clear()
         if self._touched_balances:
             balance = self.ledger.balance
