@@ -58,6 +58,14 @@ async def raw(server: ServerProcess) -> AsyncIterator[Client]:
         yield c
 
 
+def pytest_report_header() -> str:
+    """Say whether the engine runs compiled (``make compile``) or as pure Python."""
+    import tradews.engine.engine as engine_module
+
+    compiled = str(engine_module.__file__).endswith(".so")
+    return "tradews engine: " + ("compiled with mypyc (make compile)" if compiled else "pure Python")
+
+
 def node_available() -> bool:
     root = Path(__file__).resolve().parent.parent
     return shutil.which("node") is not None and (root / "node_modules" / "ws").is_dir()
