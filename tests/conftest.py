@@ -63,7 +63,9 @@ def pytest_report_header() -> str:
     import tradews.engine.engine as engine_module
 
     compiled = str(engine_module.__file__).endswith(".so")
-    return "tradews engine: " + ("compiled with mypyc (make compile)" if compiled else "pure Python")
+    return "tradews engine: " + (
+        "compiled with mypyc (make compile)" if compiled else "pure Python"
+    )
 
 
 def node_available() -> bool:
