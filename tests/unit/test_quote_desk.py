@@ -55,3 +55,34 @@ def test_frames_equal_msgspec_encoding(
         json.loads(frame)
     issued = desk.lookup(f"abc-{len(frames):x}", now)
     assert issued is not None and issued.account_id == 7 and issued.sell_ticks == buy + spread
+
+
+@given(
+    inst=st.sampled_from(DEMO_INSTRUMENTS),
+    buy=st.integers(1, 10**12),
+    spread=st.integers(0, 10**6),
+    now=st.integers(0, 2**41),
+    sub=st.sampled_from(["q1", "q42", "q123456789"]),
+)
+def test_protobuf_frames_equal_the_generated_encoding(
+    inst: Instrument, buy: int, spread: int, now: int, sub: str
+) -> None:
+    from tradews.codecs.pb import tradews_pb2 as pb
+    from tradews.codecs.protobuf import PROTOBUF
+
+    price = TwoWayPrice(buy, buy + spread)
+    desk: QuoteDesk[str] = QuoteDesk(
+        ttl_ms=3000, refresh_ms=1000, new_quote_id=lambda: "abc-1", pricer=lambda i, q: price
+    )
+    stream = QuoteStream("conn", sub, 7, inst, inst.quote_size_lots, PROTOBUF)
+    frame = desk.open(stream, now)
+    expected = pb.ServerMessage(
+        market_data=pb.MarketUpdate(
+            quote=pb.Quote(
+                subscription=sub, symbol=inst.symbol, buy_price=inst.format_price(buy),
+                sell_price=inst.format_price(buy + spread), quantity=stream.quantity_text,
+                quote_id="abc-1", valid_until=now + 3000, seq=1, timestamp=now,
+            )
+        )
+    )  # fmt: skip
+    assert frame == expected.SerializeToString()

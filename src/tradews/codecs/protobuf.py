@@ -229,6 +229,51 @@ def _result(method: str, value: Any) -> pb.ServerMessage:
     return m
 
 
+# Quote frames written straight to wire bytes (see QuoteDesk): a quote is the one message built
+# per client, thousands per pulse. The desk encodes what streams share once per pulse and splices
+# in the per-stream fields; the bytes equal SerializeToString of the same ServerMessage (fields
+# in number order, defaults left out), which a property test checks.
+
+_ONE_BYTE = [bytes((n,)) for n in range(0x80)]
+
+
+def varint(n: int) -> bytes:
+    """Protobuf base-128 varint of a non-negative int."""
+    if n < 0x80:
+        return _ONE_BYTE[n]
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def text_field(number: int, text: str) -> bytes:
+    """A string field (wire type 2); proto3 leaves out an empty one."""
+    if not text:
+        return b""
+    data = text.encode()
+    return varint(number << 3 | 2) + varint(len(data)) + data
+
+
+def int_field(number: int, value: int) -> bytes:
+    """A non-negative integer field (wire type 0); proto3 leaves out a zero."""
+    return varint(number << 3) + varint(value) if value else b""
+
+
+def quote_frame(head: bytes, middle: bytes, quote_id: str, valid_until: bytes, seq: int,
+                timestamp: bytes) -> bytes:  # fmt: skip
+    """Assemble ``ServerMessage{market_data{quote{...}}}``: ``head`` is field 1 (subscription),
+    ``middle`` fields 2-5 (symbol, prices, quantity), ``valid_until`` and ``timestamp`` fields 7
+    and 9, all pre-encoded; the quote id (6) and seq (8) are encoded here."""
+    body = b"".join(
+        (head, middle, text_field(6, quote_id), valid_until, int_field(8, seq), timestamp)
+    )
+    update = b"\x22" + varint(len(body)) + body  # MarketUpdate.quote = 4
+    return b"\x0a" + varint(len(update)) + update  # ServerMessage.market_data = 1
+
+
 def _quote(q: api.Quote) -> pb.ServerMessage:
     # Built in one constructor call: no intermediate message is copied (the fan-out hot path).
     return pb.ServerMessage(

@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from tradews.api.messages import Quote
+from tradews.codecs import protobuf as pbwire
 from tradews.codecs.base import Codec
 from tradews.codecs.jsonrpc import JSON
+from tradews.codecs.protobuf import PROTOBUF
 from tradews.codecs.push import Push
 from tradews.domain.instrument import Instrument
 from tradews.domain.pricing import TwoWayPrice
@@ -57,11 +59,13 @@ class QuoteStream(Generic[C]):
     valid_until: int = 0
     quantity_text: str = field(default="", init=False)
     subscription_bytes: bytes = field(default=b"", init=False)
+    subscription_field: bytes = field(default=b"", init=False)  # protobuf field 1
     key: tuple[str, int] = field(default=("", 0), init=False)
 
     def __post_init__(self) -> None:
         self.quantity_text = self.instrument.format_quantity(self.quantity_lots)
         self.subscription_bytes = self.subscription.encode()
+        self.subscription_field = pbwire.text_field(1, self.subscription)
         self.key = (self.instrument.symbol, self.quantity_lots)
 
 
@@ -134,7 +138,7 @@ class QuoteDesk(Generic[C]):
         # Everything that is the same for many streams is priced, formatted and encoded once
         # per pulse: the price per (symbol, quantity), and the frame's bytes around the parts
         # that differ per stream (subscription, quote id, seq).
-        prices: dict[tuple[str, int], tuple[TwoWayPrice, bytes] | None] = {}
+        prices: dict[tuple[str, int], tuple[TwoWayPrice, tuple[bytes, bytes]] | None] = {}
         ends = self._ends(now_ms)
         refresh_at = self.refresh_ms
         for stream in list(self._streams.values()):
@@ -156,28 +160,42 @@ class QuoteDesk(Generic[C]):
                 continue
             yield stream.conn, self._quote(stream, price, middle, ends, now_ms)
 
-    def _ends(self, now_ms: int) -> tuple[bytes, bytes]:
+    def _ends(self, now_ms: int) -> tuple[bytes, bytes, bytes, bytes]:
+        """What every quote of a pulse shares after its id: JSON, then protobuf pieces."""
         valid_until = now_ms + self.ttl_ms
         return (
             b'","validUntil":%d,"seq":' % valid_until,
             b',"timestamp":%d}}' % now_ms,
+            pbwire.int_field(7, valid_until),
+            pbwire.int_field(9, now_ms),
         )
 
     @staticmethod
-    def _middle(stream: QuoteStream[C], price: TwoWayPrice) -> bytes:
+    def _middle(stream: QuoteStream[C], price: TwoWayPrice) -> tuple[bytes, bytes]:
+        """What quotes of one symbol, size and price share, in JSON and in protobuf."""
         inst = stream.instrument
-        return (
-            f'","symbol":"{inst.symbol}","buyPrice":"{inst.format_price(price.buy_ticks)}",'
-            f'"sellPrice":"{inst.format_price(price.sell_ticks)}",'
+        buy = inst.format_price(price.buy_ticks)
+        sell = inst.format_price(price.sell_ticks)
+        json = (
+            f'","symbol":"{inst.symbol}","buyPrice":"{buy}","sellPrice":"{sell}",'
             f'"quantity":"{stream.quantity_text}","quoteId":"'
         ).encode()
+        proto = b"".join(
+            (
+                pbwire.text_field(2, inst.symbol),
+                pbwire.text_field(3, buy),
+                pbwire.text_field(4, sell),
+                pbwire.text_field(5, stream.quantity_text),
+            )
+        )
+        return json, proto
 
     def _quote(
         self,
         stream: QuoteStream[C],
         price: TwoWayPrice,
-        middle: bytes,
-        ends: tuple[bytes, bytes],
+        middle: tuple[bytes, bytes],
+        ends: tuple[bytes, bytes, bytes, bytes],
         now_ms: int,
     ) -> bytes:
         """Record a firm quote for ``stream`` and return its notification frame.
@@ -201,7 +219,11 @@ class QuoteDesk(Generic[C]):
             valid_until,
         )
         self._expiry.append((valid_until, quote_id))
-        if stream.codec is not JSON:
+        if stream.codec is PROTOBUF:
+            return pbwire.quote_frame(
+                stream.subscription_field, middle[1], quote_id, ends[2], seq, ends[3]
+            )
+        if stream.codec is not JSON:  # any other codec: its generic encoding
             inst = stream.instrument
             quote = Quote(
                 subscription=stream.subscription,
@@ -216,7 +238,7 @@ class QuoteDesk(Generic[C]):
             )
             return stream.codec.push(Push(QUOTE_METHOD, quote))
         return b"".join(
-            (_HEAD, stream.subscription_bytes, middle, quote_id.encode(), ends[0], b"%d" % seq,
+            (_HEAD, stream.subscription_bytes, middle[0], quote_id.encode(), ends[0], b"%d" % seq,
              ends[1])
         )  # fmt: skip
 
