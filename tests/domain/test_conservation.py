@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import msgspec
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -23,7 +24,7 @@ from tradews.engine.commands import (
     PlaceOrder,
     Withdraw,
 )
-from tradews.engine.engine import Done, Engine, OrderResult, Rejected
+from tradews.engine.engine import Done, Duplicate, Engine, OrderResult, Rejected
 
 # tick 0.01, lot 0.001: one tick x one lot is 10^-5 of the quote asset (10^3 atoms).
 INSTRUMENT = Instrument(
@@ -161,3 +162,24 @@ def test_the_house_cannot_execute_its_own_quote() -> None:
     result, events = engine.apply(cmd)
     assert isinstance(result, Rejected) and result.reason.value == "QUOTE_NOT_YOURS"
     assert not events
+
+
+def test_closed_orders_leave_memory_but_their_client_ids_stay_idempotent() -> None:
+    engine = Engine([INSTRUMENT], fee_account_id=FEES, closed_kept=2)
+    engine.apply(Deposit(0, 1, "Q", 10**12, "d"))
+    ids = []
+    for n in range(4):
+        place = PlaceOrder(n, 1, "B_Q", Side.BUY, OrderType.LIMIT, 9_900, 1, TimeInForce.GTC,
+                           False, f"c{n}", 0, 0)  # fmt: skip
+        result, _ = engine.apply(place)
+        assert isinstance(result, OrderResult)
+        ids.append(result.order.order_id)
+        engine.apply(CancelOrder(n, 1, result.order.order_id, None))
+    assert set(engine.last_state) == set(ids[2:])  # only the two most recently closed
+    again = PlaceOrder(9, 1, "B_Q", Side.BUY, OrderType.LIMIT, 9_900, 1, TimeInForce.GTC, False,
+                       "c0", 0, 0)  # fmt: skip
+    result, events = engine.apply(again)
+    assert result == Duplicate(ids[0]) and not events  # nothing created
+    recent, _ = engine.apply(msgspec.structs.replace(again, client_order_id="c3"))
+    assert isinstance(recent, OrderResult) and recent.order.status == "cancelled"
+    engine.validate()

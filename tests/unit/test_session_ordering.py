@@ -71,3 +71,29 @@ def test_a_streams_first_message_follows_the_deferred_reply() -> None:
     first, second = (json.loads(f) for f in sent)
     assert isinstance(first, list) and [r["id"] for r in first] == [1, 2]
     assert second["method"] == "book" and second["params"]["type"] == "snapshot"
+
+
+def test_a_retried_client_order_id_of_a_forgotten_order_reads_the_history() -> None:
+    from tradews.engine.engine import Duplicate
+    from tradews.engine.events import OrderUpdated
+
+    class History:
+        def closed_order(self, account_id: int, order_id: int | None, client_id: str | None) -> Any:
+            assert (account_id, order_id) == (1, 77)
+            return OrderUpdated(9, 1, 77, "c1", "BTC_USD", 1, 1, 100, 10_000, 0, 1, False,
+                                "filled", None, 5, 6)  # fmt: skip
+
+        def trades_of(self, *args: Any, **kwargs: Any) -> list[Any]:
+            return []
+
+    trading = RecordingTrading()
+    s, sent = session_with(trading)
+    s._services.history = History()
+    place = {"jsonrpc": "2.0", "method": "order_place", "id": 3, "params": {
+        "symbol": "BTC_USD", "side": "buy", "type": "limit", "quantity": "1", "price": "1.00",
+        "clientOrderId": "c1"}}  # fmt: skip
+    s.receive(json.dumps(place).encode(), 1)
+    trading.pending.pop()(Duplicate(77))
+    reply = json.loads(sent[-1])
+    assert reply["id"] == 3 and reply["result"]["orderId"] == 77
+    assert reply["result"]["status"] == "filled"

@@ -22,13 +22,15 @@ Rules the engine enforces (each rejection is a :class:`~tradews.domain.orders.Re
   it (the order goes to the back of its new level and may trade at once). The new quantity is the
   order's new total, filled part included.
 - **clientOrderId** is unique per account: the same id with the same parameters returns the
-  original order's current state and changes nothing; with other parameters it is rejected.
-  Rejected orders do not use up their id.
+  original order's current state and changes nothing (``Duplicate`` when that order is closed
+  and no longer held in memory); with other parameters it is rejected. Rejected orders do not
+  use up their id.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -84,13 +86,21 @@ class OrderResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Duplicate:
+    """A repeated ``clientOrderId`` with the same parameters, whose order is closed and no longer
+    in memory: its current state is in the read models (``orders`` table)."""
+
+    order_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class Done:
     """A command that succeeded without an order to report (cancel-all, funds, RFQ)."""
 
     value: Any = None
 
 
-Result = Rejected | OrderResult | Done
+Result = Rejected | OrderResult | Duplicate | Done
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,14 +126,24 @@ class Market:
 
 
 class Engine:
-    def __init__(self, instruments: Iterable[Instrument], *, fee_account_id: int) -> None:
+    def __init__(
+        self,
+        instruments: Iterable[Instrument],
+        *,
+        fee_account_id: int,
+        closed_kept: int = 100_000,
+    ) -> None:
         self.seq = 0
         self.fee_account_id = fee_account_id
         self.markets: dict[str, Market] = {}
         self.books: dict[str, OrderBook] = {}
         self.ledger = Ledger()
         self.open_orders: dict[int, Order] = {}
+        # The latest state of every open order and of the ``closed_kept`` most recently closed
+        # ones (memory stays bounded; older closed orders live in the durable read models).
         self.last_state: dict[int, OrderUpdated] = {}
+        self._closed_ids: deque[int] = deque()
+        self._closed_kept = closed_kept
         self._client_ids: dict[tuple[int, str], tuple[tuple[Any, ...], int]] = {}
         self._refs: dict[str, tuple[str, int, str, int]] = {}
         self._used_quotes: dict[str, int] = {}
@@ -184,7 +204,8 @@ class Engine:
             if seen is not None:
                 fingerprint, order_id = seen
                 if fingerprint == _fingerprint(c):
-                    return OrderResult(self.last_state[order_id])
+                    state = self.last_state.get(order_id)
+                    return Duplicate(order_id) if state is None else OrderResult(state)
                 return Rejected(
                     Reject.DUPLICATE_CLIENT_ORDER_ID,
                     f"clientOrderId {c.client_order_id!r} was used for a different order",
@@ -596,6 +617,11 @@ class Engine:
         )
         self.last_state[order.order_id] = event
         self._events.append(event)
+        if not order.is_open:
+            closed = self._closed_ids
+            closed.append(order.order_id)
+            if len(closed) > self._closed_kept:
+                self.last_state.pop(closed.popleft(), None)
 
     def _flush_touched(self) -> None:
         events = self._events

@@ -60,7 +60,7 @@ from tradews.engine.commands import (
     CancelOrder,
     PlaceOrder,
 )
-from tradews.engine.engine import Done, OrderResult, Rejected, Result
+from tradews.engine.engine import Done, Duplicate, OrderResult, Rejected, Result
 from tradews.engine.events import TradeExecuted
 from tradews.session.formats import fills_for, order_state
 from tradews.session.market_data import MarketDataDesk
@@ -588,6 +588,13 @@ class Session(Generic[C]):
     def _order_reply(self, result: Result) -> OrderState:
         if isinstance(result, OrderResult):
             return order_state(result.order, self._instrument(result.order.symbol))
+        history = self._services.history
+        if isinstance(result, Duplicate) and history is not None:
+            # A retried clientOrderId whose order closed long ago: its state is in the read
+            # models, which were committed with (or before) this reply's batch.
+            state = history.closed_order(self._account(), result.order_id, None)
+            if state is not None:
+                return order_state(state, self._instrument(state.symbol))
         return _unexpected(result)  # type: ignore[no-any-return]
 
     def _principal(self) -> Principal:
