@@ -136,5 +136,17 @@ class Ledger:
         for asset, total in self._totals.items():
             assert sums.get(asset, 0) == total, f"{asset}: balances {sums.get(asset)} != {total}"
 
+    @classmethod
+    def restore(
+        cls, items: list[tuple[tuple[int, str], tuple[int, int]]], totals: dict[str, int]
+    ) -> Ledger:
+        """A ledger with exactly these balances and net deposits (from :meth:`items`, :meth:`totals`)."""
+        ledger = cls()
+        ledger._balances = {
+            (acct, asset): [avail, locked] for (acct, asset), (avail, locked) in items
+        }
+        ledger._totals = dict(totals)
+        return ledger
+
     def items(self) -> list[tuple[tuple[int, str], tuple[int, int]]]:
         return sorted((k, (v[0], v[1])) for k, v in self._balances.items())
