@@ -96,14 +96,18 @@ async def run_burst(server: ServerProcess, keys: dict[str, dict[str, str]], orde
 async def test_kill_9_mid_burst_loses_nothing_acknowledged(tmp_path: Path) -> None:
     db = tmp_path / "crash.db"
     keys = prepare(db)
-    server = ServerProcess.start(db, demo=False)
+    # Snapshots every 100 commands, taken under load: recovery is a snapshot plus a tail.
+    snapshots = ("--snapshot-every", "100")
+    server = ServerProcess.start(db, demo=False, args=snapshots)
     acked, fills = await run_burst(server, keys, orders=400, kill_after=600)
     server.stop()
     assert len(acked) >= 600, "the burst should have been acknowledged in part before the kill"
     assert fills, "the burst should have produced trades"
     max_seq = max(a["seq"] for a in acked)
 
-    with ServerProcess.start(db, demo=False) as again:
+    with ServerProcess.start(db, demo=False, args=snapshots) as again:
+        banner = next(line for line in again.output if line.startswith("engine: replayed"))
+        assert "after the snapshot at seq" in banner
         report = await asyncio.to_thread(state, again)
         assert report["valid"], report["problem"]
         assert report["netDeposits"] == report["balanceSums"] == {"ETH": "40000", "USD": "40000000"}
@@ -138,18 +142,30 @@ async def test_kill_9_mid_burst_loses_nothing_acknowledged(tmp_path: Path) -> No
             await c.close()
 
 
-async def test_restart_after_kill_9_reaches_the_same_state_hash(tmp_path: Path) -> None:
+@pytest.mark.parametrize("snapshots", [False, True])
+async def test_restart_after_kill_9_reaches_the_same_state_hash(
+    tmp_path: Path, snapshots: bool
+) -> None:
     db = tmp_path / "hash.db"
     keys = prepare(db)
-    server = ServerProcess.start(db, demo=False)
+    args = ("--snapshot-every", "50") if snapshots else ()
+    server = ServerProcess.start(db, demo=False, args=args)
     await run_burst(server, keys, orders=60, kill_after=None)
+    if snapshots:
+        await asyncio.sleep(0.5)  # the server checks whether a snapshot is due ten times a second
     before = await asyncio.to_thread(state, server)
     assert before["durable"] and before["valid"]
     server.stop(signal.SIGKILL)
-    with ServerProcess.start(db, demo=False) as again:
+    with ServerProcess.start(db, demo=False, args=args) as again:
         after = await asyncio.to_thread(state, again)
+        banner = next(line for line in again.output if line.startswith("engine: replayed"))
     assert (after["seq"], after["stateHash"]) == (before["seq"], before["stateHash"])
     assert after["openOrders"] == before["openOrders"] > 0
+    replayed = int(banner.split()[2])
+    if snapshots:  # a snapshot every 50 commands: start-up replays only the tail
+        assert "after the snapshot at seq" in banner and replayed < 50 + 20
+    else:
+        assert replayed == before["seq"]
 
 
 def test_a_second_server_on_the_same_database_is_refused(tmp_path: Path) -> None:

@@ -58,8 +58,35 @@ class SqliteJournal:
         for seq, blob in rows:
             yield seq, decoder.decode(blob)
 
-    def append(self, entries: Sequence[JournalEntry]) -> None:
-        """Write a batch in one transaction (one fsync). Raises on failure: nothing is written."""
+    def latest_snapshot(self) -> tuple[int, str, bytes] | None:
+        """``(seq, state_hash, state)`` of the newest engine snapshot, if any."""
+        row = self._db.execute(
+            "SELECT seq, state_hash, state FROM snapshots ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else (int(row[0]), str(row[1]), bytes(row[2]))
+
+    def save_snapshot(self, seq: int, at: int, state_hash: str, state: bytes) -> None:
+        """Store a snapshot taken when everything up to ``seq`` is journaled."""
+        self.append([], (seq, at, state_hash, state))
+
+    def _store_snapshot(self, snapshot: tuple[int, int, str, bytes]) -> None:
+        db = self._db
+        db.execute(
+            "INSERT OR REPLACE INTO snapshots(seq, at, state_hash, state) VALUES (?, ?, ?, ?)",
+            snapshot,
+        )
+        db.execute(  # the newest three are enough
+            "DELETE FROM snapshots WHERE seq NOT IN"
+            " (SELECT seq FROM snapshots ORDER BY seq DESC LIMIT 3)"
+        )
+
+    def append(
+        self,
+        entries: Sequence[JournalEntry],
+        snapshot: tuple[int, int, str, bytes] | None = None,
+    ) -> None:
+        """Write a batch in one transaction (one fsync), with an engine snapshot taken at or
+        before its last command if one is given. Raises on failure: nothing is written."""
         db = self._db
         journal_rows = []
         orders: dict[int, tuple[object, ...]] = {}
@@ -96,6 +123,8 @@ class SqliteJournal:
                 db.executemany("INSERT INTO trades VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", trades)
             if inbox:
                 db.executemany("UPDATE inbox SET status = 'done', result = ? WHERE id = ?", inbox)
+            if snapshot is not None:
+                self._store_snapshot(snapshot)
         except BaseException:
             db.execute("ROLLBACK")
             raise

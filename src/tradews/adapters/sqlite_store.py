@@ -115,6 +115,15 @@ _SCHEMA = [
     );
     CREATE INDEX inbox_pending ON inbox(status) WHERE status = 'pending';
     """,
+    # version 3: engine snapshots, so that a start replays only the journal's tail
+    """
+    CREATE TABLE snapshots (
+        seq         INTEGER PRIMARY KEY,
+        at          INTEGER NOT NULL,
+        state_hash  TEXT NOT NULL,
+        state       BLOB NOT NULL
+    );
+    """,
 ]
 
 _DUMMY_HASH = hashlib.sha256(b"tradews: no such key").digest()

@@ -122,6 +122,9 @@ def serve(
     demo_traders: Annotated[
         bool, typer.Option(help="In demo mode, run simulated market makers and takers.")
     ] = True,
+    snapshot_every: Annotated[
+        int, typer.Option(help="Snapshot the engine every N commands (start-up replays the rest).")
+    ] = 100_000,
     rfq_fallback: Annotated[
         bool,
         typer.Option(
@@ -170,6 +173,7 @@ def serve(
         volatility=volatility,
         durability=durability.upper(),
         demo_traders=demo_traders,
+        snapshot_every=max(1, snapshot_every),
         rfq_fallback=rfq_fallback,
         fees=schedule,
     )
@@ -178,8 +182,11 @@ def serve(
     except Exception as exc:  # a journal that does not replay is not something to serve from
         logging.getLogger("tradews").exception("start-up failed")
         fail(f"cannot start: {exc}")
+    since = (
+        "" if server.snapshot_seq is None else f" after the snapshot at seq {server.snapshot_seq}"
+    )
     err.print(
-        f"engine: replayed {server.replayed} commands in {server.replay_seconds:.2f} s, "
+        f"engine: replayed {server.replayed} commands{since} in {server.replay_seconds:.2f} s, "
         f"seq {server.engine.seq}, state {server.state_hash_at_start[:16]}"
     )
 

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from tradews.adapters.sqlite_journal import JournalEntry, SqliteJournal
+from tradews.domain.instrument import Instrument
 from tradews.domain.orders import Reject
 from tradews.engine.commands import AnyCommand, encoder
 from tradews.engine.engine import Engine, Rejected, Result
@@ -39,6 +40,7 @@ class _Parked:
     entry: JournalEntry | None  # None for a read that only waits for earlier writes
     result: Any
     reply: Callable[[Any], None] | None
+    snapshot: tuple[int, int, str, bytes] | None = None  # (seq, at, state hash, state)
 
 
 class EngineHost:
@@ -58,6 +60,8 @@ class EngineHost:
         self._flush_scheduled = False
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="journal")
         self.failed: BaseException | None = None
+        # Called after each durable batch (the server uses it to decide when to snapshot).
+        self.after_batch: Callable[[], None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
         self.batches = 0
@@ -107,6 +111,16 @@ class EngineHost:
     ) -> str | None:
         return self.engine.symbol_of(account_id, order_id, client_order_id)
 
+    def snapshot(self, at: int) -> int:
+        """Snapshot the engine now and store it in the same transaction as the journal batch
+        that holds its last command, so a stored snapshot never runs ahead of the journal,
+        however busy the engine is. Returns the snapshot's seq."""
+        engine = self.engine
+        taken = (engine.seq, at, engine.state_hash(), engine.snapshot())
+        self._parked.append(_Parked(None, None, None, taken))
+        self._schedule()
+        return engine.seq
+
     def after_writes(self, read: Callable[[], Any], reply: Callable[[Any], None]) -> None:
         """Answer a read now, but deliver it only after every earlier command is durable,
         so a query never reveals what has not been acknowledged."""
@@ -129,6 +143,8 @@ class EngineHost:
             return
         batch, self._parked = self._parked, []
         entries = [p.entry for p in batch if p.entry is not None]
+        snapshots = [p.snapshot for p in batch if p.snapshot is not None]
+        snapshot = snapshots[-1] if snapshots else None
         self._writing = True
         if len(entries) <= INLINE_BATCH:
             # Light load: write on the loop's own thread. Handing a lone command to the writer
@@ -137,13 +153,13 @@ class EngineHost:
             # the next batch bigger, which then goes to the thread.
             error: BaseException | None = None
             try:
-                self._journal.append(entries)
+                self._journal.append(entries, snapshot)
             except Exception as exc:
                 error = exc
             self._written(batch, error)
             return
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor, self._journal.append, entries)
+        future = loop.run_in_executor(self._executor, self._journal.append, entries, snapshot)
         future.add_done_callback(lambda f: self._written(batch, f.exception()))
 
     def _written(self, batch: list[_Parked], error: BaseException | None) -> None:
@@ -166,6 +182,11 @@ class EngineHost:
                     publish(parked.entry.events)
                 except Exception:
                     log.exception("publishing events failed")
+        if self.after_batch is not None:
+            try:
+                self.after_batch()
+            except Exception:
+                log.exception("after-batch hook failed")
         if self._parked:
             self._flush()
         else:
@@ -183,6 +204,25 @@ class EngineHost:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
+
+
+def recover(
+    instruments: Iterable[Instrument], journal: SqliteJournal, *, fee_account_id: int
+) -> tuple[Engine, int, int | None]:
+    """Rebuild the engine: the newest snapshot (checked against its state hash), then the
+    journal after it. Returns the engine, how many commands were replayed, and the snapshot's
+    seq (None without one)."""
+    instruments = list(instruments)
+    snapshot = journal.latest_snapshot()
+    if snapshot is None:
+        engine = Engine(instruments, fee_account_id=fee_account_id)
+        start = None
+    else:
+        start, digest, state = snapshot
+        engine = Engine.restore(instruments, state, fee_account_id=fee_account_id)
+        if engine.state_hash() != digest:
+            raise RuntimeError(f"the snapshot at seq {start} does not match its state hash")
+    return engine, replay(engine, journal), start
 
 
 def replay(engine: Engine, journal: SqliteJournal) -> int:

@@ -19,11 +19,10 @@ from tradews.adapters import clock
 from tradews.adapters.process_lock import ProcessLock
 from tradews.adapters.sqlite_journal import JournalEntry, SqliteJournal
 from tradews.adapters.sqlite_store import Operations, SqliteStore
-from tradews.app.engine_host import replay
+from tradews.app.engine_host import recover
 from tradews.app.server import result_text
 from tradews.domain.ledger import to_atoms
 from tradews.engine.commands import Deposit, Withdraw, encoder
-from tradews.engine.engine import Engine
 
 
 class FundsError(Exception):
@@ -66,10 +65,9 @@ def _apply_offline(
     store: SqliteStore, ops: Operations, command: Deposit | Withdraw
 ) -> dict[str, Any]:
     _, fee_id = ops.system_accounts(clock.now_ms())
-    engine = Engine(store.list_instruments(), fee_account_id=fee_id)
     journal = SqliteJournal(store.path)
     try:
-        replay(engine, journal)
+        engine, _, _ = recover(store.list_instruments(), journal, fee_account_id=fee_id)
         result, events = engine.apply(command)
         journal.append([JournalEntry(engine.seq, command.at, encoder.encode(command), events)])
     finally:

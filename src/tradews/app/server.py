@@ -39,7 +39,7 @@ from tradews.adapters.ws_server import MAX_MESSAGE_BYTES, Connection, listener_f
 from tradews.app.catalog import Catalog
 from tradews.app.demo import start_ticks
 from tradews.app.demo_market import MAKER, TAKER, DemoMarket, funding
-from tradews.app.engine_host import EngineHost, replay
+from tradews.app.engine_host import EngineHost, recover
 from tradews.app.metrics import render as render_metrics
 from tradews.app.openrpc import openrpc_document
 from tradews.app.pricing import BookPricer
@@ -48,7 +48,7 @@ from tradews.domain.ledger import format_atoms
 from tradews.domain.orders import Side
 from tradews.domain.random_walk import RandomWalk
 from tradews.engine.commands import AnyCommand, decoder
-from tradews.engine.engine import Engine, Rejected, Result
+from tradews.engine.engine import Rejected, Result
 from tradews.session.market_data import MarketDataDesk
 from tradews.session.quote_desk import QuoteDesk
 from tradews.session.session import FeeSchedule, Services, SessionLimits
@@ -72,6 +72,7 @@ class ServerSettings:
     watch_interval: float = 0.1
     volatility: float = 0.02
     durability: str = "FULL"
+    snapshot_every: int = 100_000  # commands between engine snapshots
     demo_traders: bool = True
     rfq_fallback: bool = True
     fees: FeeSchedule = field(default_factory=FeeSchedule)
@@ -107,12 +108,14 @@ class Server:
         now = now_ms()
         self.house_id, self.fee_id = self.ops.system_accounts(now)
         self.catalog = Catalog(store.list_instruments())
-        self.engine = Engine(self.catalog.all(), fee_account_id=self.fee_id)
         self.journal = SqliteJournal(store.path, synchronous=settings.durability)
         started = time.perf_counter()
-        self.replayed = replay(self.engine, self.journal)
+        self.engine, self.replayed, self.snapshot_seq = recover(
+            self.catalog.all(), self.journal, fee_account_id=self.fee_id
+        )
         self.engine.validate()
         self.replay_seconds = time.perf_counter() - started
+        self._snapshot_at = self.snapshot_seq or 0
         self.state_hash_at_start = self.engine.state_hash()
         self.view: TradingView[Connection] = TradingView(self.catalog)
         self._seed_view(now)
@@ -125,6 +128,7 @@ class Server:
         )
         self.market: MarketDataDesk[Connection] = MarketDataDesk(self.view, self.catalog.all)
         self.host = EngineHost(self.engine, self.journal, self._publish, self._fatal)
+        self.host.after_batch = self._snapshot_if_due
         self.services: Services[Connection] = Services(
             authenticator=store,
             instruments=self.catalog,
@@ -147,6 +151,8 @@ class Server:
         self._data_version = store.data_version()
         self._inbox_in_flight: set[int] = set()
         self.fatal = asyncio.Event()
+        if self.replayed >= settings.snapshot_every:  # spare the next start this replay
+            self.take_snapshot()
 
     def _seed_view(self, now: int) -> None:
         engine = self.engine
@@ -213,6 +219,9 @@ class Server:
         if self._server is not None:
             self._server.close()
         await self.host.drain()
+        self._tasks = []
+        if self.host.failed is None:
+            self.take_snapshot()
         for conn in list(self.connections):
             conn.close(WSCloseCode.GOING_AWAY, "server shutting down")
         if self._server is not None:
@@ -235,6 +244,27 @@ class Server:
                 next_at = loop.time()
                 delay = 0
             await asyncio.sleep(delay)
+
+    def _snapshot_if_due(self) -> None:
+        if self.engine.seq - self._snapshot_at >= self.settings.snapshot_every:
+            self.take_snapshot()
+
+    def take_snapshot(self) -> None:
+        """Snapshot the engine. At start-up and shutdown nothing is in flight and it is written
+        at once; while serving, the engine host stores it with the batch that completes it, so
+        a stored snapshot never runs ahead of the journal however busy the engine is."""
+        engine = self.engine
+        if engine.seq == self._snapshot_at:
+            return
+        started = time.perf_counter()
+        if self._tasks:  # serving
+            self.host.snapshot(self._now_ms())
+        else:
+            self.journal.save_snapshot(
+                engine.seq, self._now_ms(), engine.state_hash(), engine.snapshot()
+            )
+        self._snapshot_at = engine.seq
+        log.info("snapshot at seq %d in %.3f s", engine.seq, time.perf_counter() - started)
 
     def state_report(self) -> bytes:
         """``GET /state``: the engine's sequence, state hash and money totals, checked.
