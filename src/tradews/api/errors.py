@@ -18,13 +18,22 @@ code   name                         meaning
 1005   TIER_NOT_ALLOWED             websocket access requires the enterprise tier
 1006   ALREADY_LOGGED_IN            this connection is already logged in
 1007   TOO_MANY_LOGIN_FAILURES      too many failed logins; the connection is closed
+1008   PERMISSION_DENIED            the API key lacks the permission (scope) the method needs
+1009   ADDRESS_NOT_ALLOWED          the API key may not be used from this address
+1010   STALE_TIMESTAMP              a signed login's timestamp is outside the receive window
+1011   NONCE_REUSED                 a signed login's nonce was already used
+1012   PLAIN_LOGIN_DISABLED         this key (or server) accepts only signed logins
+1013   SESSION_LIMIT                the API key has as many sessions open as it may
 2001   UNKNOWN_SYMBOL               no listed instrument has this symbol
 2002   INVALID_QUANTITY             off the lot, below the minimum or above the maximum
 2003   NO_PRICE                     no reference price is available for the instrument yet
 2004   UNKNOWN_SUBSCRIPTION         no such subscription on this connection
 2005   SUBSCRIPTION_LIMIT           too many subscriptions on this connection
 2006   UNKNOWN_CHANNEL              no such stream channel
+2007   ALREADY_SUBSCRIBED           this connection already has that subscription
+2008   DESK_LIMIT                   the desk cannot quote this size now (inventory or limits)
 3001   BATCH_TOO_LARGE              a batch holds more requests than the server accepts
+3002   RATE_LIMITED                 over the rate limit; ``data.retryAfter`` says when to retry
 4001   REJECTED                     the engine refused the command; ``data.reason`` says why
 4002   ENGINE_UNAVAILABLE           trading is halted (the journal could not be written)
 =====  ===========================  ===================================================
@@ -51,13 +60,22 @@ class ErrorCode(IntEnum):
     TIER_NOT_ALLOWED = 1005
     ALREADY_LOGGED_IN = 1006
     TOO_MANY_LOGIN_FAILURES = 1007
+    PERMISSION_DENIED = 1008
+    ADDRESS_NOT_ALLOWED = 1009
+    STALE_TIMESTAMP = 1010
+    NONCE_REUSED = 1011
+    PLAIN_LOGIN_DISABLED = 1012
+    SESSION_LIMIT = 1013
     UNKNOWN_SYMBOL = 2001
     INVALID_QUANTITY = 2002
     NO_PRICE = 2003
     UNKNOWN_SUBSCRIPTION = 2004
     SUBSCRIPTION_LIMIT = 2005
     UNKNOWN_CHANNEL = 2006
+    ALREADY_SUBSCRIBED = 2007
+    DESK_LIMIT = 2008
     BATCH_TOO_LARGE = 3001
+    RATE_LIMITED = 3002
     REJECTED = 4001
     ENGINE_UNAVAILABLE = 4002
 

@@ -121,13 +121,28 @@ class Services(Generic[C]):
     openrpc: Callable[[], Any] | None = None
 
 
+class Scope(enum.Enum):
+    """What an API key must be allowed to do to call a method (None: no login needed)."""
+
+    READ = "read"  # market data, quote streams, your own orders, balances and trades
+    TRADE = "trade"  # anything that changes your orders or balances
+
+
 @dataclass(frozen=True, slots=True)
 class Method:
+    """One API method. ``scope`` None means it needs no login; ``cost`` is what one call takes
+    from the caller's rate-limit budget (heavier work and bigger replies cost more)."""
+
     name: str
     params: type[msgspec.Struct]
     summary: str
     result: Any
-    needs_login: bool = True
+    scope: Scope | None = Scope.READ
+    cost: int = 1
+
+    @property
+    def needs_login(self) -> bool:
+        return self.scope is not None
 
 
 class Deferred:
@@ -145,37 +160,44 @@ METHODS: dict[str, Method] = {
     m.name: m
     for m in (
         Method("rpc.login", LoginParams, "Log in with an API key and secret. Returns true.", bool,
-               needs_login=False),
+               scope=None, cost=5),
         Method("time", NoParams, "Server time in milliseconds since the Unix epoch.", TimeResult,
-               needs_login=False),
-        Method("rpc.discover", NoParams, "This API's OpenRPC document.", dict, needs_login=False),
+               scope=None),
+        Method("rpc.discover", NoParams, "This API's OpenRPC document.", dict, scope=None,
+               cost=10),
         Method("instruments", NoParams, "Listed instruments: tick, lot and size limits.",
-               list[InstrumentInfo], needs_login=False),
+               list[InstrumentInfo], scope=None, cost=2),
         Method("quote_request", QuoteRequestParams,
                "Start a stream of firm RFQ quotes (notifications 'quote') for a symbol.",
-               QuoteSubscription),
+               QuoteSubscription, cost=2),
         Method("quote_cancel", SubscriptionParams, "Stop a quote stream. Returns true.", bool),
         Method("quote_accept", QuoteAcceptParams,
-               "Execute a firm quote before it expires, all or nothing. Returns the fill.", Fill),
+               "Execute a firm quote before it expires, all or nothing. Returns the fill.", Fill,
+               scope=Scope.TRADE),
         Method("market_data_request", NoParams,
                "Start the market data stream (notifications 'market_data') for every instrument.",
-               MarketDataSubscription),
+               MarketDataSubscription, cost=2),
         Method("market_data_cancel", NoParams, "Stop the market data stream. Returns true.", bool),
         Method("order_place", OrderPlaceParams,
-               "Place a limit or market order. Returns the order once durable.", OrderState),
-        Method("order_cancel", OrderRefParams, "Cancel an open order.", OrderState),
+               "Place a limit or market order. Returns the order once durable.", OrderState,
+               scope=Scope.TRADE),
+        Method("order_cancel", OrderRefParams, "Cancel an open order.", OrderState,
+               scope=Scope.TRADE),
         Method("order_cancel_all", SymbolFilterParams,
-               "Cancel every open order (of one symbol). Returns the cancelled ids.", dict),
+               "Cancel every open order (of one symbol). Returns the cancelled ids.", dict,
+               scope=Scope.TRADE),
         Method("order_amend", OrderAmendParams,
-               "Change an open order's price and/or total quantity.", OrderState),
+               "Change an open order's price and/or total quantity.", OrderState,
+               scope=Scope.TRADE),
         Method("order_status", OrderRefParams, "An order's current state.", OrderState),
-        Method("orders_open", SymbolFilterParams, "Your open orders.", list[OrderState]),
+        Method("orders_open", SymbolFilterParams, "Your open orders.", list[OrderState],
+               cost=2),
         Method("balances", NoParams, "Your balances per asset.", list[Balance]),
         Method("trades", TradesParams, "Your trades, newest first, paginated by 'before'.",
-               list[Fill]),
+               list[Fill], cost=5),
         Method("subscribe", ChannelParams,
                "Subscribe to book.SYMBOL, trades.SYMBOL, ticker.SYMBOL, orders or balances.",
-               Subscribed),
+               Subscribed, cost=2),
         Method("unsubscribe", ChannelParams, "Stop a channel subscription. Returns true.", bool),
     )
 }  # fmt: skip
