@@ -82,6 +82,8 @@ class Connection(WSListener):  # type: ignore[misc]
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
+        peer = transport.underlying_transport.get_extra_info("peername")
+        self.session.peer = str(peer[0]) if peer else None
         self._registry.add(self)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:

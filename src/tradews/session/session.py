@@ -217,10 +217,13 @@ class Session(Generic[C]):
         conn: C,
         send: Callable[[bytes], None] | None = None,
         codec: Codec = JSON,
+        *,
+        peer: str | None = None,
     ) -> None:
         self._services = services
         self._conn = conn
         self.codec = codec
+        self.peer = peer  # the client's IP address, for per-address limits and allow-lists
         self._send = send or (lambda data: None)
         self.state = SessionState.ANONYMOUS
         self.principal: Principal | None = None
