@@ -74,6 +74,7 @@ class RunningServer:
     stop: Callable[[], object]
     api_key: str = ""
     api_secret: str = ""
+    admin_url: str = ""  # tradews's admin listener (/metrics), where it has one
 
 
 def _drain(stream: IO[str] | None) -> None:
@@ -180,7 +181,11 @@ class Tradews:
                 text=True,
                 env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
             ).stdout
-        return cls(src, ("--no-demo-traders",) if "--no-demo-traders" in usage else ())
+        options = ["--no-demo-traders"] if "--no-demo-traders" in usage else []
+        if "--max-connections-per-address" in usage:  # thousands of clients from one address
+            options += ["--max-connections-per-address", "100000"]
+            options += ["--rate-limit-address", "1000000/1000000"]
+        return cls(src, tuple(options))
 
 
 @contextmanager
@@ -214,6 +219,7 @@ def _start(
             lambda: proc.stop(),
             proc.api_key,
             proc.api_secret,
+            proc.admin_url,
         )
     if name == "bare-picows":
         cmd = [sys.executable, str(BARE_SERVER), "--port", "0", "--tick-interval", tick]
@@ -235,9 +241,10 @@ def process_cpu_seconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
-def tradews_counters(url: str) -> dict[str, float]:
+def tradews_counters(server: RunningServer) -> dict[str, float]:
     """The quote counters of a tradews server's ``/metrics`` ({} if it has none)."""
-    http = url.replace("ws://", "http://", 1).rstrip("/") + "/metrics"
+    base = server.admin_url or server.url.replace("ws://", "http://", 1)
+    http = base.rstrip("/") + "/metrics"
     try:
         with urllib.request.urlopen(http, timeout=2) as response:
             text = response.read().decode()
@@ -447,10 +454,10 @@ def measure(
                 w.send({"start": start, "end": end})
             time.sleep(max(0.0, start - time.time()))
             t0, cpu0, machine0 = time.time(), process_cpu_seconds(server.pid), CpuTimes.read()
-            counters0 = tradews_counters(server.url) if name.startswith("tradews") else {}
+            counters0 = tradews_counters(server) if name.startswith("tradews") else {}
             time.sleep(max(0.0, end - time.time()))
             t1, cpu1, machine1 = time.time(), process_cpu_seconds(server.pid), CpuTimes.read()
-            counters1 = tradews_counters(server.url) if name.startswith("tradews") else {}
+            counters1 = tradews_counters(server) if name.startswith("tradews") else {}
             reports = [w.read(timeout=30) for w in workers]
         except Exception as exc:
             log.flush()

@@ -18,12 +18,14 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 _LISTENING = re.compile(r"listening on (ws://\S+)")
+_ADMIN = re.compile(r"admin: (http://\S+)")
 _KEY = re.compile(r"apiKey:\s+(\S+)")
 _SECRET = re.compile(r"apiSecret:\s+(\S+)")
 
@@ -33,6 +35,7 @@ class ServerProcess:
     process: subprocess.Popen[str]
     db: Path
     url: str = ""
+    admin_url: str = ""  # the admin listener: /metrics, /state, /healthz
     api_key: str = ""
     api_secret: str = ""
     output: list[str] = field(default_factory=list)
@@ -42,6 +45,7 @@ class ServerProcess:
         cls, db: Path, *, demo: bool = True, args: tuple[str, ...] = (), timeout: float = 20
     ) -> ServerProcess:
         cmd = [sys.executable, "-m", "tradews", "serve", "--db", str(db), "--port", "0"]
+        cmd += ["--admin-port", "0"]
         if demo:
             cmd.append("--demo")
         cmd.extend(args)
@@ -65,12 +69,27 @@ class ServerProcess:
                 raise RuntimeError("server did not start:\n" + "\n".join(server.output))
             if m := _LISTENING.search(line):
                 server.url = m.group(1)
+            elif m := _ADMIN.search(line):
+                server.admin_url = m.group(1)
             elif m := _KEY.search(line):
                 server.api_key = m.group(1)
             elif m := _SECRET.search(line):
                 server.api_secret = m.group(1)
             elif "Press Ctrl+C" in line:
                 return server
+
+    def admin(self, path: str) -> bytes:
+        """GET ``path`` from the server's admin listener (``/metrics``, ``/state?check=1``)."""
+        with urllib.request.urlopen(self.admin_url + path, timeout=5) as response:
+            return bytes(response.read())
+
+    def metrics(self) -> dict[str, float]:
+        """The server's Prometheus metrics, by name (``tradews_connections``, ...)."""
+        text = self.admin("/metrics").decode()
+        return {
+            m.group(1): float(m.group(2))
+            for m in re.finditer(r"^(tradews_\w+) (\S+)$", text, flags=re.MULTILINE)
+        }
 
     def cli(self, *args: str) -> Any:
         """Run ``tradews ARGS --db <this server's db> --json`` and return the parsed output."""

@@ -22,7 +22,7 @@ def fresh_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPro
 
 
 async def metrics(server: ServerProcess) -> dict[str, float]:
-    url = server.url.replace("ws://", "http://") + "/metrics"
+    url = server.admin_url + "/metrics"
 
     def fetch() -> str:
         with urllib.request.urlopen(url, timeout=5) as response:

@@ -40,7 +40,7 @@ def prepare(db: Path) -> dict[str, dict[str, str]]:
 
 
 def state(server: ServerProcess) -> dict[str, Any]:
-    url = server.url.replace("ws://", "http://") + "/state"
+    url = server.admin_url + "/state?check=1"
     with urllib.request.urlopen(url, timeout=5) as response:
         return dict(json.loads(response.read()))
 

@@ -48,10 +48,11 @@ async def test_market_data_stream(logged_in: Client) -> None:
             assert Decimal(row["change24hPct"]) == pct
 
 
-async def test_market_data_request_twice_is_one_stream(logged_in: Client) -> None:
-    a = await logged_in.market_data_request()
-    b = await logged_in.market_data_request()
-    assert a["subscription"] == b["subscription"]
+async def test_market_data_request_twice_is_refused(logged_in: Client) -> None:
+    await logged_in.market_data_request()
+    with pytest.raises(RpcError) as again:
+        await logged_in.market_data_request()
+    assert again.value.code == 2007
     assert await logged_in.call("market_data_cancel") is True
     with pytest.raises(RpcError) as info:
         await logged_in.call("market_data_cancel")

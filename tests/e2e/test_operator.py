@@ -35,7 +35,7 @@ async def test_plain_server_serves_its_database(tmp_path: Path) -> None:
                 "--tick", "0.01", "--lot", "0.01", db=db,
             )  # fmt: skip
             for _ in range(30):
-                symbols = (await c.market_data_request())["symbols"]
+                symbols = [i["symbol"] for i in await c.call("instruments")]
                 if "ETH_EUR" in symbols:
                     break
                 await asyncio.sleep(0.1)

@@ -109,7 +109,7 @@ async def test_streams_are_independent_and_cancellable(logged_in: Client) -> Non
         ({"symbol": "BTC_USD", "type": "RFQ", "quantity": "1000"}, 2002, "maximum"),
         ({"symbol": "BTC_USD", "type": "RFQ", "quantity": "-1"}, 2002, "positive"),
         ({"symbol": "BTC_USD", "type": "RFQ", "quantity": "lots"}, -32602, "$.quantity"),
-        ({"symbol": "BTC_USD", "type": "RFQ", "quantity": "NaN"}, 2002, "positive"),
+        ({"symbol": "BTC_USD", "type": "RFQ", "quantity": "NaN"}, -32602, "$.quantity"),
         ({"symbol": "BTC_USD", "type": "RFQ", "quantity": True}, -32602, "$.quantity"),
     ],
 )

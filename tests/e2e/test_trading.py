@@ -326,7 +326,7 @@ async def test_state_endpoint_reports_conservation(venue: ServerProcess) -> None
     import json
     import urllib.request
 
-    url = venue.url.replace("ws://", "http://") + "/state"
+    url = venue.admin_url + "/state?check=1"
     state = json.loads(await asyncio.to_thread(lambda: urllib.request.urlopen(url).read()))
     assert state["valid"] is True
     assert state["netDeposits"] == state["balanceSums"]

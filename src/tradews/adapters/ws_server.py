@@ -11,8 +11,13 @@ second against 73k for aiohttp and 34k for websockets, within 10 % of a C epoll 
 
 from __future__ import annotations
 
+import hmac
 import logging
-from collections.abc import Callable
+import socket
+import urllib.parse
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http import HTTPStatus
 
 from picows import (
     WSCloseCode,
@@ -26,6 +31,7 @@ from picows import (
 )
 
 from tradews.api.errors import ApiError, ErrorCode
+from tradews.api.messages import ConnectionWarning
 from tradews.codecs.base import Codec
 from tradews.codecs.jsonrpc import JSON
 from tradews.codecs.protobuf import PROTOBUF
@@ -35,7 +41,34 @@ from tradews.session.session import Services, Session
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 1 << 20
-MAX_BUFFERED_BYTES = 16 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class OutputLimits:
+    """How much data may wait for a client that does not read (see docs/security.md).
+
+    Above ``high_water`` a connection stops being read (its requests wait in the kernel) and
+    perishable streams (quotes, tickers, book deltas, market data) skip it; below ``low_water``
+    both resume, and it gets fresh snapshots of what it skipped. Lossless streams (replies,
+    orders, fills, balances) keep queueing: at ``warn`` the client gets a ``warning``
+    notification, at ``max`` it is disconnected as a slow consumer. ``total`` bounds what all
+    connections together may hold; above it the largest backlogs are disconnected first.
+    """
+
+    low_water: int = 64 << 10
+    high_water: int = 256 << 10
+    receive_buffer: int = 256 << 10  # the kernel's, per connection (SO_RCVBUF)
+    warn: int = 4 << 20
+    max: int = 8 << 20
+    total: int = 256 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionCaps:
+    total: int = 10_000
+    per_address: int = 100
+    login_deadline_ms: int = 10_000  # an anonymous connection is closed after this long
+
 
 # WebSocket subprotocols (RFC 6455 section 1.9) and the codec each selects. A client that asks
 # for none gets JSON-RPC, so clients written from the JSON documents work unchanged.
@@ -59,12 +92,13 @@ def negotiate(offered: str) -> tuple[Codec, str | None]:
 
 
 class Connection(WSListener):  # type: ignore[misc]
-    """One client connection. ``writable`` is False while the socket's send buffer is full."""
+    """One client connection. ``writable`` is False while its output is above the high-water
+    mark: reads are paused and perishable streams skip it until it drains."""
 
     def __init__(
         self,
         services: Services[Connection],
-        registry: set[Connection],
+        registry: Connections,
         clock: Callable[[], int],
         codec: Codec = JSON,
     ) -> None:
@@ -77,25 +111,54 @@ class Connection(WSListener):  # type: ignore[misc]
         self._fragments: list[bytes] | None = None
         self._fragment_type = WSMsgType.TEXT
         self._fragment_size = 0
+        self._warned = False
+        self._stale: set[str] = set()  # perishable channels skipped while not writable
+        self.connected_at = 0
 
     # picows callbacks ----------------------------------------------------------------------
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
-        peer = transport.underlying_transport.get_extra_info("peername")
+        underlying = transport.underlying_transport
+        peer = underlying.get_extra_info("peername")
         self.session.peer = str(peer[0]) if peer else None
-        self._registry.add(self)
+        limits = self._registry.output.limits
+        underlying.set_write_buffer_limits(high=limits.high_water, low=limits.low_water)
+        sock = underlying.get_extra_info("socket")
+        if sock is not None:
+            # Requests are small: a fixed receive buffer bounds what one read can deliver (and
+            # so what picows's read buffer grows to) where autotuning would allow megabytes.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, limits.receive_buffer)
+        self.connected_at = self._clock()
+        refusal = self._registry.admit(self)
+        if refusal is not None:
+            self.close(WSCloseCode.TRY_AGAIN_LATER, refusal)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
-        self._registry.discard(self)
+        self._registry.forget(self)
         self.session.close()
         self.writable = False
 
     def pause_writing(self) -> None:
+        """Output went above the high-water mark: stop reading until the client catches up."""
         self.writable = False
+        self._registry.output.backlogged.add(self)
+        transport = self.transport
+        if transport is not None:
+            transport.underlying_transport.pause_reading()
 
     def resume_writing(self) -> None:
         self.writable = True
+        self._warned = False
+        self._registry.output.backlogged.discard(self)
+        transport = self.transport
+        if transport is None or transport.is_close_frame_sent:
+            return
+        transport.underlying_transport.resume_reading()
+        if self._stale:
+            stale, self._stale = self._stale, set()
+            for push in self.session.refresh(stale, self._clock()):
+                self.send_push(push)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         msg_type = frame.msg_type
@@ -128,9 +191,11 @@ class Connection(WSListener):  # type: ignore[misc]
         assert transport is not None
         session = self.session
         for out in session.receive(payload, self._clock()):
-            self.send(out)  # through the slow-consumer check, like every other frame
+            self.send(out)  # through the output accounting, like every other frame
         if session.close_reason is not None:
             self.close(WSCloseCode.POLICY_VIOLATION, session.close_reason)
+        elif session.principal is not None:
+            self._registry.logged_in(self)
 
     def _reassemble(self, frame: WSFrame) -> bytes | None:
         """Collect a fragmented message; return it whole on the final frame."""
@@ -156,17 +221,42 @@ class Connection(WSListener):  # type: ignore[misc]
 
     # Outgoing ------------------------------------------------------------------------------
 
+    def buffered(self) -> int:
+        """Bytes waiting to be sent to this client."""
+        transport = self.transport
+        if transport is None or transport.is_disconnected:
+            return 0
+        return int(transport.underlying_transport.get_write_buffer_size())
+
     def send(self, data: bytes) -> None:
-        """Send a frame. A client that lets ``MAX_BUFFERED_BYTES`` pile up unread is closed
-        (1008, "slow consumer") rather than allowed to grow the server's memory without end."""
+        """Send a frame that must not be lost (a reply, an order update, a fill).
+
+        While the client reads, this is a plain send. Once its output is above the high-water
+        mark, every frame is counted: the client is warned at ``warn`` bytes and disconnected at
+        ``max`` (a slow consumer), and the server-wide ``total`` is checked."""
         transport = self.transport
         if transport is None or transport.is_close_frame_sent:
             return
         if not self.writable:
-            buffered = transport.underlying_transport.get_write_buffer_size()
-            if buffered > MAX_BUFFERED_BYTES:
-                self.close(WSCloseCode.POLICY_VIOLATION, "slow consumer")
+            output = self._registry.output
+            limits = output.limits
+            buffered = self.buffered() + len(data)
+            if buffered > limits.max:
+                self.drop("slow consumer")
                 return
+            if buffered > limits.warn and not self._warned:
+                self._warned = True
+                warning = ConnectionWarning(
+                    code="slow_consumer",
+                    message="you are not reading fast enough; the server disconnects at "
+                    f"{limits.max} unread bytes",
+                    buffered_bytes=buffered,
+                    limit_bytes=limits.max,
+                )
+                transport.send(self._kind, self.session.codec.push(Push("warning", warning)))
+            transport.send(self._kind, data)
+            output.grow(len(data))
+            return
         transport.send(self._kind, data)
 
     def send_quote(self, data: bytes) -> None:
@@ -176,6 +266,11 @@ class Connection(WSListener):  # type: ignore[misc]
             transport.send(self._kind, data)
 
     def send_push(self, push: Push) -> None:
+        """Send a stream message. A perishable one (the latest value of something) is skipped
+        while the client is not reading; it gets the current value once it catches up."""
+        if not self.writable and push.kind in PERISHABLE:
+            self._stale.add(push.body.channel)
+            return
         self.send(self.session.codec.push(push))
 
     def close(self, code: WSCloseCode, reason: str) -> None:
@@ -185,35 +280,190 @@ class Connection(WSListener):  # type: ignore[misc]
         transport.send_close(code, reason.encode()[:120])
         transport.disconnect()
 
+    def drop(self, reason: str) -> None:
+        """Disconnect at once, discarding what is queued (a close frame would wait behind it)."""
+        transport = self.transport
+        if transport is None or transport.is_disconnected:
+            return
+        log.info("disconnecting %s: %s", self.session.peer, reason)
+        self._registry.output.backlogged.discard(self)
+        self._registry.output.dropped += 1
+        if not transport.is_close_frame_sent:
+            transport.send_close(WSCloseCode.POLICY_VIOLATION, reason.encode())
+        transport.disconnect(graceful=False)
 
-HttpRoutes = dict[bytes, Callable[[], tuple[bytes, str]]]
+
+# Streams whose messages are the latest value of something: a client that falls behind gets the
+# current value when it catches up, not a backlog of stale ones.
+PERISHABLE = frozenset({"book", "ticker"})
+
+
+class OutputBudget:
+    """What is queued for clients that do not keep up, server-wide.
+
+    Only connections above their high-water mark (``backlogged``) can hold much; the rest hold
+    at most ``high_water`` each. ``estimate`` grows with every frame queued for a backlogged
+    connection and is recounted exactly by :meth:`recount` (the server calls it every tick), so
+    between recounts it errs high, never low."""
+
+    def __init__(self, limits: OutputLimits) -> None:
+        self.limits = limits
+        self.backlogged: set[Connection] = set()
+        self.estimate = 0
+        self.dropped = 0
+
+    def grow(self, size: int) -> None:
+        self.estimate += size
+        if self.estimate > self.limits.total:
+            self.shed()
+
+    def recount(self) -> int:
+        self.estimate = sum(c.buffered() for c in self.backlogged)
+        return self.estimate
+
+    def shed(self) -> None:
+        """Over the budget: disconnect the largest backlogs until under it."""
+        self.recount()
+        while self.estimate > self.limits.total and self.backlogged:
+            worst = max(self.backlogged, key=Connection.buffered)
+            self.estimate -= worst.buffered()
+            worst.drop("slow consumer: the server's output budget is exhausted")
+
+
+class Connections:
+    """Every open connection, with the caps on how many, and the login deadline."""
+
+    def __init__(self, caps: ConnectionCaps, output: OutputLimits) -> None:
+        self.caps = caps
+        self.output = OutputBudget(output)
+        self._all: set[Connection] = set()
+        self._per_address: dict[str, int] = {}
+        self._anonymous: dict[Connection, None] = {}  # in order of arrival: of deadline too
+
+    def admit(self, conn: Connection) -> str | None:
+        """Register ``conn``; return why it must be refused (it is then registered anyway,
+        and forgotten when it closes)."""
+        self._all.add(conn)
+        self._anonymous[conn] = None
+        address = conn.session.peer or ""
+        count = self._per_address[address] = self._per_address.get(address, 0) + 1
+        if len(self._all) > self.caps.total:
+            return f"server full: at most {self.caps.total} connections"
+        if count > self.caps.per_address:
+            return f"at most {self.caps.per_address} connections per address"
+        return None
+
+    def logged_in(self, conn: Connection) -> None:
+        self._anonymous.pop(conn, None)
+
+    def forget(self, conn: Connection) -> None:
+        if conn not in self._all:
+            return
+        self._all.discard(conn)
+        self._anonymous.pop(conn, None)
+        self.output.backlogged.discard(conn)
+        address = conn.session.peer or ""
+        left = self._per_address.get(address, 1) - 1
+        if left > 0:
+            self._per_address[address] = left
+        else:
+            self._per_address.pop(address, None)
+
+    def expire_logins(self, now_ms: int) -> int:
+        """Close the connections that did not log in within the deadline; return how many."""
+        deadline = now_ms - self.caps.login_deadline_ms
+        expired = []
+        for conn in self._anonymous:
+            if conn.connected_at > deadline:
+                break
+            expired.append(conn)
+        for conn in expired:
+            del self._anonymous[conn]
+            conn.close(
+                WSCloseCode.POLICY_VIOLATION,
+                f"no login within {self.caps.login_deadline_ms // 1000} s",
+            )
+        return len(expired)
+
+    def __iter__(self) -> Iterator[Connection]:
+        return iter(list(self._all))
+
+    def __len__(self) -> int:
+        return len(self._all)
+
+
+# Plain-HTTP routes: path -> handler(query parameters) -> (body, content type).
+HttpRoutes = dict[bytes, Callable[[dict[str, str]], tuple[bytes, str]]]
+
+
+def split_target(target: bytes) -> tuple[bytes, dict[str, str]]:
+    """An HTTP request target's path and query parameters."""
+    path, _, query = target.partition(b"?")
+    params = urllib.parse.parse_qs(query.decode("latin-1"), max_num_fields=20)
+    return path, {k: v[-1] for k, v in params.items()}
+
+
+def _http(status: HTTPStatus, body: bytes, content_type: str) -> WSUpgradeResponseWithListener:
+    if status is HTTPStatus.OK:
+        response = WSUpgradeResponse.create_ok_response(
+            body, extra_headers={"Content-Type": content_type}
+        )
+    else:
+        response = WSUpgradeResponse.create_error_response(
+            status, body, extra_headers={"Content-Type": content_type}
+        )
+    return WSUpgradeResponseWithListener(response, None)
 
 
 def listener_factory(
     services: Services[Connection],
-    registry: set[Connection],
+    registry: Connections,
     clock: Callable[[], int],
     http_routes: HttpRoutes | None = None,
 ) -> Callable[[WSUpgradeRequest], Connection | WSUpgradeResponseWithListener]:
-    """Every path upgrades to the API, except ``http_routes`` (plain GET, e.g. ``/metrics``)."""
+    """Every path upgrades to the API, except ``http_routes`` (plain GET, e.g. ``/healthz``).
+
+    The query string may ask for ``rateLimits=1``: every reply then carries the remaining
+    rate-limit budget."""
     routes = http_routes or {}
 
     def factory(request: WSUpgradeRequest) -> Connection | WSUpgradeResponseWithListener:
         headers = request.headers
-        route = routes.get(request.path)
+        path, query = split_target(request.path)
+        route = routes.get(path)
         if route is not None and "upgrade" not in headers.get("Connection", "").lower():
-            body, content_type = route()
-            response = WSUpgradeResponse.create_ok_response(
-                body, extra_headers={"Content-Type": content_type}
-            )
-            return WSUpgradeResponseWithListener(response, None)
+            body, content_type = route(query)
+            return _http(HTTPStatus.OK, body, content_type)
         codec, chosen = negotiate(headers.get("Sec-WebSocket-Protocol", ""))
         connection = Connection(services, registry, clock, codec)
+        connection.session.report_budget = query.get("rateLimits") in ("1", "true")
         if chosen is None:
             return connection
         upgrade = WSUpgradeResponse.create_101_response(
             extra_headers={"Sec-WebSocket-Protocol": chosen}
         )
         return WSUpgradeResponseWithListener(upgrade, connection)
+
+    return factory
+
+
+def admin_factory(
+    routes: HttpRoutes, token: str | None
+) -> Callable[[WSUpgradeRequest], WSUpgradeResponseWithListener]:
+    """The admin listener: plain GET of ``routes`` only, behind ``Authorization: Bearer TOKEN``
+    when a token is set; no WebSocket."""
+    expected = None if token is None else f"Bearer {token}".encode()
+
+    def factory(request: WSUpgradeRequest) -> WSUpgradeResponseWithListener:
+        path, query = split_target(request.path)
+        if expected is not None:
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                return _http(HTTPStatus.UNAUTHORIZED, b"unauthorized\n", "text/plain")
+        route = routes.get(path)
+        if route is None:
+            return _http(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain")
+        body, content_type = route(query)
+        return _http(HTTPStatus.OK, body, content_type)
 
     return factory

@@ -89,6 +89,14 @@ _DEFAULT_MESSAGES = {
 }
 
 
+MAX_MESSAGE_CHARS = 200
+MAX_DATA_CHARS = 400
+
+
+def _bounded(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class ApiError(Exception):
     """An error to report to the client: a stable ``code``, a human ``message``, optional ``data``.
 
@@ -97,6 +105,8 @@ class ApiError(Exception):
 
     def __init__(self, code: ErrorCode, message: str | None = None, data: Any = None) -> None:
         self.code = code
-        self.message = message or _DEFAULT_MESSAGES.get(code, code.name.replace("_", " ").lower())
-        self.data = data
+        message = message or _DEFAULT_MESSAGES.get(code, code.name.replace("_", " ").lower())
+        # Bounded, whatever a message quotes: an error reply never echoes much of the input.
+        self.message = _bounded(message, MAX_MESSAGE_CHARS)
+        self.data = _bounded(data, MAX_DATA_CHARS) if isinstance(data, str) else data
         super().__init__(f"{int(code)} {self.message}")

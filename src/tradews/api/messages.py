@@ -8,9 +8,53 @@ milliseconds since the Unix epoch.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
+
+from tradews.domain.instrument import MAX_DECIMAL_CHARS, InvalidDecimal, read_decimal
+
+
+class DecimalText(Decimal):
+    """A price or quantity in a request: a string in the documented decimal syntax
+    (``"65000.10"``: ASCII digits, an optional fraction; see ``domain.instrument.read_decimal``)
+    or a JSON number, read exactly from its text. Decoded by :func:`decode_hook`."""
+
+
+def decode_hook(type_: type, value: Any) -> Any:
+    """msgspec's hook for the API's own types. Decoders must also pass ``float_hook=Decimal``
+    so that a JSON number arrives here as an exact Decimal of its text, never a binary float."""
+    if type_ is DecimalText:
+        if isinstance(value, str):
+            try:
+                return DecimalText(read_decimal(value))
+            except InvalidDecimal as exc:
+                raise ValueError(str(exc).replace("value ", "", 1)) from None
+        if isinstance(value, bool) or not isinstance(value, int | Decimal):
+            raise TypeError('expected a decimal string like "65000.10"')
+        number = Decimal(value)
+        if len(number.as_tuple().digits) > MAX_DECIMAL_CHARS:
+            raise ValueError(f"more than {MAX_DECIMAL_CHARS} digits")
+        return DecimalText(number)
+    raise NotImplementedError(f"no decoder for {type_!r}")
+
+
+def schema_hook(type_: type) -> dict[str, Any]:
+    """JSON Schema of the API's own types (for ``rpc.discover``)."""
+    if type_ is DecimalText:
+        return {
+            "type": "string",
+            "pattern": r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$",
+            "maxLength": MAX_DECIMAL_CHARS,
+        }
+    raise NotImplementedError(f"no schema for {type_!r}")
+
+
+# Strings a client names things with. Bounded so that no error reply can echo much of them.
+Symbol = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+SubscriptionId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+QuoteId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Channel = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 
 class _Params(msgspec.Struct, rename="camel", frozen=True):
@@ -22,19 +66,19 @@ class NoParams(_Params, frozen=True):
 
 
 class LoginParams(_Params, frozen=True):
-    api_key: str
-    api_secret: str
+    api_key: Annotated[str, msgspec.Meta(max_length=64)]
+    api_secret: Annotated[str, msgspec.Meta(max_length=256)]
 
 
 class QuoteRequestParams(_Params, frozen=True):
-    symbol: str
+    symbol: Symbol
     type: Literal["RFQ"]
     # A decimal string such as "0.5" (a JSON number is accepted and read exactly).
-    quantity: Decimal | None = None
+    quantity: DecimalText | None = None
 
 
 class SubscriptionParams(_Params, frozen=True):
-    subscription: str
+    subscription: SubscriptionId
 
 
 # Results ------------------------------------------------------------------------------------
@@ -59,6 +103,15 @@ class MarketDataSubscription(_Out, frozen=True):
 
 class TimeResult(_Out, frozen=True):
     time: int
+
+
+class RateBudget(_Out, frozen=True):
+    """What is left of the caller's tightest rate-limit bucket: ``remaining`` of ``limit``
+    units, full again in ``reset_ms`` if nothing more is spent."""
+
+    remaining: int
+    limit: int
+    reset_ms: int
 
 
 # Notifications (server pushes) -------------------------------------------------------------
@@ -101,17 +154,18 @@ class MarketData(_Out, frozen=True):
 
 # Trading ------------------------------------------------------------------------------------
 
-ClientOrderId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+# Letters, digits and - _ . : (UUIDs fit); no spaces, controls or anything that needs escaping.
+ClientOrderId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 # Ids are positive and fit the signed 64-bit integers the journal and database store.
 Id64 = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
 
 
 class OrderPlaceParams(_Params, frozen=True):
-    symbol: str
+    symbol: Symbol
     side: Literal["buy", "sell"]
     type: Literal["limit", "market"]
-    quantity: Decimal
-    price: Decimal | None = None
+    quantity: DecimalText
+    price: DecimalText | None = None
     time_in_force: Literal["GTC", "IOC", "FOK"] = "GTC"
     post_only: bool = False
     client_order_id: ClientOrderId | None = None
@@ -125,26 +179,27 @@ class OrderRefParams(_Params, frozen=True):
 class OrderAmendParams(_Params, frozen=True):
     order_id: Id64 | None = None
     client_order_id: ClientOrderId | None = None
-    price: Decimal | None = None
-    quantity: Decimal | None = None
+    price: DecimalText | None = None
+    quantity: DecimalText | None = None
 
 
 class SymbolFilterParams(_Params, frozen=True):
-    symbol: str | None = None
+    symbol: Symbol | None = None
 
 
 class TradesParams(_Params, frozen=True):
-    symbol: str | None = None
+    symbol: Symbol | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
     before: Id64 | None = None  # a trade id: return older trades (pagination cursor)
 
 
 class ChannelParams(_Params, frozen=True):
-    channel: str
+    channel: Channel
+    depth: int | None = None  # book channels: 10, 25, 100 (the default) or 500 levels a side
 
 
 class QuoteAcceptParams(_Params, frozen=True):
-    quote_id: str
+    quote_id: QuoteId
     side: Literal["buy", "sell"]  # the client's side: "buy" pays sellPrice, "sell" gets buyPrice
 
 
@@ -233,6 +288,16 @@ class Ticker(_Out, frozen=True):
 
 class Subscribed(_Out, frozen=True):
     channel: str
+
+
+class ConnectionWarning(_Out, frozen=True):
+    """A ``warning`` notification: the server is about to act against this connection.
+    ``code`` is stable (``slow_consumer``); ``message`` is for people."""
+
+    code: str
+    message: str
+    buffered_bytes: int
+    limit_bytes: int
 
 
 class InstrumentInfo(_Out, frozen=True):

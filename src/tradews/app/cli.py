@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import re
@@ -26,8 +27,10 @@ from tradews import __version__
 from tradews.adapters import clock
 from tradews.adapters.process_lock import ProcessLock
 from tradews.adapters.sqlite_store import TIERS, SqliteStore, StoreError, resolve_db_path
+from tradews.adapters.ws_server import ConnectionCaps, OutputLimits
 from tradews.domain.instrument import Instrument, InvalidDecimal, OffStep, parse_decimal
 from tradews.engine.engine import Market
+from tradews.session.limits import Rate, RateLimits
 from tradews.session.session import FeeSchedule
 
 app = typer.Typer(
@@ -133,6 +136,42 @@ def serve(
         ),
     ] = True,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    admin: Annotated[
+        bool, typer.Option(help="Serve /metrics, /state and /healthz on the admin listener.")
+    ] = True,
+    admin_host: Annotated[
+        str, typer.Option(help="Admin listener address (anything but loopback needs a token).")
+    ] = "127.0.0.1",
+    admin_port: Annotated[int, typer.Option(help="Admin listener port (0 picks one).")] = 8766,
+    admin_token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="TRADEWS_ADMIN_TOKEN",
+            help="Require 'Authorization: Bearer TOKEN' on the admin listener.",
+        ),
+    ] = None,
+    max_connections: Annotated[int, typer.Option(help="Open connections at most.")] = 10_000,
+    max_connections_per_address: Annotated[
+        int, typer.Option(help="Open connections from one IP address at most.")
+    ] = 100,
+    login_timeout: Annotated[
+        float, typer.Option(help="Seconds a connection may stay open without logging in.")
+    ] = 10.0,
+    rate_limit_connection: Annotated[
+        str, typer.Option(help="Cost units a second per connection, and burst: RATE/BURST.")
+    ] = "200/400",
+    rate_limit_key: Annotated[
+        str, typer.Option(help="Cost units a second per API key (all its connections).")
+    ] = "400/800",
+    rate_limit_address: Annotated[
+        str, typer.Option(help="Cost units a second for an address's connections before login.")
+    ] = "200/1000",
+    max_unread_mib: Annotated[
+        float, typer.Option(help="Unread output (MiB) at which a client is disconnected.")
+    ] = 8.0,
+    output_budget_mib: Annotated[
+        float, typer.Option(help="Unread output (MiB) all clients together may hold.")
+    ] = 256.0,
 ) -> None:
     """Run the WebSocket server."""
     from tradews.app.demo import seed_demo
@@ -156,6 +195,24 @@ def serve(
     if durability not in ("full", "normal"):
         fail("--durability must be full or normal")
     schedule = parse_fees(fees)
+    if admin and admin_token is None and not is_loopback(admin_host):
+        fail("--admin-host is not a loopback address: set --admin-token (or TRADEWS_ADMIN_TOKEN)")
+    if min(max_connections, max_connections_per_address) < 1 or login_timeout <= 0:
+        fail(
+            "--max-connections, --max-connections-per-address and --login-timeout must be positive"
+        )
+    rates = RateLimits(
+        connection=parse_rate(rate_limit_connection, "--rate-limit-connection"),
+        key=parse_rate(rate_limit_key, "--rate-limit-key"),
+        address=parse_rate(rate_limit_address, "--rate-limit-address"),
+    )
+    if not 0 < max_unread_mib <= output_budget_mib:
+        fail("--max-unread-mib must be positive and at most --output-budget-mib")
+    output = OutputLimits(
+        max=int(max_unread_mib * (1 << 20)),
+        warn=int(max_unread_mib * (1 << 19)),
+        total=int(output_budget_mib * (1 << 20)),
+    )
     store = open_store(db)
     lock = ProcessLock(store.path)
     if not lock.try_acquire():
@@ -176,6 +233,17 @@ def serve(
         snapshot_every=max(1, snapshot_every),
         rfq_fallback=rfq_fallback,
         fees=schedule,
+        rates=rates,
+        output=output,
+        caps=ConnectionCaps(
+            total=max_connections,
+            per_address=max_connections_per_address,
+            login_deadline_ms=int(login_timeout * 1000),
+        ),
+        admin=admin,
+        admin_host=admin_host,
+        admin_port=admin_port,
+        admin_token=admin_token,
     )
     try:
         server = Server(settings, store)
@@ -199,6 +267,8 @@ def serve(
         instruments = ", ".join(i.symbol for i in server.catalog.all()) or "none"
         out.print(f"[bold green]tradews {__version__}[/bold green] listening on {url}")
         out.print(f"database: {store.path}  instruments: {instruments}")
+        if server.admin_port is not None:
+            out.print(f"admin: http://{admin_host}:{server.admin_port} (/metrics, /state)")
         if creds is not None:
             out.print("\n[bold]Demo account[/bold] 'demo' (enterprise tier). A new key each start:")
             out.print(f"  apiKey:    {creds.api_key}")
@@ -246,6 +316,22 @@ def serve(
     _run_async(run())
     store.close()
     lock.release()
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_rate(text: str, option: str) -> Rate:
+    try:
+        return Rate.parse(text)
+    except ValueError:
+        fail(f"{option}: expected RATE/BURST in cost units, e.g. 200/400, got {text!r}")
 
 
 def parse_fees(text: str) -> FeeSchedule:

@@ -56,6 +56,27 @@ class ServerCollector(Collector):
         yield GaugeMetricFamily(
             "tradews_open_orders", "Orders resting in the books.", value=len(s.engine.open_orders)
         )
+        output = s.connections.output
+        yield CounterMetricFamily(
+            "tradews_slow_consumers_dropped",
+            "Connections disconnected for leaving too much output unread.",
+            value=output.dropped,
+        )
+        yield GaugeMetricFamily(
+            "tradews_output_backlog_bytes",
+            "Output queued for connections that are behind (an estimate that errs high).",
+            value=output.estimate,
+        )
+        yield GaugeMetricFamily(
+            "tradews_connections_behind",
+            "Connections whose unread output is above the high-water mark.",
+            value=len(output.backlogged),
+        )
+        yield CounterMetricFamily(
+            "tradews_rate_limited",
+            "Calls refused by a rate limit (error 3002).",
+            value=s.services.rates.refused,
+        )
         yield CounterMetricFamily(
             "tradews_quotes_skipped_slow_reader",
             "Quotes not sent because the client's socket buffer was full.",

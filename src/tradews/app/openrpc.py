@@ -9,8 +9,14 @@ import msgspec
 
 from tradews import __version__
 from tradews.api.errors import ErrorCode
-from tradews.api.messages import InstrumentMarketData, MarketData, Quote
+from tradews.api.messages import InstrumentMarketData, MarketData, Quote, schema_hook
 from tradews.session.session import METHODS
+
+
+@functools.cache
+def openrpc_raw() -> msgspec.Raw:
+    """The document as JSON, encoded once: ``rpc.discover`` is then as cheap as any reply."""
+    return msgspec.Raw(msgspec.json.encode(openrpc_document()))
 
 
 @functools.cache
@@ -19,7 +25,9 @@ def openrpc_document() -> dict[str, Any]:
     result_types = [m.result for m in METHODS.values() if m.result not in (None, bool, dict)]
     extra = [Quote, MarketData, InstrumentMarketData]
     schemas, components = msgspec.json.schema_components(
-        [*param_types, *result_types, *extra], ref_template="#/components/schemas/{name}"
+        [*param_types, *result_types, *extra],
+        ref_template="#/components/schemas/{name}",
+        schema_hook=schema_hook,
     )
     by_type = dict(zip([*param_types, *result_types, *extra], schemas, strict=True))
 

@@ -35,13 +35,21 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from tradews.adapters import clock
 from tradews.adapters.sqlite_journal import SqliteJournal
 from tradews.adapters.sqlite_store import Operations, SqliteStore, StoreError
-from tradews.adapters.ws_server import MAX_MESSAGE_BYTES, Connection, listener_factory
+from tradews.adapters.ws_server import (
+    MAX_MESSAGE_BYTES,
+    Connection,
+    ConnectionCaps,
+    Connections,
+    OutputLimits,
+    admin_factory,
+    listener_factory,
+)
 from tradews.app.catalog import Catalog
 from tradews.app.demo import start_ticks
 from tradews.app.demo_market import MAKER, TAKER, DemoMarket, funding
 from tradews.app.engine_host import EngineHost, recover
 from tradews.app.metrics import render as render_metrics
-from tradews.app.openrpc import openrpc_document
+from tradews.app.openrpc import openrpc_raw
 from tradews.app.pricing import BookPricer
 from tradews.codecs.push import Push
 from tradews.domain.ledger import format_atoms
@@ -49,6 +57,7 @@ from tradews.domain.orders import Side
 from tradews.domain.random_walk import RandomWalk
 from tradews.engine.commands import AnyCommand, decoder
 from tradews.engine.engine import Rejected, Result
+from tradews.session.limits import RateLimiter, RateLimits
 from tradews.session.market_data import MarketDataDesk
 from tradews.session.quote_desk import QuoteDesk
 from tradews.session.session import FeeSchedule, Services, SessionLimits
@@ -77,6 +86,14 @@ class ServerSettings:
     rfq_fallback: bool = True
     fees: FeeSchedule = field(default_factory=FeeSchedule)
     limits: SessionLimits = field(default_factory=SessionLimits)
+    rates: RateLimits = field(default_factory=RateLimits)
+    output: OutputLimits = field(default_factory=OutputLimits)
+    caps: ConnectionCaps = field(default_factory=ConnectionCaps)
+    # The admin listener: /metrics, /state and /healthz, loopback-only by default.
+    admin: bool = True
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 8766
+    admin_token: str | None = None
 
 
 def quote_id_factory() -> Callable[[], str]:
@@ -141,15 +158,19 @@ class Server:
             house_account_id=self.house_id,
             fees=settings.fees,
             limits=settings.limits,
-            openrpc=openrpc_document,
+            rates=RateLimiter(settings.rates),
+            openrpc=openrpc_raw,
         )
-        self.connections: set[Connection] = set()
+        self.connections = Connections(settings.caps, settings.output)
+        self._check: tuple[int, dict[str, object]] | None = None  # (seq, full state check)
         self._walks: dict[str, RandomWalk] = {}
         self._demo: DemoMarket | None = None
         self._server: asyncio.Server | None = None
+        self._admin: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._data_version = store.data_version()
         self._inbox_in_flight: set[int] = set()
+        self._pruned_at = 0
         self.fatal = asyncio.Event()
         if self.replayed >= settings.snapshot_every:  # spare the next start this replay
             self.take_snapshot()
@@ -170,20 +191,34 @@ class Server:
         assert self._server is not None
         return int(self._server.sockets[0].getsockname()[1])
 
+    @property
+    def admin_port(self) -> int | None:
+        if self._admin is None:
+            return None
+        return int(self._admin.sockets[0].getsockname()[1])
+
     async def start(self) -> None:
         if self.settings.demo:
             self._start_demo()
+        healthz = (b"/healthz", lambda query: (b"ok\n", "text/plain; charset=utf-8"))
+        if self.settings.admin:
+            self._admin = await ws_create_server(
+                admin_factory(
+                    dict(
+                        [
+                            healthz,
+                            (b"/metrics", lambda q: (render_metrics(self), CONTENT_TYPE_LATEST)),
+                            (b"/state", lambda q: (self.state_report(q), "application/json")),
+                        ]
+                    ),
+                    self.settings.admin_token,
+                ),
+                self.settings.admin_host,
+                self.settings.admin_port,
+                websocket_handshake_timeout=5,
+            )
         self._server = await ws_create_server(
-            listener_factory(
-                self.services,
-                self.connections,
-                self._now_ms,
-                {
-                    b"/metrics": lambda: (render_metrics(self), CONTENT_TYPE_LATEST),
-                    b"/healthz": lambda: (b"ok\n", "text/plain; charset=utf-8"),
-                    b"/state": lambda: (self.state_report(), "application/json"),
-                },
-            ),
+            listener_factory(self.services, self.connections, self._now_ms, dict([healthz])),
             self.settings.host,
             self.settings.port,
             max_frame_size=MAX_MESSAGE_BYTES,
@@ -218,6 +253,8 @@ class Server:
                 await task
         if self._server is not None:
             self._server.close()
+        if self._admin is not None:
+            self._admin.close()
         await self.host.drain()
         self._tasks = []
         if self.host.failed is None:
@@ -266,29 +303,40 @@ class Server:
         self._snapshot_at = engine.seq
         log.info("snapshot at seq %d in %.3f s", engine.seq, time.perf_counter() - started)
 
-    def state_report(self) -> bytes:
-        """``GET /state``: the engine's sequence, state hash and money totals, checked.
+    def state_report(self, query: dict[str, str]) -> bytes:
+        """``GET /state`` (admin listener): the engine's sequence, whether everything applied is
+        durable, open orders and net deposits per asset, all cheap to read.
 
-        For operators and the crash tests: after a restart the replayed engine must report the
-        same sequence and hash as the one that stopped, and balances must add up to the net of
-        deposits and withdrawals."""
+        ``?check=1`` adds the full check (O(open orders), once per engine sequence however often
+        it is asked): the state hash, every invariant, and balances summed per asset, which
+        must equal the net deposits. After a restart the replayed engine must report the same
+        sequence and hash as the one that stopped."""
+        engine = self.engine
+        report: dict[str, object] = {
+            "seq": engine.seq,
+            "durable": not self.host.busy,
+            "openOrders": len(engine.open_orders),
+            "netDeposits": {a: format_atoms(v) for a, v in sorted(engine.ledger.totals().items())},
+        }
+        if query.get("check") in ("1", "true"):
+            if self._check is None or self._check[0] != engine.seq:
+                self._check = (engine.seq, self._full_check())
+            report.update(self._check[1])
+        return json.dumps(report).encode()
+
+    def _full_check(self) -> dict[str, object]:
         engine = self.engine
         try:
             engine.validate()
             problem = None
         except AssertionError as exc:
             problem = str(exc)
-        report = {
-            "seq": engine.seq,
+        return {
             "stateHash": engine.state_hash(),
-            "durable": not self.host.busy,
             "valid": problem is None,
             "problem": problem,
-            "openOrders": len(engine.open_orders),
-            "netDeposits": {a: format_atoms(v) for a, v in sorted(engine.ledger.totals().items())},
             "balanceSums": {a: format_atoms(v) for a, v in sorted(engine.ledger.sums().items())},
         }
-        return json.dumps(report).encode()
 
     # Engine output --------------------------------------------------------------------------
 
@@ -356,6 +404,7 @@ class Server:
         for conn, frame in self.quotes.due(now, _writable):
             conn.send_quote(frame)
         self.view.publish_tickers(now, _send)
+        self.connections.output.recount()
 
     def _publish_market_data(self) -> None:
         subscribers = self.market.subscribers
@@ -368,6 +417,10 @@ class Server:
 
     def _watch(self) -> None:
         now = self._now_ms()
+        self.connections.expire_logins(now)
+        if now - self._pruned_at >= 10_000:
+            self.services.rates.prune(now)
+            self._pruned_at = now
         version = self.store.data_version()
         changed = version != self._data_version
         self._data_version = version

@@ -15,18 +15,19 @@ Rules implemented here, each covered by a test:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
 from tradews.api.errors import ApiError, ErrorCode
+from tradews.api.messages import RateBudget
 from tradews.codecs.base import Call, Frame, Id, Invalid
 from tradews.codecs.push import Push
 
 
 class _Request(msgspec.Struct, frozen=True):
     jsonrpc: str
-    method: str
+    method: Annotated[str, msgspec.Meta(max_length=64)]
     params: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
     id: Id | msgspec.UnsetType = msgspec.UNSET
 
@@ -75,6 +76,14 @@ def _salvage_id(data: bytes | msgspec.Raw) -> Id:
 
 def parse_frame(data: bytes, *, max_batch: int) -> Frame:
     """Parse one text frame. Never raises: every problem becomes an error to send back."""
+    try:
+        return _parse_frame(data, max_batch)
+    except RecursionError:  # msgspec's guard against JSON nested thousands of levels deep
+        error = ApiError(ErrorCode.PARSE_ERROR, data="JSON nested too deeply")
+        return Frame([], data.lstrip()[:1] == b"[", error)
+
+
+def _parse_frame(data: bytes, max_batch: int) -> Frame:
     stripped = data.lstrip()
     if stripped[:1] == b"[":
         try:
@@ -102,10 +111,12 @@ def parse_frame(data: bytes, *, max_batch: int) -> Frame:
 # Encoding ------------------------------------------------------------------------------------
 
 
-class _Result(msgspec.Struct):
+class _Result(msgspec.Struct, omit_defaults=True, rename={"rate_limit": "rateLimit"}):
     jsonrpc: str
     result: Any
     id: Id
+    # Only for clients that asked for it (see docs/protocol.md, rate limits).
+    rate_limit: RateBudget | None = None
 
 
 class _ErrorBody(msgspec.Struct, omit_defaults=True):
@@ -114,10 +125,11 @@ class _ErrorBody(msgspec.Struct, omit_defaults=True):
     data: Any = None
 
 
-class _Error(msgspec.Struct):
+class _Error(msgspec.Struct, omit_defaults=True, rename={"rate_limit": "rateLimit"}):
     jsonrpc: str
     error: _ErrorBody
     id: Id
+    rate_limit: RateBudget | None = None
 
 
 class _Notification(msgspec.Struct):
@@ -159,6 +171,9 @@ class JsonRpcCodec:
 
     def error(self, call_id: Id, err: ApiError) -> Any:
         return error(call_id, err)
+
+    def with_budget(self, reply: Any, budget: Any) -> Any:
+        return msgspec.structs.replace(reply, rate_limit=budget)
 
     def pack(self, replies: list[Any], is_batch: bool) -> bytes:
         return _encoder.encode(replies if is_batch else replies[0])

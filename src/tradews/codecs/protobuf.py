@@ -58,7 +58,7 @@ def _order_ref(m: Any) -> dict[str, Any]:
 def _subscribe(m: pb.SubscribeRequest) -> tuple[str, dict[str, Any]]:
     target = m.WhichOneof("target")
     if target == "channel":
-        return "subscribe", _put({}, "channel", m.channel)
+        return "subscribe", _put(_put({}, "channel", m.channel), "depth", m.depth)
     if target == "quotes":
         q = m.quotes
         d = _put(_put({}, "symbol", q.symbol), "type", q.type)
@@ -332,6 +332,7 @@ _PUSHES: dict[str, Callable[[Any], pb.ServerMessage]] = {
     "orders": lambda o: pb.ServerMessage(order_response=pb.OrderResponse(order=order_state(o))),
     "fills": lambda f: pb.ServerMessage(order_response=pb.OrderResponse(fill=fill(f))),
     "balances": lambda b: pb.ServerMessage(balances=pb.BalancesResponse(balances=[balance(b)])),
+    "warning": lambda w: pb.ServerMessage(warning=_fields(w, pb.ConnectionWarning)),
 }
 
 
@@ -345,6 +346,8 @@ def _error(call_id: Id, err: ApiError) -> pb.ServerMessage:
     m.error.message = err.message
     if isinstance(err.data, dict) and "reason" in err.data:
         m.error.reason = str(err.data["reason"])
+    elif isinstance(err.data, dict) and "retryAfter" in err.data:
+        m.error.retry_after_ms = int(err.data["retryAfter"])
     elif err.data is not None:
         m.error.detail = str(err.data)
     return m
@@ -384,6 +387,12 @@ class ProtobufCodec:
 
     def error(self, call_id: Id, err: ApiError) -> Any:
         return _error(call_id, err)
+
+    def with_budget(self, reply: Any, budget: Any) -> Any:
+        reply.rate_limit.remaining = budget.remaining
+        reply.rate_limit.limit = budget.limit
+        reply.rate_limit.reset_ms = budget.reset_ms
+        return reply
 
     def pack(self, replies: list[Any], is_batch: bool) -> bytes:
         (reply,) = replies  # protobuf has no batches
@@ -429,6 +438,7 @@ def request_message(
         m.subscribe.market_data = True
     elif method == "subscribe":
         m.subscribe.channel = _str(p, "channel")
+        m.subscribe.depth = int(p.get("depth") or 0)
     elif method in ("quote_cancel", "market_data_cancel", "unsubscribe"):
         key = {"quote_cancel": "subscription", "unsubscribe": "channel"}.get(method)
         m.unsubscribe.subscription = _str(p, key) if key else "market_data"
@@ -541,6 +551,8 @@ def response_value(method: str, m: pb.ServerMessage) -> Any:
     if member == "error":
         e = m.error
         data: Any = {"reason": e.reason} if e.reason else (e.detail or None)
+        if e.retry_after_ms:
+            data = {"retryAfter": e.retry_after_ms}
         raise ServerError(e.code, e.message, data)
     if member in ("login", "ack"):
         return True
@@ -626,4 +638,17 @@ def push_notifications(m: pb.ServerMessage) -> list[tuple[str, Any]]:
         return [("orders", order_dict(r.order))]
     if member == "balances":
         return [("balances", _balance_dict(b)) for b in m.balances.balances]
+    if member == "warning":
+        w = m.warning
+        return [
+            (
+                "warning",
+                {
+                    "code": w.code,
+                    "message": w.message,
+                    "bufferedBytes": w.buffered_bytes,
+                    "limitBytes": w.limit_bytes,
+                },
+            )
+        ]
     return []

@@ -8,8 +8,9 @@ silently is how desks lose money.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 
 class InvalidDecimal(ValueError):
@@ -20,17 +21,33 @@ class OffStep(ValueError):
     """A value that is not an exact multiple of its tick or lot."""
 
 
+# The one decimal syntax tradews reads from people and programs: ASCII digits with an optional
+# fraction, an optional leading minus and an optional exponent (JSON's number syntax, so a
+# number means the same in a string as outside one). Python's Decimal() alone would also take
+# other scripts' digits ("١"), full-width digits, underscores, "NaN", "Infinity" and
+# surrounding whitespace; none of those is how anyone means to write an amount of money.
+DECIMAL_SYNTAX = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
+MAX_DECIMAL_CHARS = 40
+
+
+def read_decimal(text: str, *, what: str = "value") -> Decimal:
+    """Parse ``text`` in the documented syntax (``"65000.10"``, ``"2"``, ``"-0.5"``).
+
+    Raises :class:`InvalidDecimal` naming ``what``; the message quotes ``text`` only when short.
+    """
+    if len(text) > MAX_DECIMAL_CHARS:
+        raise InvalidDecimal(f"{what} has more than {MAX_DECIMAL_CHARS} characters")
+    if not DECIMAL_SYNTAX.fullmatch(text):
+        raise InvalidDecimal(f'{what} must be a decimal number like "65000.10", got {text!r}')
+    return Decimal(text)
+
+
 def parse_decimal(text: str, *, what: str = "value") -> Decimal:
-    """Parse ``text`` as a finite decimal greater than zero.
+    """Parse ``text`` (see :func:`read_decimal`) as a decimal greater than zero.
 
     Raises :class:`InvalidDecimal` with a message naming ``what`` otherwise.
     """
-    try:
-        value = Decimal(text)
-    except (InvalidOperation, TypeError, ValueError):
-        raise InvalidDecimal(f"{what} must be a decimal number, got {text!r}") from None
-    if not value.is_finite():
-        raise InvalidDecimal(f"{what} must be finite, got {text!r}")
+    value = read_decimal(text, what=what)
     if value <= 0:
         raise InvalidDecimal(f"{what} must be greater than zero, got {text!r}")
     return value

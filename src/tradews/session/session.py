@@ -41,11 +41,13 @@ from tradews.api.messages import (
     QuoteAcceptParams,
     QuoteRequestParams,
     QuoteSubscription,
+    RateBudget,
     Subscribed,
     SubscriptionParams,
     SymbolFilterParams,
     TimeResult,
     TradesParams,
+    decode_hook,
 )
 from tradews.codecs.base import Call, Codec, Invalid
 from tradews.codecs.jsonrpc import JSON
@@ -63,6 +65,7 @@ from tradews.engine.commands import (
 from tradews.engine.engine import Done, Duplicate, OrderResult, Rejected, Result
 from tradews.engine.events import TradeExecuted
 from tradews.session.formats import fills_for, order_state
+from tradews.session.limits import RateLimiter, RateLimits, TokenBucket
 from tradews.session.market_data import MarketDataDesk
 from tradews.session.ports import Authenticator, History, InstrumentCatalog, Principal, Trading
 from tradews.session.quote_desk import QuoteDesk, QuoteStream
@@ -81,6 +84,7 @@ _TIFS = {"GTC": TimeInForce.GTC, "IOC": TimeInForce.IOC, "FOK": TimeInForce.FOK}
 class SessionState(enum.Enum):
     ANONYMOUS = "anonymous"
     AUTHENTICATED = "authenticated"
+    CLOSING = "closing"  # the session asked to be closed: nothing more is processed
     CLOSED = "closed"
 
 
@@ -118,6 +122,7 @@ class Services(Generic[C]):
     house_account_id: int = 0
     fees: FeeSchedule = field(default_factory=FeeSchedule)
     limits: SessionLimits = field(default_factory=SessionLimits)
+    rates: RateLimiter = field(default_factory=lambda: RateLimiter(RateLimits()))
     openrpc: Callable[[], Any] | None = None
 
 
@@ -164,7 +169,7 @@ METHODS: dict[str, Method] = {
         Method("time", NoParams, "Server time in milliseconds since the Unix epoch.", TimeResult,
                scope=None),
         Method("rpc.discover", NoParams, "This API's OpenRPC document.", dict, scope=None,
-               cost=10),
+               cost=20),
         Method("instruments", NoParams, "Listed instruments: tick, lot and size limits.",
                list[InstrumentInfo], scope=None, cost=2),
         Method("quote_request", QuoteRequestParams,
@@ -202,8 +207,11 @@ METHODS: dict[str, Method] = {
     )
 }  # fmt: skip
 
-_param_decoders = {name: msgspec.json.Decoder(m.params) for name, m in METHODS.items()}
-_subscription_ids = itertools.count(1)
+_param_decoders = {
+    name: msgspec.json.Decoder(m.params, dec_hook=decode_hook, float_hook=Decimal)
+    for name, m in METHODS.items()
+}
+_session_ids = itertools.count(1)  # internal keys only; never shown to a client
 
 
 def rejected(reason: Reject, message: str) -> ApiError:
@@ -233,37 +241,56 @@ class Session(Generic[C]):
         self._channels: dict[str, str] = {}  # channel name -> view key
         self._market_data = False
         self._follow_ups: list[bytes | Push] = []
-        self._id = next(_subscription_ids)
+        self._id = next(_session_ids)
+        self._quote_ids = itertools.count(1)  # per connection: ids reveal no one else's activity
+        self._bucket = TokenBucket(services.rates.limits.connection, 0)
+        self._refusals = 0
+        self._last_now = 0
+        # Set by the adapter when the client asked for it: every reply then carries the
+        # remaining rate-limit budget.
+        self.report_budget = False
 
     # Input ---------------------------------------------------------------------------------
 
     def receive(self, data: bytes, now_ms: int) -> list[bytes]:
-        """Handle one frame; return the frames to send now, in order."""
-        if self.state is SessionState.CLOSED:
+        """Handle one frame; return the frames to send now, in order.
+
+        If :attr:`close_reason` is set afterwards, close the connection with it: from then on
+        nothing the client sent, in this frame or any other, is processed."""
+        if self.state is SessionState.CLOSING or self.state is SessionState.CLOSED:
             return []
+        self._last_now = now_ms
         codec = self.codec
         frame = codec.decode(data, max_batch=self._services.limits.max_batch)
         out: list[bytes] = []
         if frame.error is not None:
-            out.append(codec.pack([codec.error(None, frame.error)], False))
+            refusal = self._charge(1, now_ms)
+            out.append(codec.pack([codec.error(None, refusal or frame.error)], False))
             return out
         replies: list[Any] = []
         # Deferred calls (slot None: a notification) are started after the loop, in the
         # order they came, so the engine sees a batch's commands in the batch's order.
         deferred: list[tuple[int | None, Call, Deferred]] = []
         for item in frame.items:
-            if isinstance(item, Invalid):
-                replies.append(codec.error(item.id, item.error))
-                continue
-            reply = self._dispatch(item, now_ms)
+            if self.close_reason is not None:
+                break  # e.g. the failed-login limit tripped: the rest of the batch is ignored
+            method = METHODS.get(item.method) if isinstance(item, Call) else None
+            refusal = self._charge(1 if method is None else method.cost, now_ms)
+            if refusal is not None:
+                reply = codec.error(item.id, refusal)
+            elif isinstance(item, Invalid):
+                reply = codec.error(item.id, item.error)
+            else:
+                reply = self._dispatch(item, now_ms)
             if isinstance(reply, Deferred):
+                assert isinstance(item, Call)
                 if item.is_notification:
                     deferred.append((None, item, reply))
                 else:
                     deferred.append((len(replies), item, reply))
                     replies.append(None)
-            elif not item.is_notification:
-                replies.append(reply)
+            elif not (isinstance(item, Call) and item.is_notification):
+                replies.append(self._with_budget(reply, now_ms))
         follow_ups = [f if isinstance(f, bytes) else codec.push(f) for f in self._follow_ups]
         self._follow_ups.clear()
         if any(slot is not None for slot, _, _ in deferred):
@@ -277,6 +304,56 @@ class Session(Generic[C]):
             out.append(codec.pack(replies, frame.is_batch))
         out.extend(follow_ups)
         return out
+
+    # Rate limits ---------------------------------------------------------------------------
+
+    def _buckets(self, now_ms: int) -> list[TokenBucket]:
+        rates = self._services.rates
+        if self.principal is not None:
+            return [self._bucket, rates.keys.get(self.principal.key_id, now_ms)]
+        if self.peer is not None:
+            return [self._bucket, rates.addresses.get(self.peer, now_ms)]
+        return [self._bucket]
+
+    def _charge(self, cost: int, now_ms: int) -> ApiError | None:
+        """Take ``cost`` from every bucket that applies, or none and return the refusal."""
+        buckets = self._buckets(now_ms)
+        wait = max(b.wait_ms(cost, now_ms) for b in buckets)
+        if not wait:
+            for b in buckets:
+                b.take(cost)
+            self._refusals = 0
+            return None
+        self._refusals += 1
+        self._services.rates.refused += 1
+        if self._refusals >= self._services.rates.limits.max_refusals:
+            self._close("rate limit ignored")
+        return ApiError(
+            ErrorCode.RATE_LIMITED,
+            f"rate limit: retry in {wait} ms",
+            {"retryAfter": wait},
+        )
+
+    def budget(self, now_ms: int) -> RateBudget:
+        """What is left of the tightest bucket, for clients that asked to see it."""
+        tightest = min(self._buckets(now_ms), key=lambda b: b.tokens)
+        return RateBudget(
+            remaining=max(0, int(tightest.tokens)),
+            limit=tightest.limit,
+            reset_ms=tightest.full_at(now_ms) - now_ms,
+        )
+
+    def _with_budget(self, reply: Any, now_ms: int) -> Any:
+        if self.report_budget:
+            return self.codec.with_budget(reply, self.budget(now_ms))
+        return reply
+
+    def _close(self, reason: str) -> None:
+        """Ask the adapter to close the connection, and process nothing more."""
+        if self.close_reason is None:
+            self.close_reason = reason
+        if self.state is not SessionState.CLOSED:
+            self.state = SessionState.CLOSING
 
     def _await_deferred(
         self,
@@ -297,6 +374,7 @@ class Session(Generic[C]):
                 replies[slot] = codec.error(call.id, value)
             else:
                 replies[slot] = codec.result(call, value)
+            replies[slot] = self._with_budget(replies[slot], self._last_now)
             waiting[0] -= 1
             if waiting[0] == 0:
                 self._send(codec.pack(replies, is_batch))
@@ -333,12 +411,14 @@ class Session(Generic[C]):
         raw = call.params
         try:
             if isinstance(raw, dict):
-                return msgspec.convert(raw, METHODS[call.method].params)
+                return msgspec.convert(raw, METHODS[call.method].params, dec_hook=decode_hook)
             if raw is None or bytes(raw).strip() == b"[]":
                 raw = msgspec.Raw(b"{}")
             return _param_decoders[call.method].decode(raw)
         except msgspec.ValidationError as exc:
             raise ApiError(ErrorCode.INVALID_PARAMS, data=str(exc)) from None
+        except RecursionError:  # unknown fields nested thousands deep
+            raise ApiError(ErrorCode.INVALID_PARAMS, data="params are nested too deeply") from None
 
     # Login and discovery -------------------------------------------------------------------
 
@@ -354,7 +434,7 @@ class Session(Generic[C]):
         except ApiError:
             self._login_failures += 1
             if self._login_failures >= self._services.limits.max_login_failures:
-                self.close_reason = "too many failed logins"
+                self._close("too many failed logins")
                 raise ApiError(
                     ErrorCode.TOO_MANY_LOGIN_FAILURES,
                     "too many failed logins; closing the connection",
@@ -395,7 +475,7 @@ class Session(Generic[C]):
         if services.quotes.price(inst, lots) is None:
             raise ApiError(ErrorCode.NO_PRICE, f"no price is available for {inst.symbol} yet")
         self._check_subscription_room()
-        sub_id = f"q{next(_subscription_ids)}"
+        sub_id = f"q{next(self._quote_ids)}"
         stream = QuoteStream(self._conn, sub_id, self._account(), inst, lots, self.codec)
         self._quote_streams[sub_id] = stream
         first = services.quotes.open(stream, now_ms)
@@ -449,10 +529,11 @@ class Session(Generic[C]):
 
     def _m_market_data_request(self, p: NoParams, now_ms: int) -> MarketDataSubscription:
         market = self._services.market
-        if not self._market_data:
-            self._check_subscription_room()
-            market.subscribe(self._id, self._conn)
-            self._market_data = True
+        if self._market_data:
+            raise ApiError(ErrorCode.ALREADY_SUBSCRIBED, "market data is already streaming")
+        self._check_subscription_room()
+        market.subscribe(self._id, self._conn)
+        self._market_data = True
         self._follow_ups.append(market.snapshot(now_ms))
         return MarketDataSubscription(
             subscription=MARKET_DATA_SUBSCRIPTION,
@@ -469,11 +550,14 @@ class Session(Generic[C]):
 
     def _m_subscribe(self, p: ChannelParams, now_ms: int) -> Subscribed:
         view = self._services.view
-        key = view.channel_key(p.channel, self._account())
-        if p.channel not in self._channels:
-            self._check_subscription_room()
-            self._channels[p.channel] = key
-            view.unsubscribe(key, self._id)
+        key = view.channel_key(p.channel, self._account(), p.depth)
+        if p.channel in self._channels:
+            raise ApiError(
+                ErrorCode.ALREADY_SUBSCRIBED,
+                f"already subscribed to {p.channel}; unsubscribe first to start over",
+            )
+        self._check_subscription_room()
+        self._channels[p.channel] = key
         self._follow_ups.extend(view.subscribe(key, self._id, self._conn, now_ms))
         return Subscribed(channel=p.channel)
 
@@ -647,6 +731,17 @@ class Session(Generic[C]):
             raise ApiError(
                 ErrorCode.SUBSCRIPTION_LIMIT, f"at most {limit} subscriptions per connection"
             )
+
+    def refresh(self, channels: set[str], now_ms: int) -> list[Push]:
+        """The current state of ``channels`` (perishable streams the connection skipped while
+        it did not keep up): a book snapshot, the latest ticker."""
+        view = self._services.view
+        out: list[Push] = []
+        for channel in channels:
+            key = self._channels.get(channel)
+            if key is not None:
+                out.extend(view.current(key, now_ms))
+        return out
 
     # Lifecycle -----------------------------------------------------------------------------
 

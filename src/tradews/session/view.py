@@ -11,6 +11,7 @@ Channels: ``book.SYMBOL``, ``trades.SYMBOL``, ``ticker.SYMBOL`` (public), ``orde
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import Generic, TypeVar
@@ -31,25 +32,80 @@ C = TypeVar("C")
 PUBLIC_KINDS = ("book", "trades", "ticker")
 PRIVATE_CHANNELS = ("orders", "balances")
 BUY, SELL = 1, 2
+# The depths a book subscription may ask for; each (symbol, depth) is one group of subscribers
+# whose messages are built once, whoever and however many they are.
+BOOK_DEPTHS = (10, 25, 100, 500)
+DEFAULT_BOOK_DEPTH = 100
+
+
+class _Side:
+    """One side of a book: quantity per price, and the prices kept sorted best first."""
+
+    __slots__ = ("_keys", "_sign", "levels")
+
+    def __init__(self, sign: int) -> None:
+        self._sign = sign  # -1 for bids (highest first), 1 for asks (lowest first)
+        self.levels: dict[int, int] = {}
+        self._keys: list[int] = []  # sign * price, ascending
+
+    def set(self, price: int, quantity: int) -> None:
+        levels = self.levels
+        if quantity:
+            if price not in levels:
+                bisect.insort(self._keys, self._sign * price)
+            levels[price] = quantity
+        elif price in levels:
+            del levels[price]
+            key = self._sign * price
+            del self._keys[bisect.bisect_left(self._keys, key)]
+
+    def replace(self, levels: Iterable[tuple[int, int]]) -> None:
+        self.levels = {p: q for p, q in levels if q}
+        self._keys = sorted(self._sign * p for p in self.levels)
+
+    def top(self, depth: int | None = None) -> list[tuple[int, int]]:
+        """The best ``depth`` levels (all without a depth), best first."""
+        sign, levels = self._sign, self.levels
+        keys = self._keys if depth is None else self._keys[:depth]
+        return [(sign * k, levels[sign * k]) for k in keys]
+
+    def best(self) -> tuple[int, int] | None:
+        if not self._keys:
+            return None
+        price = self._sign * self._keys[0]
+        return price, self.levels[price]
+
+    def within(self, price: int, depth: int) -> bool:
+        """Whether a level at ``price`` is (or would be) among the best ``depth``."""
+        keys = self._keys
+        return len(keys) <= depth or self._sign * price <= keys[depth - 1]
 
 
 class _Book:
-    __slots__ = ("asks", "bids", "seq")
+    __slots__ = ("asks", "bids", "groups", "seq")
 
     def __init__(self) -> None:
-        self.bids: dict[int, int] = {}
-        self.asks: dict[int, int] = {}
+        self.bids = _Side(-1)
+        self.asks = _Side(1)
         self.seq = 0
+        self.groups: dict[int, _DepthGroup] = {}
 
-    def sides(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-        bids = sorted(self.bids.items(), key=lambda kv: -kv[0])
-        asks = sorted(self.asks.items())
-        return bids, asks
+    def side(self, side: int) -> _Side:
+        return self.bids if side == BUY else self.asks
 
-    def best(self) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
-        bid = max(self.bids.items(), default=None)
-        ask = min(self.asks.items(), default=None)
-        return bid, ask
+
+class _DepthGroup:
+    """What the subscribers of one (symbol, depth) hold: the best ``depth`` levels as of their
+    last message (``seq``), and that message's snapshot form for newcomers, built once."""
+
+    __slots__ = ("asks", "bids", "depth", "seq", "snapshot")
+
+    def __init__(self, book: _Book, depth: int) -> None:
+        self.depth = depth
+        self.bids = dict(book.bids.top(depth))
+        self.asks = dict(book.asks.top(depth))
+        self.seq = book.seq
+        self.snapshot: Push | None = None
 
 
 class TradingView(Generic[C]):
@@ -68,8 +124,8 @@ class TradingView(Generic[C]):
     def seed_book(self, symbol: str, bids: Iterable[tuple[int, int]],
                   asks: Iterable[tuple[int, int]], seq: int) -> None:  # fmt: skip
         book = self._book(symbol)
-        book.bids = dict(bids)
-        book.asks = dict(asks)
+        book.bids.replace(bids)
+        book.asks.replace(asks)
         book.seq = seq
 
     def seed_balance(self, account_id: int, asset: str, available: int, locked: int) -> None:
@@ -101,7 +157,7 @@ class TradingView(Generic[C]):
 
     def best(self, symbol: str) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
         book = self._books.get(symbol)
-        return (None, None) if book is None else book.best()
+        return (None, None) if book is None else (book.bids.best(), book.asks.best())
 
     def stats(self, symbol: str, now_ms: int) -> StatsSnapshot | None:
         stats = self._stats.get(symbol)
@@ -109,26 +165,45 @@ class TradingView(Generic[C]):
 
     # Subscriptions ------------------------------------------------------------------------
 
-    def channel_key(self, channel: str, account_id: int) -> str:
-        """Validate ``channel`` and return the key it is filed under; raises ApiError."""
+    def channel_key(self, channel: str, account_id: int, depth: int | None = None) -> str:
+        """Validate ``channel`` and return the key it is filed under; raises ApiError.
+
+        ``depth`` is for book channels only (one of ``BOOK_DEPTHS``; default 100)."""
         if channel in PRIVATE_CHANNELS:
-            return f"{channel}#{account_id}"
-        kind, _, symbol = channel.partition(".")
-        if kind not in PUBLIC_KINDS or not symbol:
-            raise ApiError(
-                ErrorCode.UNKNOWN_CHANNEL,
-                f"unknown channel {channel!r}: use book.SYMBOL, trades.SYMBOL, ticker.SYMBOL, "
-                "orders or balances",
-            )
-        if self._catalog.get(symbol) is None:
-            raise ApiError(ErrorCode.UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}")
-        return channel
+            key = f"{channel}#{account_id}"
+        else:
+            kind, _, symbol = channel.partition(".")
+            if kind not in PUBLIC_KINDS or not symbol:
+                raise ApiError(
+                    ErrorCode.UNKNOWN_CHANNEL,
+                    f"unknown channel {channel!r}: use book.SYMBOL, trades.SYMBOL, "
+                    "ticker.SYMBOL, orders or balances",
+                )
+            if self._catalog.get(symbol) is None:
+                raise ApiError(ErrorCode.UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}")
+            if kind == "book":
+                depth = DEFAULT_BOOK_DEPTH if depth is None else depth
+                if depth not in BOOK_DEPTHS:
+                    raise ApiError(
+                        ErrorCode.INVALID_PARAMS,
+                        data=f"depth must be one of {', '.join(map(str, BOOK_DEPTHS))}",
+                    )
+                return f"{channel}@{depth}"
+            key = channel
+        if depth is not None:
+            raise ApiError(ErrorCode.INVALID_PARAMS, data="depth applies to book channels only")
+        return key
 
     def subscribe(self, key: str, sub_id: int, conn: C, now_ms: int) -> list[Push]:
         """Add a subscriber; return what it gets first (a book snapshot, current balances)."""
         self._subs.setdefault(key, {})[sub_id] = conn
+        return self.current(key, now_ms)
+
+    def current(self, key: str, now_ms: int) -> list[Push]:
+        """What a subscriber of ``key`` gets to start with (or after falling behind)."""
         if key.startswith("book."):
-            return [self._book_message(key[5:], snapshot=True, changes=None)]
+            symbol, _, depth = key[5:].partition("@")
+            return [self._book_snapshot(symbol, int(depth))]
         if key.startswith("ticker."):
             return [self._ticker(key[7:], now_ms)]
         if key.startswith("balances#"):
@@ -143,6 +218,9 @@ class TradingView(Generic[C]):
         del subs[sub_id]
         if not subs:
             del self._subs[key]
+            if key.startswith("book."):  # the last of its group: stop maintaining the group
+                symbol, _, depth = key[5:].partition("@")
+                self._book(symbol).groups.pop(int(depth), None)
         return True
 
     def subscriber_count(self) -> int:
@@ -180,19 +258,17 @@ class TradingView(Generic[C]):
         for symbol, changes in book_changes.items():
             book = self._book(symbol)
             for c in changes:
-                side = book.bids if c.side == BUY else book.asks
-                if c.quantity:
-                    side[c.price] = c.quantity
-                else:
-                    side.pop(c.price, None)
-            prev = book.seq
+                book.side(c.side).set(c.price, c.quantity)
             book.seq = changes[0].seq
             self._dirty_tickers.add(symbol)
-            subs = self._subs.get(f"book.{symbol}")
-            if subs:
-                frame = self._book_message(symbol, snapshot=False, changes=changes, prev=prev)
-                for conn in subs.values():
-                    send(conn, frame)
+            for group in list(book.groups.values()):
+                delta = self._book_delta(symbol, book, group, changes)
+                if delta is None:
+                    continue
+                subs = self._subs.get(f"book.{symbol}@{group.depth}")
+                if subs:
+                    for conn in subs.values():
+                        send(conn, delta)
 
     def _on_order(self, e: OrderUpdated, send: Callable[[C, Push], None]) -> None:
         mine = self._open.setdefault(e.account_id, {})
@@ -252,34 +328,69 @@ class TradingView(Generic[C]):
             stats = self._stats[symbol] = RollingStats()
         return stats
 
-    def _book_message(
+    def _group(self, symbol: str, depth: int) -> _DepthGroup:
+        book = self._book(symbol)
+        group = book.groups.get(depth)
+        if group is None:
+            group = book.groups[depth] = _DepthGroup(book, depth)
+        return group
+
+    def _book_snapshot(self, symbol: str, depth: int) -> Push:
+        """The snapshot a new subscriber of (symbol, depth) gets: built once per change of
+        what that group holds, however many subscribe."""
+        group = self._group(symbol, depth)
+        if group.snapshot is None:
+            bids = sorted(group.bids.items(), key=lambda kv: -kv[0])
+            asks = sorted(group.asks.items())
+            group.snapshot = self._book_push(symbol, group.seq, None, bids, asks, bids, asks)
+        return group.snapshot
+
+    def _book_delta(
+        self, symbol: str, book: _Book, group: _DepthGroup, changes: list[BookChanged]
+    ) -> Push | None:
+        """The delta that takes a group from what it holds to the best ``depth`` levels now;
+        None if the changes were all deeper than it looks."""
+        depth = group.depth
+        if not any(
+            book.side(c.side).within(c.price, depth)
+            or c.price in (group.bids if c.side == BUY else group.asks)
+            for c in changes
+        ):
+            return None
+        bids, asks = book.bids.top(depth), book.asks.top(depth)
+        out_bids = _diff(group.bids, bids)
+        out_asks = _diff(group.asks, asks)
+        if not out_bids and not out_asks:
+            return None
+        prev = group.seq
+        group.bids, group.asks, group.seq = dict(bids), dict(asks), book.seq
+        group.snapshot = None
+        return self._book_push(symbol, book.seq, prev, out_bids, out_asks, bids, asks)
+
+    def _book_push(
         self,
         symbol: str,
-        *,
-        snapshot: bool,
-        changes: list[BookChanged] | None,
-        prev: int | None = None,
+        seq: int,
+        prev: int | None,
+        bids: list[tuple[int, int]],
+        asks: list[tuple[int, int]],
+        book_bids: list[tuple[int, int]],
+        book_asks: list[tuple[int, int]],
     ) -> Push:
+        """A ``book`` message: a snapshot when ``prev`` is None, else a delta from ``prev``;
+        the checksum is over the book the subscriber holds after it."""
         inst = self._catalog.get(symbol)
         assert inst is not None
-        book = self._book(symbol)
-        bids, asks = book.sides()
         fp, fq = inst.format_price, inst.format_quantity
-        if snapshot or changes is None:
-            out_bids = [[fp(p), fq(q)] for p, q in bids]
-            out_asks = [[fp(p), fq(q)] for p, q in asks]
-        else:
-            out_bids = [[fp(c.price), fq(c.quantity)] for c in changes if c.side == BUY]
-            out_asks = [[fp(c.price), fq(c.quantity)] for c in changes if c.side == SELL]
         message = BookUpdate(
             channel=f"book.{symbol}",
-            type="snapshot" if snapshot else "delta",
+            type="snapshot" if prev is None else "delta",
             symbol=symbol,
-            seq=book.seq,
-            prev_seq=None if snapshot else prev,
-            bids=out_bids,
-            asks=out_asks,
-            checksum=book_checksum(bids, asks),
+            seq=seq,
+            prev_seq=prev,
+            bids=[[fp(p), fq(q)] for p, q in bids],
+            asks=[[fp(p), fq(q)] for p, q in asks],
+            checksum=book_checksum(book_bids, book_asks),
         )
         return Push("book", message)
 
@@ -332,6 +443,14 @@ class TradingView(Generic[C]):
             timestamp=now_ms,
             instruments=[self.market_row(i, now_ms) for i in instruments],
         )
+
+
+def _diff(held: dict[int, int], now: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The levels that take ``held`` to ``now``: changed or new ones, and gone ones at 0."""
+    out = [(p, q) for p, q in now if held.get(p) != q]
+    current = {p for p, _ in now}
+    out.extend((p, 0) for p in held if p not in current)
+    return out
 
 
 def _change(snap: StatsSnapshot | None) -> tuple[int | None, str | None]:

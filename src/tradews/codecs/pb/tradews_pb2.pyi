@@ -71,7 +71,7 @@ class ClientMessage(_message.Message):
     def __init__(self, request_id: _Optional[int] = ..., subscribe: _Optional[_Union[SubscribeRequest, _Mapping]] = ..., order: _Optional[_Union[OrderRequest, _Mapping]] = ..., login: _Optional[_Union[LoginRequest, _Mapping]] = ..., unsubscribe: _Optional[_Union[UnsubscribeRequest, _Mapping]] = ..., cancel: _Optional[_Union[CancelOrderRequest, _Mapping]] = ..., cancel_all: _Optional[_Union[CancelAllRequest, _Mapping]] = ..., amend: _Optional[_Union[AmendOrderRequest, _Mapping]] = ..., quote_accept: _Optional[_Union[QuoteAcceptRequest, _Mapping]] = ..., order_status: _Optional[_Union[OrderStatusRequest, _Mapping]] = ..., open_orders: _Optional[_Union[OpenOrdersRequest, _Mapping]] = ..., balances: _Optional[_Union[BalancesRequest, _Mapping]] = ..., trades: _Optional[_Union[TradesRequest, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., instruments: _Optional[_Union[InstrumentsRequest, _Mapping]] = ...) -> None: ...
 
 class ServerMessage(_message.Message):
-    __slots__ = ("request_id", "market_data", "order_response", "error", "login", "subscribed", "ack", "balances", "trades", "heartbeat", "instruments", "cancelled")
+    __slots__ = ("request_id", "market_data", "order_response", "error", "login", "subscribed", "ack", "balances", "trades", "heartbeat", "instruments", "cancelled", "warning", "rate_limit")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MARKET_DATA_FIELD_NUMBER: _ClassVar[int]
     ORDER_RESPONSE_FIELD_NUMBER: _ClassVar[int]
@@ -84,6 +84,8 @@ class ServerMessage(_message.Message):
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     INSTRUMENTS_FIELD_NUMBER: _ClassVar[int]
     CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    WARNING_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     market_data: MarketUpdate
     order_response: OrderResponse
@@ -96,7 +98,9 @@ class ServerMessage(_message.Message):
     heartbeat: Heartbeat
     instruments: InstrumentsResponse
     cancelled: CancelAllResponse
-    def __init__(self, request_id: _Optional[int] = ..., market_data: _Optional[_Union[MarketUpdate, _Mapping]] = ..., order_response: _Optional[_Union[OrderResponse, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., login: _Optional[_Union[LoginResponse, _Mapping]] = ..., subscribed: _Optional[_Union[SubscribeResponse, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., balances: _Optional[_Union[BalancesResponse, _Mapping]] = ..., trades: _Optional[_Union[TradesResponse, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., instruments: _Optional[_Union[InstrumentsResponse, _Mapping]] = ..., cancelled: _Optional[_Union[CancelAllResponse, _Mapping]] = ...) -> None: ...
+    warning: ConnectionWarning
+    rate_limit: RateLimit
+    def __init__(self, request_id: _Optional[int] = ..., market_data: _Optional[_Union[MarketUpdate, _Mapping]] = ..., order_response: _Optional[_Union[OrderResponse, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., login: _Optional[_Union[LoginResponse, _Mapping]] = ..., subscribed: _Optional[_Union[SubscribeResponse, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., balances: _Optional[_Union[BalancesResponse, _Mapping]] = ..., trades: _Optional[_Union[TradesResponse, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., instruments: _Optional[_Union[InstrumentsResponse, _Mapping]] = ..., cancelled: _Optional[_Union[CancelAllResponse, _Mapping]] = ..., warning: _Optional[_Union[ConnectionWarning, _Mapping]] = ..., rate_limit: _Optional[_Union[RateLimit, _Mapping]] = ...) -> None: ...
 
 class LoginRequest(_message.Message):
     __slots__ = ("api_key", "api_secret")
@@ -107,14 +111,16 @@ class LoginRequest(_message.Message):
     def __init__(self, api_key: _Optional[str] = ..., api_secret: _Optional[str] = ...) -> None: ...
 
 class SubscribeRequest(_message.Message):
-    __slots__ = ("channel", "quotes", "market_data")
+    __slots__ = ("channel", "quotes", "market_data", "depth")
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     QUOTES_FIELD_NUMBER: _ClassVar[int]
     MARKET_DATA_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_FIELD_NUMBER: _ClassVar[int]
     channel: str
     quotes: QuoteStreamRequest
     market_data: bool
-    def __init__(self, channel: _Optional[str] = ..., quotes: _Optional[_Union[QuoteStreamRequest, _Mapping]] = ..., market_data: _Optional[bool] = ...) -> None: ...
+    depth: int
+    def __init__(self, channel: _Optional[str] = ..., quotes: _Optional[_Union[QuoteStreamRequest, _Mapping]] = ..., market_data: _Optional[bool] = ..., depth: _Optional[int] = ...) -> None: ...
 
 class QuoteStreamRequest(_message.Message):
     __slots__ = ("symbol", "type", "quantity")
@@ -225,16 +231,40 @@ class InstrumentsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Error(_message.Message):
-    __slots__ = ("code", "message", "reason", "detail")
+    __slots__ = ("code", "message", "reason", "detail", "retry_after_ms")
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
     code: int
     message: str
     reason: str
     detail: str
-    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
+    retry_after_ms: int
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ..., retry_after_ms: _Optional[int] = ...) -> None: ...
+
+class RateLimit(_message.Message):
+    __slots__ = ("remaining", "limit", "reset_ms")
+    REMAINING_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    RESET_MS_FIELD_NUMBER: _ClassVar[int]
+    remaining: int
+    limit: int
+    reset_ms: int
+    def __init__(self, remaining: _Optional[int] = ..., limit: _Optional[int] = ..., reset_ms: _Optional[int] = ...) -> None: ...
+
+class ConnectionWarning(_message.Message):
+    __slots__ = ("code", "message", "buffered_bytes", "limit_bytes")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    BUFFERED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    message: str
+    buffered_bytes: int
+    limit_bytes: int
+    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ..., buffered_bytes: _Optional[int] = ..., limit_bytes: _Optional[int] = ...) -> None: ...
 
 class LoginResponse(_message.Message):
     __slots__ = ()
