@@ -29,13 +29,13 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 import msgspec
-from picows import WSCloseCode, ws_create_server
+from picows import WSCloseCode
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from tradews.adapters import clock
 from tradews.adapters.sqlite_journal import SqliteJournal
 from tradews.adapters.sqlite_store import Operations, SqliteStore, StoreError
-from tradews.adapters.ws_server import MAX_MESSAGE_BYTES, Connection, listener_factory
+from tradews.adapters.ws_server import Connection, create_server, listener_factory
 from tradews.app.catalog import Catalog
 from tradews.app.demo import start_ticks
 from tradews.app.demo_market import MAKER, TAKER, DemoMarket, funding
@@ -173,7 +173,7 @@ class Server:
     async def start(self) -> None:
         if self.settings.demo:
             self._start_demo()
-        self._server = await ws_create_server(
+        self._server = await create_server(
             listener_factory(
                 self.services,
                 self.connections,
@@ -186,11 +186,6 @@ class Server:
             ),
             self.settings.host,
             self.settings.port,
-            max_frame_size=MAX_MESSAGE_BYTES,
-            websocket_handshake_timeout=5,
-            enable_auto_ping=True,
-            auto_ping_idle_timeout=30,
-            auto_ping_reply_timeout=10,
         )
         loops: list[tuple[Callable[[], None], float]] = [
             (self._pulse, self.settings.tick_interval),
