@@ -119,6 +119,10 @@ def _is_utf8(data: bytes) -> bool:
     return True
 
 
+# Module globals: read on every frame, and cheaper than attributes of picows's enum class.
+_TEXT, _BINARY, _CONTINUATION = WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CONTINUATION
+_PING, _CLOSE = WSMsgType.PING, WSMsgType.CLOSE
+
 # Checks text that arrives in fragments as it comes, so that a message is failed at the first
 # fragment that cannot be UTF-8 rather than after its last.
 _UTF8 = codecs.getincrementaldecoder("utf-8")
@@ -161,7 +165,7 @@ class WebSocketEndpoint(WSListener):  # type: ignore[misc]
     def __init__(self) -> None:
         self.transport: WSTransport | None = None
         self._fragments: list[bytes] | None = None
-        self._fragment_type = WSMsgType.TEXT
+        self._fragment_type = _TEXT
         self._fragment_size = 0
         self._utf8: codecs.IncrementalDecoder | None = None
 
@@ -179,31 +183,32 @@ class WebSocketEndpoint(WSListener):  # type: ignore[misc]
         if self.transport is None or transport.is_close_frame_sent:
             # This side has sent its CLOSE: read nothing more. picows sends one itself when it
             # fails the connection, even for an error in a frame after this one in its buffer.
-            if frame.msg_type is WSMsgType.CLOSE:
+            if frame.msg_type is _CLOSE:
                 transport.disconnect()
             return
         if frame.rsv1 or frame.rsv2 or frame.rsv3:
             self.close(WSCloseCode.PROTOCOL_ERROR, "reserved bits set, no extension negotiated")
             return
         msg_type = frame.msg_type
-        if msg_type is WSMsgType.TEXT or msg_type is WSMsgType.BINARY:
+        if frame.fin and self._fragments is None and (msg_type is _TEXT or msg_type is _BINARY):
+            # Nearly every frame: a whole message.
+            payload = frame.get_payload_as_bytes()
+            if msg_type is _BINARY or payload.isascii() or _is_utf8(payload):
+                self.on_message(msg_type, payload)
+            else:
+                self.close(WSCloseCode.INVALID_TEXT, "text message is not valid UTF-8")
+        elif msg_type is _TEXT or msg_type is _BINARY:
             if self._fragments is not None:
                 self.close(WSCloseCode.PROTOCOL_ERROR, "new message inside a fragmented message")
-            elif not frame.fin:
-                self._start_fragments(frame)
             else:
-                payload = frame.get_payload_as_bytes()
-                if msg_type is WSMsgType.TEXT and not _is_utf8(payload):
-                    self.close(WSCloseCode.INVALID_TEXT, "text message is not valid UTF-8")
-                else:
-                    self.on_message(msg_type, payload)
-        elif msg_type is WSMsgType.CONTINUATION:
+                self._start_fragments(frame)
+        elif msg_type is _CONTINUATION:
             whole = self._continue_fragments(frame)
             if whole is not None:
                 self.on_message(self._fragment_type, whole)
-        elif msg_type is WSMsgType.PING:
+        elif msg_type is _PING:
             self._answer_ping(frame.get_payload_as_bytes())
-        elif msg_type is WSMsgType.CLOSE:
+        elif msg_type is _CLOSE:
             self._answer_close(transport, frame.get_payload_as_bytes())
         # PONG: picows takes the answers to its own pings; an unsolicited one needs nothing.
 
@@ -225,14 +230,14 @@ class WebSocketEndpoint(WSListener):  # type: ignore[misc]
         else:
             # An empty CLOSE is answered with an empty one. picows's send_close always writes a
             # code (0 when given none, which is not a code allowed on the wire), so send it raw.
-            transport.send(WSMsgType.CLOSE, b"")
+            transport.send(_CLOSE, b"")
         transport.disconnect()
 
     def _start_fragments(self, frame: WSFrame) -> None:
         self._fragments = []
         self._fragment_type = frame.msg_type
         self._fragment_size = 0
-        self._utf8 = _UTF8() if frame.msg_type is WSMsgType.TEXT else None
+        self._utf8 = _UTF8() if frame.msg_type is _TEXT else None
         self._add_fragment(frame)
 
     def _continue_fragments(self, frame: WSFrame) -> bytes | None:
