@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.rawws import OP_BINARY, OP_PING, OP_TEXT, RawSocket, frame
+from tests.raw_websocket import BINARY, CLOSE, PING, TEXT, RawWebSocket, encode
 from tradews.client import Client, ConnectionClosed, RpcError
 from tradews.codecs import protobuf as pbc
 from tradews.codecs.pb import tradews_pb2 as pb
@@ -88,8 +88,10 @@ async def test_frames_after_the_login_limit_are_not_processed(
 ) -> None:
     """The same as separate frames, all written before the server answers any (so they are
     already received when the limit trips), in both encodings."""
-    ws = await RawSocket.open(lab.url, protocol="tradews.v1.proto" if encoding == "proto" else None)
-    op = OP_BINARY if encoding == "proto" else OP_TEXT
+    ws = await RawWebSocket.connect(
+        lab.url, protocol="tradews.v1.proto" if encoding == "proto" else None
+    )
+    op = BINARY if encoding == "proto" else TEXT
     wrong = {"apiKey": lab.api_key, "apiSecret": "wrong"}
     right = {"apiKey": lab.api_key, "apiSecret": lab.api_secret}
     order = dict(ORDER, clientOrderId=f"after-limit-{encoding}")
@@ -99,13 +101,10 @@ async def test_frames_after_the_login_limit_are_not_processed(
         request("order_place", order, 22, encoding),
     ]
     for data in frames:
-        ws.send(op, data)
+        ws.send_frame(op, data)
     replies = []
-    while True:
-        opcode, payload = await ws.recv()
-        if opcode == 0x8:  # close
-            break
-        replies.append(payload)
+    while (frame := await ws.recv()) is not None and frame.opcode != CLOSE:
+        replies.append(frame.payload)
     ws.close()
     assert len(replies) == 5  # four 1002, one 1007, and nothing for the other seventeen frames
     if encoding == "json":
@@ -123,17 +122,17 @@ async def test_a_ping_flood_that_never_reads_pongs_leaves_memory_bounded(
     lab: ServerProcess,
 ) -> None:
     before = rss_bytes(lab.process.pid)
-    floods = [await RawSocket.open(lab.url, read_limit=4096) for _ in range(4)]
-    pings = frame(OP_PING, b"x" * 125) * 1000
+    floods = [await RawWebSocket.connect(lab.url, read_limit=4096) for _ in range(4)]
+    pings = encode(PING, b"x" * 125) * 1000
     sent = 0
 
-    async def flood(ws: RawSocket) -> None:
+    async def flood(ws: RawWebSocket) -> None:
         nonlocal sent
         # Stops when the server stops reading: drain() then waits for ever.
         for _ in range(2000):
-            ws.send_raw(pings)
+            ws.send(pings)
             sent += len(pings)
-            await ws.writer.drain()
+            await ws.drain()
 
     await asyncio.wait([asyncio.create_task(flood(ws)) for ws in floods], timeout=4)
     grown = rss_bytes(lab.process.pid) - before
@@ -153,12 +152,12 @@ async def reply_flood(server: ServerProcess, sockets: int = 40, batches: int = 1
     """``sockets`` clients each send ``batches`` batches of 100 rpc.discover (1.7 MB of replies
     a batch) and never read. Returns how much the server grew, in bytes."""
     before = rss_bytes(server.process.pid)
-    opened = [await RawSocket.open(server.url, read_limit=4096) for _ in range(sockets)]
+    opened = [await RawWebSocket.connect(server.url, read_limit=4096) for _ in range(sockets)]
 
-    async def flood(ws: RawSocket) -> None:
+    async def flood(ws: RawWebSocket) -> None:
         for _ in range(batches):
-            ws.send(OP_TEXT, DISCOVER_BATCH)
-            await ws.writer.drain()
+            ws.send_frame(TEXT, DISCOVER_BATCH)
+            await ws.drain()
 
     await asyncio.wait([asyncio.create_task(flood(ws)) for ws in opened], timeout=5)
     grown = rss_bytes(server.process.pid) - before

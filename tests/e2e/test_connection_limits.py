@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.rawws import RawSocket
+from tests.raw_websocket import RawWebSocket
 from tradews.client import Client
 from tradews.testing import ServerProcess
 
@@ -92,11 +92,11 @@ async def test_connections_over_the_per_address_cap_are_refused(strict: ServerPr
     try:
         for c in clients:
             await c.login(strict.api_key, strict.api_secret)
-        extra = await RawSocket.open(strict.url)
-        assert extra.status == 101
-        code, reason = await extra.recv_close()
+        extra = await RawWebSocket.connect(strict.url)
+        refusal = await extra.recv_close()
         extra.close()
-        assert code == 1013 and reason == "at most 4 connections per address"
+        assert refusal.close_code == 1013
+        assert refusal.payload[2:] == b"at most 4 connections per address"
         for c in clients:
             assert isinstance(await c.time(), int)
     finally:
@@ -107,9 +107,10 @@ async def test_connections_over_the_per_address_cap_are_refused(strict: ServerPr
 async def test_connections_over_the_total_cap_are_refused(tmp_path: Path) -> None:
     with ServerProcess.start(tmp_path / "t.db", demo=False, args=("--max-connections", "2")) as s:
         first, second = await Client.connect(s.url), await Client.connect(s.url)
-        third = await RawSocket.open(s.url)
-        code, reason = await third.recv_close()
+        third = await RawWebSocket.connect(s.url)
+        refusal = await third.recv_close()
         third.close()
-        assert code == 1013 and reason == "server full: at most 2 connections"
+        assert refusal.close_code == 1013
+        assert refusal.payload[2:] == b"server full: at most 2 connections"
         await first.close()
         await second.close()

@@ -2,7 +2,10 @@
 
 Each connection gets a :class:`Connection` (a picows listener) wrapping a sans-I/O
 :class:`~tradews.session.session.Session`. This module only moves bytes: frames in, the session's
-replies out, close when the session says so, and releases the session when the socket goes.
+replies out, close when the session says so, and releases the session when the socket goes. The
+frame-level rules of RFC 6455 that picows leaves to its user are in :class:`WebSocketEndpoint`,
+the base of :class:`Connection`, and the server's picows options in :func:`create_server`; the
+Autobahn|Testsuite runs against both (``tests/e2e/test_autobahn.py``).
 
 Why picows: measured on this project's target machine it served 121k request/response pairs a
 second against 73k for aiohttp and 34k for websockets, within 10 % of a C epoll server (see
@@ -11,13 +14,17 @@ second against 73k for aiohttp and 34k for websockets, within 10 % of a C epoll 
 
 from __future__ import annotations
 
+import asyncio
+import codecs
 import hmac
 import logging
 import socket
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
+from types import MappingProxyType
+from typing import Any
 
 from picows import (
     WSCloseCode,
@@ -28,6 +35,7 @@ from picows import (
     WSUpgradeRequest,
     WSUpgradeResponse,
     WSUpgradeResponseWithListener,
+    ws_create_server,
 )
 
 from tradews.api.errors import ApiError, ErrorCode
@@ -41,6 +49,7 @@ from tradews.session.session import Services, Session
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 1 << 20
+CLOSE_GRACE = 5.0  # seconds a closed connection waits for the peer to close its side
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +79,37 @@ class ConnectionCaps:
     login_deadline_ms: int = 10_000  # an anonymous connection is closed after this long
 
 
+# The server's picows options, in one place for the server and the tests of its framing.
+SERVER_OPTIONS: Mapping[str, Any] = MappingProxyType(
+    {
+        # A frame can be no larger than a message; picows fails a bigger one with 1009 before
+        # buffering it. Fragmented messages are counted against MAX_MESSAGE_BYTES here.
+        "max_frame_size": MAX_MESSAGE_BYTES,
+        "websocket_handshake_timeout": 5,
+        # Ping a peer silent for 30 s; close (1001) if it has not answered 10 s later. picows takes
+        # the PONGs that answer its own pings before on_ws_frame, with or without auto-pong.
+        "enable_auto_ping": True,
+        "auto_ping_idle_timeout": 30,
+        "auto_ping_reply_timeout": 10,
+        # PINGs are answered by WebSocketEndpoint._answer_ping, not by picows, so that PONGs are
+        # sent where the connection's outgoing data is seen.
+        "enable_auto_pong": False,
+    }
+)
+
+ListenerFactory = Callable[[WSUpgradeRequest], WSListener | WSUpgradeResponseWithListener | None]
+
+
+async def create_server(
+    factory: ListenerFactory, host: str, port: int, **overrides: Any
+) -> asyncio.Server:
+    """Listen for WebSocket connections with ``SERVER_OPTIONS`` (``overrides``: tests only)."""
+    server: asyncio.Server = await ws_create_server(
+        factory, host, port, **{**SERVER_OPTIONS, **overrides}
+    )
+    return server
+
+
 # WebSocket subprotocols (RFC 6455 section 1.9) and the codec each selects. A client that asks
 # for none gets JSON-RPC, so clients written from the JSON documents work unchanged.
 SUBPROTOCOLS: dict[str, Codec] = {"tradews.v1.json": JSON, "tradews.v1.proto": PROTOBUF}
@@ -79,6 +119,47 @@ _WRONG_KIND = {
     "proto": "text frames are not part of the protobuf encoding; send ClientMessage in binary "
     "frames",
 }
+
+
+def valid_close_code(code: int) -> bool:
+    """Whether a close code may be sent on the wire (RFC 6455 section 7.4 and the IANA
+    registry): 1000-1003 and 1007-1014 (1004 is reserved; 1005, 1006 and 1015 are only ever
+    reported locally, never sent), 3000-3999 for libraries and 4000-4999 for applications."""
+    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
+
+
+def close_payload_error(payload: bytes) -> tuple[WSCloseCode, str] | None:
+    """Why a received CLOSE payload is invalid, as the code and reason to fail with; None if
+    it is valid. Empty is valid; otherwise a 2-byte code allowed on the wire, then UTF-8."""
+    if not payload:
+        return None
+    if len(payload) == 1:
+        return WSCloseCode.PROTOCOL_ERROR, "close payload of 1 byte"
+    code = int.from_bytes(payload[:2], "big")
+    if not valid_close_code(code):
+        return WSCloseCode.PROTOCOL_ERROR, f"close code {code} may not be sent"
+    if not _is_utf8(payload[2:]):
+        return WSCloseCode.INVALID_TEXT, "close reason is not valid UTF-8"
+    return None
+
+
+def _is_utf8(data: bytes) -> bool:
+    if data.isascii():  # most messages; a C loop that allocates nothing
+        return True
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+# Module globals: read on every frame, and cheaper than attributes of picows's enum class.
+_TEXT, _BINARY, _CONTINUATION = WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CONTINUATION
+_PING, _CLOSE = WSMsgType.PING, WSMsgType.CLOSE
+
+# Checks text that arrives in fragments as it comes, so that a message is failed at the first
+# fragment that cannot be UTF-8 rather than after its last.
+_UTF8 = codecs.getincrementaldecoder("utf-8")
 
 
 def negotiate(offered: str) -> tuple[Codec, str | None]:
@@ -91,9 +172,169 @@ def negotiate(offered: str) -> tuple[Codec, str | None]:
     return JSON, None
 
 
-class Connection(WSListener):  # type: ignore[misc]
-    """One client connection. ``writable`` is False while its output is above the high-water
-    mark: reads are paused and perishable streams skip it until it drains."""
+class WebSocketEndpoint(WSListener):  # type: ignore[misc]
+    """RFC 6455 at the frame level, turning frames into whole messages for :meth:`on_message`.
+
+    picows parses frames and refuses some malformed ones itself (unknown opcodes, unmasked client
+    frames, control frames over 125 bytes or fragmented, frames over ``max_frame_size``, a close
+    payload of one byte, close codes below 3000 that it does not know, a close reason that is not
+    UTF-8). Everything else that RFC 6455 requires of an endpoint is enforced here:
+
+    - any RSV bit set fails the connection (1002): no extension is ever negotiated;
+    - a fragmented message is reassembled; a continuation without a start, or a new text or binary
+      frame inside a fragmented message, fails it (1002);
+    - a message over ``MAX_MESSAGE_BYTES`` fails it (1009), as soon as the fragment that crosses
+      the limit arrives;
+    - a text message must be valid UTF-8 (1007), checked as each fragment arrives, so that the
+      session only ever sees valid text;
+    - PINGs are answered by :meth:`_answer_ping` (picows's auto-pong is off: ``SERVER_OPTIONS``);
+    - a CLOSE is checked (code allowed on the wire, reason UTF-8) and answered with the same code,
+      or with an empty CLOSE for an empty one; after this side has sent a CLOSE, frames are
+      ignored.
+
+    ``transport`` is None before the handshake and from the moment this side sends a CLOSE, so
+    that nothing is sent after it.
+    """
+
+    def __init__(self) -> None:
+        self.transport: WSTransport | None = None
+        self._fragments: list[bytes] | None = None
+        self._fragment_type = _TEXT
+        self._fragment_size = 0
+        self._utf8: codecs.IncrementalDecoder | None = None
+
+    def on_message(self, msg_type: WSMsgType, payload: bytes) -> None:
+        """A whole message: binary, or text that is valid UTF-8."""
+        raise NotImplementedError
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.transport = None
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if self.transport is None or transport.is_close_frame_sent:
+            # This side has sent its CLOSE: read nothing more. picows sends one itself when it
+            # fails the connection, even for an error in a frame after this one in its buffer.
+            if frame.msg_type is _CLOSE:
+                transport.disconnect()
+            return
+        if frame.rsv1 or frame.rsv2 or frame.rsv3:
+            self.close(WSCloseCode.PROTOCOL_ERROR, "reserved bits set, no extension negotiated")
+            return
+        msg_type = frame.msg_type
+        if frame.fin and self._fragments is None and (msg_type is _TEXT or msg_type is _BINARY):
+            # Nearly every frame: a whole message.
+            payload = frame.get_payload_as_bytes()
+            if msg_type is _BINARY or payload.isascii() or _is_utf8(payload):
+                self.on_message(msg_type, payload)
+            else:
+                self.close(WSCloseCode.INVALID_TEXT, "text message is not valid UTF-8")
+        elif msg_type is _TEXT or msg_type is _BINARY:
+            if self._fragments is not None:
+                self.close(WSCloseCode.PROTOCOL_ERROR, "new message inside a fragmented message")
+            else:
+                self._start_fragments(frame)
+        elif msg_type is _CONTINUATION:
+            whole = self._continue_fragments(frame)
+            if whole is not None:
+                self.on_message(self._fragment_type, whole)
+        elif msg_type is _PING:
+            self._answer_ping(frame.get_payload_as_bytes())
+        elif msg_type is _CLOSE:
+            self._answer_close(transport, frame.get_payload_as_bytes())
+        # PONG: picows takes the answers to its own pings; an unsolicited one needs nothing.
+
+    def _answer_ping(self, payload: bytes) -> None:
+        """Answer a PING with a PONG carrying the same payload: the only place PONGs are sent."""
+        transport = self.transport
+        if transport is not None:
+            transport.send_pong(payload)
+
+    def _answer_close(self, transport: WSTransport, payload: bytes) -> None:
+        """Close after the peer's CLOSE, with the same code (RFC 6455 section 5.5.1)."""
+        error = close_payload_error(payload)
+        if error is not None:
+            self.close(*error)
+            return
+        self.transport = None
+        if payload:
+            transport.send_close(int.from_bytes(payload[:2], "big"))
+        else:
+            # An empty CLOSE is answered with an empty one. picows's send_close always writes a
+            # code (0 when given none, which is not a code allowed on the wire), so send it raw.
+            transport.send(_CLOSE, b"")
+        transport.disconnect()
+
+    def _start_fragments(self, frame: WSFrame) -> None:
+        self._fragments = []
+        self._fragment_type = frame.msg_type
+        self._fragment_size = 0
+        self._utf8 = _UTF8() if frame.msg_type is _TEXT else None
+        self._add_fragment(frame)
+
+    def _continue_fragments(self, frame: WSFrame) -> bytes | None:
+        """Add a continuation frame; return the message whole on the final frame."""
+        if self._fragments is None:
+            self.close(WSCloseCode.PROTOCOL_ERROR, "continuation frame without a first frame")
+            return None
+        if not self._add_fragment(frame) or not frame.fin:
+            return None
+        whole = b"".join(self._fragments)
+        self._fragments = None
+        self._utf8 = None
+        return whole
+
+    def _add_fragment(self, frame: WSFrame) -> bool:
+        """Keep one fragment; False when it failed the connection (too big, invalid UTF-8)."""
+        assert self._fragments is not None
+        self._fragment_size += frame.payload_size
+        if self._fragment_size > MAX_MESSAGE_BYTES:
+            self._fragments = None
+            self._message_too_big()
+            return False
+        chunk = frame.get_payload_as_bytes()
+        if self._utf8 is not None:
+            try:
+                self._utf8.decode(chunk, final=bool(frame.fin))
+            except UnicodeDecodeError:
+                self._fragments = None
+                self.close(WSCloseCode.INVALID_TEXT, "text message is not valid UTF-8")
+                return False
+        self._fragments.append(chunk)
+        return True
+
+    def _message_too_big(self) -> None:
+        self.close(WSCloseCode.MESSAGE_TOO_BIG, "message too big")
+
+    def close(self, code: WSCloseCode, reason: str) -> None:
+        """Send a CLOSE and end the connection; nothing is sent or processed after it.
+
+        The TCP connection is half-closed once the CLOSE is out, then read (and ignored) until
+        the peer closes its side, for at most ``CLOSE_GRACE`` seconds. Closing outright would
+        make the kernel answer frames still in flight with a reset, and a reset can destroy the
+        replies and the CLOSE before the peer reads them (RFC 6455 section 7.1.1)."""
+        transport = self.transport
+        if transport is None or transport.is_close_frame_sent:
+            return
+        self.transport = None
+        transport.send_close(code, reason.encode()[:120])
+        underlying = transport.underlying_transport
+        try:
+            if not underlying.can_write_eof():  # TLS cannot half-close
+                raise OSError("no half-close")
+            underlying.write_eof()
+        except OSError:  # that, or the peer is gone already
+            transport.disconnect()
+            return
+        asyncio.get_running_loop().call_later(CLOSE_GRACE, transport.disconnect, False)
+
+
+class Connection(WebSocketEndpoint):
+    """One client connection: whole messages go to its session, and the session's frames go out.
+    ``writable`` is False while its output is above the high-water mark: reads are paused and
+    perishable streams skip it until it drains."""
 
     def __init__(
         self,
@@ -102,15 +343,12 @@ class Connection(WSListener):  # type: ignore[misc]
         clock: Callable[[], int],
         codec: Codec = JSON,
     ) -> None:
+        super().__init__()
         self.session: Session[Connection] = Session(services, self, self.send, codec)
         self._kind = WSMsgType.BINARY if codec.binary else WSMsgType.TEXT
-        self.transport: WSTransport | None = None
         self.writable = True
         self._registry = registry
         self._clock = clock
-        self._fragments: list[bytes] | None = None
-        self._fragment_type = WSMsgType.TEXT
-        self._fragment_size = 0
         self._warned = False
         self._stale: set[str] = set()  # perishable channels skipped while not writable
         self.connected_at = 0
@@ -118,7 +356,7 @@ class Connection(WSListener):  # type: ignore[misc]
     # picows callbacks ----------------------------------------------------------------------
 
     def on_ws_connected(self, transport: WSTransport) -> None:
-        self.transport = transport
+        super().on_ws_connected(transport)
         underlying = transport.underlying_transport
         peer = underlying.get_extra_info("peername")
         self.session.peer = str(peer[0]) if peer else None
@@ -135,6 +373,7 @@ class Connection(WSListener):  # type: ignore[misc]
             self.close(WSCloseCode.TRY_AGAIN_LATER, refusal)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
+        super().on_ws_disconnected(transport)
         self._registry.forget(self)
         self.session.close()
         self.writable = False
@@ -160,21 +399,7 @@ class Connection(WSListener):  # type: ignore[misc]
             for push in self.session.refresh(stale, self._clock()):
                 self.send_push(push)
 
-    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        msg_type = frame.msg_type
-        if msg_type is WSMsgType.CONTINUATION or not frame.fin:
-            payload = self._reassemble(frame)
-            if payload is None:
-                return
-            msg_type = self._fragment_type
-        elif msg_type is WSMsgType.TEXT or msg_type is WSMsgType.BINARY:
-            payload = frame.get_payload_as_bytes()
-        elif msg_type is WSMsgType.CLOSE:
-            transport.send_close(frame.get_close_code())
-            transport.disconnect()
-            return
-        else:  # PING is answered by picows itself; PONG needs nothing
-            return
+    def on_message(self, msg_type: WSMsgType, payload: bytes) -> None:
         if msg_type is not self._kind:
             self._refuse(_WRONG_KIND[self.session.codec.name])
             return
@@ -186,9 +411,11 @@ class Connection(WSListener):  # type: ignore[misc]
         error = ApiError(ErrorCode.INVALID_REQUEST, data=detail)
         self.send(codec.pack([codec.error(None, error)], False))
 
+    def _message_too_big(self) -> None:
+        self._refuse(f"message larger than {MAX_MESSAGE_BYTES} bytes")
+        super()._message_too_big()
+
     def receive(self, payload: bytes) -> None:
-        transport = self.transport
-        assert transport is not None
         session = self.session
         for out in session.receive(payload, self._clock()):
             self.send(out)  # through the output accounting, like every other frame
@@ -196,28 +423,6 @@ class Connection(WSListener):  # type: ignore[misc]
             self.close(WSCloseCode.POLICY_VIOLATION, session.close_reason)
         elif session.principal is not None:
             self._registry.logged_in(self)
-
-    def _reassemble(self, frame: WSFrame) -> bytes | None:
-        """Collect a fragmented message; return it whole on the final frame."""
-        if frame.msg_type is not WSMsgType.CONTINUATION:
-            self._fragments = []
-            self._fragment_type = frame.msg_type
-            self._fragment_size = 0
-        elif self._fragments is None:
-            self.close(WSCloseCode.PROTOCOL_ERROR, "continuation frame without a first frame")
-            return None
-        self._fragment_size += frame.payload_size
-        if self._fragment_size > MAX_MESSAGE_BYTES:
-            self._fragments = None
-            self._refuse(f"message larger than {MAX_MESSAGE_BYTES} bytes")
-            self.close(WSCloseCode.MESSAGE_TOO_BIG, "message too big")
-            return None
-        self._fragments.append(frame.get_payload_as_bytes())
-        if not frame.fin:
-            return None
-        whole = b"".join(self._fragments)
-        self._fragments = None
-        return whole
 
     # Outgoing ------------------------------------------------------------------------------
 
@@ -229,10 +434,12 @@ class Connection(WSListener):  # type: ignore[misc]
         return int(transport.underlying_transport.get_write_buffer_size())
 
     def send(self, data: bytes) -> None:
-        """Send a frame that must not be lost (a reply, an order update, a fill).
+        """Send a frame that must not be lost (a reply, an order update, a fill)."""
+        self._send(self._kind, data)
 
-        While the client reads, this is a plain send. Once its output is above the high-water
-        mark, every frame is counted: the client is warned at ``warn`` bytes and disconnected at
+    def _send(self, kind: WSMsgType, data: bytes) -> None:
+        """While the client reads, a plain send. Once its output is above the high-water mark,
+        every frame is counted: the client is warned at ``warn`` bytes and disconnected at
         ``max`` (a slow consumer), and the server-wide ``total`` is checked."""
         transport = self.transport
         if transport is None or transport.is_close_frame_sent:
@@ -254,10 +461,10 @@ class Connection(WSListener):  # type: ignore[misc]
                     limit_bytes=limits.max,
                 )
                 transport.send(self._kind, self.session.codec.push(Push("warning", warning)))
-            transport.send(self._kind, data)
+            transport.send(kind, data)
             output.grow(len(data))
             return
-        transport.send(self._kind, data)
+        transport.send(kind, data)
 
     def send_quote(self, data: bytes) -> None:
         """The quote fast path: the desk only offers quotes to writable connections."""
@@ -275,21 +482,27 @@ class Connection(WSListener):  # type: ignore[misc]
 
     def close(self, code: WSCloseCode, reason: str) -> None:
         transport = self.transport
-        if transport is None or transport.is_close_frame_sent:
-            return
-        transport.send_close(code, reason.encode()[:120])
-        transport.disconnect()
+        super().close(code, reason)
+        if transport is not None and not self.writable:
+            # Behind on its reading, the client would see the CLOSE only after all that is
+            # queued before it: drop the connection (and what is queued) at once instead.
+            transport.disconnect(graceful=False)
+
+    def _answer_ping(self, payload: bytes) -> None:
+        """PONGs go out like every other frame, so a client that pings without reading the
+        answers is stopped by the same caps (and not read from at all once behind)."""
+        self._send(WSMsgType.PONG, payload)
 
     def drop(self, reason: str) -> None:
-        """Disconnect at once, discarding what is queued (a close frame would wait behind it)."""
+        """Disconnect at once, discarding what is queued (a CLOSE would wait behind it)."""
         transport = self.transport
-        if transport is None or transport.is_disconnected:
+        if transport is None:
             return
         log.info("disconnecting %s: %s", self.session.peer, reason)
         self._registry.output.backlogged.discard(self)
         self._registry.output.dropped += 1
-        if not transport.is_close_frame_sent:
-            transport.send_close(WSCloseCode.POLICY_VIOLATION, reason.encode())
+        self.transport = None
+        transport.send_close(WSCloseCode.POLICY_VIOLATION, reason.encode()[:120])
         transport.disconnect(graceful=False)
 
 
@@ -445,6 +658,16 @@ def listener_factory(
         return WSUpgradeResponseWithListener(upgrade, connection)
 
     return factory
+
+
+async def create_admin_server(
+    routes: HttpRoutes, token: str | None, host: str, port: int
+) -> asyncio.Server:
+    """Listen for plain HTTP GETs of ``routes`` (see :func:`admin_factory`)."""
+    server: asyncio.Server = await ws_create_server(
+        admin_factory(routes, token), host, port, websocket_handshake_timeout=5
+    )
+    return server
 
 
 def admin_factory(

@@ -29,19 +29,19 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 import msgspec
-from picows import WSCloseCode, ws_create_server
+from picows import WSCloseCode
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from tradews.adapters import clock
 from tradews.adapters.sqlite_journal import SqliteJournal
 from tradews.adapters.sqlite_store import Operations, SqliteStore, StoreError
 from tradews.adapters.ws_server import (
-    MAX_MESSAGE_BYTES,
     Connection,
     ConnectionCaps,
     Connections,
     OutputLimits,
-    admin_factory,
+    create_admin_server,
+    create_server,
     listener_factory,
 )
 from tradews.app.catalog import Catalog
@@ -202,30 +202,22 @@ class Server:
             self._start_demo()
         healthz = (b"/healthz", lambda query: (b"ok\n", "text/plain; charset=utf-8"))
         if self.settings.admin:
-            self._admin = await ws_create_server(
-                admin_factory(
-                    dict(
-                        [
-                            healthz,
-                            (b"/metrics", lambda q: (render_metrics(self), CONTENT_TYPE_LATEST)),
-                            (b"/state", lambda q: (self.state_report(q), "application/json")),
-                        ]
-                    ),
-                    self.settings.admin_token,
+            self._admin = await create_admin_server(
+                dict(
+                    [
+                        healthz,
+                        (b"/metrics", lambda q: (render_metrics(self), CONTENT_TYPE_LATEST)),
+                        (b"/state", lambda q: (self.state_report(q), "application/json")),
+                    ]
                 ),
+                self.settings.admin_token,
                 self.settings.admin_host,
                 self.settings.admin_port,
-                websocket_handshake_timeout=5,
             )
-        self._server = await ws_create_server(
+        self._server = await create_server(
             listener_factory(self.services, self.connections, self._now_ms, dict([healthz])),
             self.settings.host,
             self.settings.port,
-            max_frame_size=MAX_MESSAGE_BYTES,
-            websocket_handshake_timeout=5,
-            enable_auto_ping=True,
-            auto_ping_idle_timeout=30,
-            auto_ping_reply_timeout=10,
         )
         loops: list[tuple[Callable[[], None], float]] = [
             (self._pulse, self.settings.tick_interval),
