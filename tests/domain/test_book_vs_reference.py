@@ -14,7 +14,7 @@ from tradews.domain.instrument import Instrument
 from tradews.domain.ledger import ATOMS_PER_UNIT
 from tradews.domain.orders import OrderType, Side, TimeInForce
 from tradews.engine.commands import AmendOrder, CancelAll, CancelOrder, Deposit, PlaceOrder
-from tradews.engine.engine import Engine, OrderResult, Rejected
+from tradews.engine.engine import Done, Engine, OrderResult, Rejected
 from tradews.engine.events import OrderUpdated, TradeExecuted
 
 INSTRUMENT = Instrument(
@@ -100,14 +100,14 @@ class BookMachine(RuleBasedStateMachine):
 
     @rule(account=accounts)
     def cancel_all(self, account: int) -> None:
-        for o in [o for o in self.ref.resting if o.account == account]:
-            self.ref.cancel(o.order_id, account)
-        self.apply(CancelAll(self.now, account, None))
+        mine = sorted(o.order_id for o in self.ref.resting if o.account == account)
+        for order_id in mine:
+            assert self.ref.cancel(order_id, account) is None
+        result, _ = self.apply(CancelAll(self.now, account, None))
+        assert result == Done(mine)
 
-    @invariant()
+    @invariant()  # checked only once setup() has run (hypothesis' default)
     def same_resting_orders(self) -> None:
-        if not hasattr(self, "engine"):
-            return
         book = self.engine.books["X_Y"]
         ours = [
             (o.order_id, o.account_id, "buy" if side is Side.BUY else "sell", o.price, o.remaining)
@@ -119,8 +119,7 @@ class BookMachine(RuleBasedStateMachine):
 
     @invariant()
     def engine_invariants(self) -> None:
-        if hasattr(self, "engine"):
-            self.engine.validate()  # never crossed, priority, locks, conservation
+        self.engine.validate()  # never crossed, priority, locks, conservation
 
 
 TestBookAgainstReference = BookMachine.TestCase

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import pytest
 
+from tests.helpers import server_time_passes
 from tradews.client import Client, ConnectionClosed, RpcError
 from tradews.testing import ServerProcess, run_cli
 
@@ -67,8 +65,9 @@ async def test_standard_tier_is_refused(server: ServerProcess, encoding: str) ->
 
 async def test_expired_key(server: ServerProcess, encoding: str) -> None:
     created = server.cli("key", "create", "demo", "--expires-in", "1s")
-    assert created["expiresAt"] > time.time() * 1000
-    await asyncio.sleep(1.2)
+    async with await Client.connect(server.url, encoding=encoding) as c:
+        assert created["expiresAt"] > await c.time()
+        await server_time_passes(c, created["expiresAt"])
     err = await login_error(server, created["apiKey"], created["apiSecret"], encoding)
     assert err.code == 1004 and "expired" in err.message
 

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import pytest
 
+from tests.helpers import eventually
 from tradews.client import Client
 from tradews.testing import ServerProcess
 
@@ -35,13 +36,16 @@ async def metrics(server: ServerProcess) -> dict[str, float]:
     }
 
 
-async def wait_for_gauges(server: ServerProcess, expected: dict[str, float]) -> dict[str, float]:
-    for _ in range(50):
+async def wait_for_gauges(
+    server: ServerProcess, expected: dict[str, float]
+) -> dict[str, float | None]:
+    """Poll /metrics until the gauges read ``expected``; fail with the values last seen."""
+
+    async def gauges() -> dict[str, float | None]:
         seen = await metrics(server)
-        if all(seen.get(k) == v for k, v in expected.items()):
-            return seen
-        await asyncio.sleep(0.1)
-    return seen
+        return {name: seen.get(name) for name in expected}
+
+    return await eventually(gauges, lambda seen: seen == expected, what="gauges")
 
 
 async def stream_quotes(server: ServerProcess, symbol: str, n: int) -> list[dict[str, object]]:

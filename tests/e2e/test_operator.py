@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import eventually
 from tradews.client import Client, RpcError
 from tradews.testing import ServerProcess, run_cli
 
@@ -34,12 +35,12 @@ async def test_plain_server_serves_its_database(tmp_path: Path) -> None:
                 "instrument", "add", "ETH_EUR", "--base", "ETH", "--quote", "EUR",
                 "--tick", "0.01", "--lot", "0.01", db=db,
             )  # fmt: skip
-            for _ in range(30):
-                symbols = [i["symbol"] for i in await c.call("instruments")]
-                if "ETH_EUR" in symbols:
-                    break
-                await asyncio.sleep(0.1)
-            assert symbols == ["BTC_EUR", "ETH_EUR"]
+            listed = await eventually(
+                lambda: c.call("instruments"),
+                lambda rows: "ETH_EUR" in [i["symbol"] for i in rows],
+                what="ETH_EUR listed by the running server",
+            )
+            assert [i["symbol"] for i in listed] == ["BTC_EUR", "ETH_EUR"]
             with pytest.raises(RpcError) as info:
                 await c.quote_request("ETH_EUR")
             assert info.value.code == 2003  # listed now, not unknown
@@ -67,10 +68,11 @@ async def test_rfq_without_fallback_quotes_only_from_the_book(tmp_path: Path) ->
             with pytest.raises(RpcError) as info:  # empty book, no fallback: no quote
                 await c.quote_request("SOL_USD", quantity="1")
             assert info.value.code == 2003
-            for _ in range(50):  # the demo funding is being made durable
-                if any(b["asset"] == "SOL" for b in await c.call("balances")):
-                    break
-                await asyncio.sleep(0.05)
+            await eventually(
+                lambda: c.call("balances"),
+                lambda rows: any(b["asset"] == "SOL" for b in rows),
+                what="the demo account's SOL funding",
+            )
             await c.place_order("SOL_USD", "sell", "5.00", price="151.000")
             await c.place_order("SOL_USD", "buy", "5.00", price="149.000")
             sub = await c.quote_request("SOL_USD", quantity="2")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
@@ -87,8 +86,8 @@ async def test_streams_are_independent_and_cancellable(logged_in: Client) -> Non
     got = await quotes(logged_in, 10)
     assert {q["subscription"] for q in got} == {a["subscription"], b["subscription"]}
     assert await logged_in.quote_cancel(a["subscription"]) is True
-    # Drain what was already in flight, then only SOL_USD quotes come.
-    await asyncio.sleep(0.3)
+    # Frames arrive in order: every BTC_USD quote sent before the cancel's reply has arrived by
+    # now. Drop them; from here on only SOL_USD quotes may come.
     logged_in.drain_notifications()
     later = await quotes(logged_in, 5)
     assert {q["subscription"] for q in later} == {b["subscription"]}
@@ -124,8 +123,15 @@ async def test_bad_requests_get_an_error_and_no_stream(
         await logged_in.call("quote_request", params)
     assert info.value.code == code
     assert needle in f"{info.value.message} {info.value.data}"
-    await asyncio.sleep(0.25)  # two pulses: a stream, if one had opened, would have quoted
+    # A stream's first quote follows its reply at once: none came before this next reply...
+    await logged_in.time()
     assert logged_in.drain_notifications() == []
+    # ...and none comes at the following pulses, while a good stream quotes at each of them.
+    control = (await logged_in.quote_request("BTC_USD"))["subscription"]
+    seen: list[dict[str, Any]] = []
+    while [q["subscription"] for q in seen].count(control) < 3:
+        seen += await quotes(logged_in, 1)
+    assert {q["subscription"] for q in seen} == {control}
 
 
 async def test_missing_params_entirely(logged_in: Client) -> None:

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from tradews.client import BookReplica, Client, Notification, RpcError
+from tests.helpers import balance, eventually, server_time_passes, take
+from tradews.client import BookReplica, Client, RpcError
 from tradews.testing import ServerProcess, run_cli
 
 
@@ -43,10 +44,11 @@ async def connect(venue: ServerProcess, who: str = "demo", encoding: str = "json
 async def alice(venue: ServerProcess, encoding: str) -> AsyncIterator[Client]:
     c = await connect(venue, "demo", encoding)
     # Demo funding is submitted at start; wait until it is durable and visible.
-    for _ in range(100):
-        if any(b["asset"] == "USD" for b in await c.call("balances")):
-            break
-        await asyncio.sleep(0.05)
+    await eventually(
+        lambda: c.call("balances"),
+        lambda rows: any(b["asset"] == "USD" for b in rows),
+        what="the demo account's USD funding",
+    )
     await c.call("order_cancel_all")
     yield c
     await c.close()
@@ -58,22 +60,6 @@ async def bob(venue: ServerProcess, encoding: str) -> AsyncIterator[Client]:
     await c.call("order_cancel_all")
     yield c
     await c.close()
-
-
-async def take(client: Client, n: int, methods: set[str], timeout: float = 5) -> list[Notification]:
-    out: list[Notification] = []
-    while len(out) < n:
-        note = await client.next_notification(timeout=timeout)
-        if note.method in methods:
-            out.append(note)
-    return out
-
-
-def balance(rows: list[dict[str, str]], asset: str) -> tuple[Decimal, Decimal]:
-    for row in rows:
-        if row["asset"] == asset:
-            return Decimal(row["available"]), Decimal(row["locked"])
-    return Decimal(0), Decimal(0)
 
 
 async def test_two_clients_cross_and_a_third_rebuilds_the_book(
@@ -127,9 +113,12 @@ async def test_two_clients_cross_and_a_third_rebuilds_the_book(
     assert bob_fills[0]["feeAsset"] == "ETH" and Decimal(bob_fills[0]["fee"]) == Decimal("0.002")
     usd_after = balance(await bob.call("balances"), "USD")[0]
     assert usd_before - usd_after == Decimal("2.000") * 3000 + Decimal("0.5") * 3001
-    await asyncio.sleep(0.1)
-    streamed = {n.params["asset"]: n.params for n in notes + bob.drain_notifications()
-                if n.method == "balances"}  # fmt: skip
+    streamed = {n.params["asset"]: n.params for n in notes if n.method == "balances"}
+    while Decimal(streamed.get("USD", {}).get("available", "-1")) != usd_after:
+        note = (await take(bob, 1, {"balances"}))[0]
+        streamed[note.params["asset"]] = note.params
+    streamed.update((n.params["asset"], n.params) for n in bob.drain_notifications()
+                    if n.method == "balances")  # fmt: skip
     assert Decimal(streamed["USD"]["available"]) == usd_after
     assert set(streamed) == {"USD", "ETH"}
 
@@ -145,13 +134,11 @@ async def test_two_clients_cross_and_a_third_rebuilds_the_book(
         ("3000.00", "buy"),
         ("3001.00", "buy"),
     ]
-    await asyncio.sleep(0.2)
-    for note in watcher.drain_notifications():
-        if note.method == "book":
-            replica.apply(note.params)
     fresh = await connect(venue, "demo", alice.encoding)
     await fresh.subscribe("book.ETH_USD")
     snapshot = (await take(fresh, 1, {"book"}))[0].params
+    while replica.seq < snapshot["seq"]:  # the watcher catches up on the deltas in flight
+        replica.apply((await take(watcher, 1, {"book"}))[0].params)
     assert snapshot["seq"] == replica.seq
     assert replica.asks == {Decimal(p): Decimal(q) for p, q in snapshot["asks"]}
     assert replica.bids == {Decimal(p): Decimal(q) for p, q in snapshot["bids"]}
@@ -256,7 +243,7 @@ async def test_rfq_expired_and_unknown_and_foreign_quotes(alice: Client, bob: Cl
     with pytest.raises(RpcError) as info:
         await bob.call("quote_accept", {"quoteId": quote["quoteId"], "side": "buy"})
     assert info.value.data["reason"] == "QUOTE_NOT_YOURS"
-    await asyncio.sleep(1.0)  # this venue's quotes are firm for 0.9 s
+    await server_time_passes(alice, quote["validUntil"])  # the server's clock decides expiry
     with pytest.raises(RpcError) as info:
         await alice.call("quote_accept", {"quoteId": quote["quoteId"], "side": "buy"})
     assert info.value.data["reason"] == "QUOTE_EXPIRED"

@@ -38,6 +38,7 @@ def test_frames_equal_msgspec_encoding(
     frames = [desk.open(stream, now)]
     for n in range(1, pulses):
         frames.extend(f for _, f in desk.due(now + n * 3000, lambda c: True))
+    assert len(frames) == pulses  # a quote at open, then one per pulse as each expires
     for seq, frame in enumerate(frames, start=1):
         t = now + (seq - 1) * 3000
         expected = Quote(

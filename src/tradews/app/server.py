@@ -52,6 +52,7 @@ from tradews.app.metrics import render as render_metrics
 from tradews.app.openrpc import openrpc_raw
 from tradews.app.pricing import BookPricer
 from tradews.codecs.push import Push
+from tradews.domain.invariants import InvariantViolation
 from tradews.domain.ledger import format_atoms
 from tradews.domain.orders import Side
 from tradews.domain.random_walk import RandomWalk
@@ -321,7 +322,7 @@ class Server:
         try:
             engine.validate()
             problem = None
-        except AssertionError as exc:
+        except InvariantViolation as exc:
             problem = str(exc)
         return {
             "stateHash": engine.state_hash(),

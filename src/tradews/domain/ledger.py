@@ -8,11 +8,18 @@ trade settles exactly. Eight decimals keep any balance up to 92 billion units wi
 Every movement is a pair of equal and opposite changes, so the sum of an asset over all accounts
 moves only through :meth:`Ledger.deposit` and :meth:`Ledger.withdraw`. :meth:`Ledger.totals` and
 the conservation property tests check exactly that.
+
+A movement the state cannot allow (more than is there, a negative amount) is a bug in the caller,
+not a business refusal: it raises :class:`InvariantViolation` *before* changing anything, and the
+engine host stops trading. Only :meth:`Ledger.lock` and :meth:`Ledger.withdraw` refuse
+insufficient funds as a normal outcome.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
+
+from tradews.domain.invariants import InvariantViolation
 
 ATOMS_PER_UNIT = 10**8
 _ATOM = Decimal(1) / ATOMS_PER_UNIT
@@ -72,12 +79,14 @@ class Ledger:
     # External movements ---------------------------------------------------------------------
 
     def deposit(self, account_id: int, asset: str, amount: int) -> None:
-        assert amount > 0
+        if amount <= 0:
+            raise InvariantViolation(f"deposit of {amount} {asset} to account {account_id}")
         self._row(account_id, asset)[0] += amount
         self._totals[asset] = self._totals.get(asset, 0) + amount
 
     def withdraw(self, account_id: int, asset: str, amount: int) -> None:
-        assert amount > 0
+        if amount <= 0:
+            raise InvariantViolation(f"withdrawal of {amount} {asset} from account {account_id}")
         row = self._row(account_id, asset)
         if row[0] < amount:
             raise InsufficientFunds
@@ -91,26 +100,39 @@ class Ledger:
         row = self._row(account_id, asset)
         if row[0] < amount:
             return False
+        if amount < 0:
+            raise InvariantViolation(f"lock of {amount} {asset} for account {account_id}")
         row[0] -= amount
         row[1] += amount
         return True
 
     def unlock(self, account_id: int, asset: str, amount: int) -> None:
         row = self._row(account_id, asset)
-        assert row[1] >= amount, f"unlock {amount} > locked {row[1]} ({account_id}, {asset})"
+        if not 0 <= amount <= row[1]:
+            raise InvariantViolation(
+                f"unlock of {amount} {asset} for account {account_id}, which has {row[1]} locked"
+            )
         row[1] -= amount
         row[0] += amount
 
     def pay_from_locked(self, payer: int, asset: str, amount: int, payee: int) -> None:
         """Move ``amount`` out of ``payer``'s locked funds into ``payee``'s available funds."""
         src = self._row(payer, asset)
-        assert src[1] >= amount, f"pay {amount} > locked {src[1]} ({payer}, {asset})"
+        if not 0 <= amount <= src[1]:
+            raise InvariantViolation(
+                f"payment of {amount} {asset} from account {payer}'s locked funds ({src[1]}) "
+                f"to account {payee}"
+            )
         src[1] -= amount
         self._row(payee, asset)[0] += amount
 
     def pay_from_available(self, payer: int, asset: str, amount: int, payee: int) -> None:
         src = self._row(payer, asset)
-        assert src[0] >= amount, f"pay {amount} > available {src[0]} ({payer}, {asset})"
+        if not 0 <= amount <= src[0]:
+            raise InvariantViolation(
+                f"payment of {amount} {asset} from account {payer}'s available funds ({src[0]}) "
+                f"to account {payee}"
+            )
         src[0] -= amount
         self._row(payee, asset)[0] += amount
 
@@ -130,11 +152,21 @@ class Ledger:
         return {key: row[1] for key, row in self._balances.items() if row[1]}
 
     def validate(self) -> None:
-        for key, (available, locked) in self._balances.items():
-            assert available >= 0 and locked >= 0, f"negative balance {key}: {available}/{locked}"
+        """Raise :class:`InvariantViolation` if a balance is negative or an asset's balances do
+        not add up to its net deposits."""
+        for (account_id, asset), (available, locked) in self._balances.items():
+            if available < 0 or locked < 0:
+                raise InvariantViolation(
+                    f"negative balance of account {account_id} in {asset}: "
+                    f"available {available}, locked {locked}"
+                )
         sums = self.sums()
-        for asset, total in self._totals.items():
-            assert sums.get(asset, 0) == total, f"{asset}: balances {sums.get(asset)} != {total}"
+        for asset in sorted(sums.keys() | self._totals.keys()):
+            if sums.get(asset, 0) != self._totals.get(asset, 0):
+                raise InvariantViolation(
+                    f"{asset} balances add up to {sums.get(asset, 0)}, "
+                    f"net deposits are {self._totals.get(asset, 0)}"
+                )
 
     @classmethod
     def restore(

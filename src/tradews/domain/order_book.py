@@ -16,6 +16,7 @@ from bisect import bisect_left, insort
 from collections.abc import Iterator
 from fractions import Fraction
 
+from tradews.domain.invariants import InvariantViolation
 from tradews.domain.orders import Order, Side
 
 
@@ -181,26 +182,45 @@ class OrderBook:
     # Checking -------------------------------------------------------------------------------
 
     def validate(self) -> None:
-        """Raise AssertionError if an internal invariant is broken (used by tests and replay)."""
+        """Raise :class:`InvariantViolation` if an internal invariant is broken (used by tests,
+        at start-up and by the ``/state`` report)."""
         seen = 0
         for side in (Side.BUY, Side.SELL):
             levels = self._levels[side]
             prices = self._prices[side]
-            assert prices == sorted(set(prices)), "price list not sorted/unique"
-            assert set(prices) == set(levels), "price list and levels disagree"
-            last_priority = None
+            if prices != sorted(set(prices)):
+                raise InvariantViolation(f"{self.symbol} {side.name}: price list not sorted/unique")
+            if set(prices) != set(levels):
+                raise InvariantViolation(f"{self.symbol} {side.name}: price list and levels differ")
             for price in prices:
                 level = levels[price]
-                assert level.orders, f"empty level {price}"
-                assert level.total == sum(o.remaining for o in level.orders.values())
+                if not level.orders:
+                    raise InvariantViolation(f"{self.symbol} {side.name}: empty level at {price}")
+                total = sum(o.remaining for o in level.orders.values())
+                if level.total != total:
+                    raise InvariantViolation(
+                        f"{self.symbol} {side.name} level {price}: total {level.total}, "
+                        f"orders add up to {total}"
+                    )
                 last_priority = None
                 for order in level.orders.values():
-                    assert order.side is side and order.price == price and order.remaining > 0
-                    assert self.orders[order.order_id] is order
-                    if last_priority is not None:
-                        assert order.priority > last_priority, "time priority broken"
+                    if order.side is not side or order.price != price or order.remaining <= 0:
+                        raise InvariantViolation(
+                            f"{self.symbol}: {order!r} misplaced at {side.name} {price}"
+                        )
+                    if self.orders.get(order.order_id) is not order:
+                        raise InvariantViolation(f"{self.symbol}: {order!r} not in the index")
+                    if last_priority is not None and order.priority <= last_priority:
+                        raise InvariantViolation(
+                            f"{self.symbol} {side.name} level {price}: time priority broken "
+                            f"at {order!r}"
+                        )
                     last_priority = order.priority
                     seen += 1
-        assert seen == len(self.orders), "orders index out of step"
+        if seen != len(self.orders):
+            raise InvariantViolation(
+                f"{self.symbol}: {len(self.orders)} orders indexed, {seen} on the levels"
+            )
         bid, ask = self.best(Side.BUY), self.best(Side.SELL)
-        assert bid is None or ask is None or bid < ask, f"crossed book {bid} >= {ask}"
+        if bid is not None and ask is not None and bid >= ask:
+            raise InvariantViolation(f"{self.symbol}: crossed book, bid {bid} >= ask {ask}")

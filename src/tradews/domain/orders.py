@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import enum
 
+from tradews.domain.invariants import InvariantViolation
+
 
 class Side(enum.IntEnum):
     BUY = 1
@@ -157,7 +159,9 @@ class Order:
 
     def move_to(self, status: OrderStatus) -> None:
         if status not in TRANSITIONS[self.status]:
-            raise AssertionError(f"order {self.order_id}: {self.status} -> {status} is not allowed")
+            raise InvariantViolation(
+                f"order {self.order_id}: {self.status} -> {status} is not allowed"
+            )
         self.status = status
 
     @property

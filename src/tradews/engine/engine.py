@@ -38,6 +38,7 @@ from typing import Any
 import msgspec
 
 from tradews.domain.instrument import Instrument
+from tradews.domain.invariants import InvariantViolation
 from tradews.domain.ledger import ATOMS_PER_UNIT, InsufficientFunds, Ledger
 from tradews.domain.order_book import OrderBook
 from tradews.domain.orders import Order, OrderStatus, OrderType, Reject, Side, TimeInForce
@@ -168,7 +169,11 @@ class Engine:
     # The one entry point --------------------------------------------------------------------
 
     def apply(self, cmd: AnyCommand) -> tuple[Result, list[Event]]:
-        """Apply one command; return its result and the events it caused, in order."""
+        """Apply one command; return its result and the events it caused, in order.
+
+        A refusal is a :class:`Rejected` result. :class:`InvariantViolation` (or any other
+        exception) means a bug has left the state impossible or half-changed: the caller must
+        stop applying commands and rebuild from the journal."""
         self.seq += 1
         self._at = cmd.at
         self._events = []
@@ -642,28 +647,41 @@ class Engine:
     # Checking -------------------------------------------------------------------------------
 
     def validate(self) -> None:
-        """Check every invariant; raises AssertionError on the first broken one."""
+        """Check every invariant; raise :class:`InvariantViolation` on the first broken one.
+
+        Plain ``if`` checks, not ``assert``: ``python -O`` must not turn this into a no-op."""
         locked: dict[tuple[int, str], int] = {}
         for book in self.books.values():
             book.validate()
             for order in book.orders.values():
-                assert self.open_orders.get(order.order_id) is order, "book/open orders differ"
+                if self.open_orders.get(order.order_id) is not order:
+                    raise InvariantViolation(f"{order!r} rests in the book but is not open")
         for order in self.open_orders.values():
-            assert order.is_open and order.order_id in self.books[order.symbol].orders
-            inst = self.markets[order.symbol].instrument
-            asset = inst.quote if order.side is Side.BUY else inst.base
-            locked[(order.account_id, asset)] = (
-                locked.get((order.account_id, asset), 0) + order.locked
-            )
+            book = self.books[order.symbol]
+            if not order.is_open or order.order_id not in book.orders:
+                raise InvariantViolation(f"{order!r} is open but does not rest in the book")
             market = self.markets[order.symbol]
+            inst = market.instrument
+            asset = inst.quote if order.side is Side.BUY else inst.base
+            key = (order.account_id, asset)
+            locked[key] = locked.get(key, 0) + order.locked
             per_lot = (
                 order.price * market.notional_atoms if order.side is Side.BUY else market.lot_atoms
             )
-            assert order.locked == order.remaining * per_lot, f"lock of {order!r} is off"
+            if order.locked != order.remaining * per_lot:
+                raise InvariantViolation(
+                    f"{order!r} holds {order.locked} {asset} locked, "
+                    f"needs {order.remaining * per_lot}"
+                )
         self.ledger.validate()
-        assert {k: v for k, v in locked.items() if v} == self.ledger.locked_by_account(), (
-            "locked funds differ from what open orders need"
-        )
+        needed = {k: v for k, v in locked.items() if v}
+        held = self.ledger.locked_by_account()
+        if needed != held:
+            key, _ = min(needed.items() ^ held.items())  # the first (account, asset) that differs
+            raise InvariantViolation(
+                f"account {key[0]} has {held.get(key, 0)} {key[1]} locked, "
+                f"its open orders need {needed.get(key, 0)}"
+            )
 
     # Snapshots -------------------------------------------------------------------------------
 
