@@ -22,8 +22,14 @@ class NoParams(_Params, frozen=True):
 
 
 class LoginParams(_Params, frozen=True):
+    """Plain login: ``apiKey`` and ``apiSecret``. Signed login: ``apiKey``, ``timestamp`` (ms
+    since the epoch), ``nonce`` and ``signature`` (see ``tradews.api.signing``)."""
+
     api_key: str
-    api_secret: str
+    api_secret: str | None = None
+    timestamp: int | None = None
+    nonce: str | None = None
+    signature: str | None = None
 
 
 class QuoteRequestParams(_Params, frozen=True):

@@ -49,6 +49,7 @@ from tradews.domain.orders import Side
 from tradews.domain.random_walk import RandomWalk
 from tradews.engine.commands import AnyCommand, decoder
 from tradews.engine.engine import Rejected, Result
+from tradews.session.login import DEFAULT_WINDOW_MS, LoginPolicy
 from tradews.session.market_data import MarketDataDesk
 from tradews.session.quote_desk import QuoteDesk
 from tradews.session.session import FeeSchedule, Services, SessionLimits
@@ -77,6 +78,8 @@ class ServerSettings:
     rfq_fallback: bool = True
     fees: FeeSchedule = field(default_factory=FeeSchedule)
     limits: SessionLimits = field(default_factory=SessionLimits)
+    login_window_ms: int = DEFAULT_WINDOW_MS  # signed logins: how far off a timestamp may be
+    plain_login: bool = True  # accept rpc.login with apiSecret at all
 
 
 def quote_id_factory() -> Callable[[], str]:
@@ -142,6 +145,7 @@ class Server:
             fees=settings.fees,
             limits=settings.limits,
             openrpc=openrpc_document,
+            login=LoginPolicy(window_ms=settings.login_window_ms, plain_login=settings.plain_login),
         )
         self.connections: set[Connection] = set()
         self._walks: dict[str, RandomWalk] = {}

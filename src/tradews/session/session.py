@@ -63,6 +63,8 @@ from tradews.engine.commands import (
 from tradews.engine.engine import Done, Duplicate, OrderResult, Rejected, Result
 from tradews.engine.events import TradeExecuted
 from tradews.session.formats import fills_for, order_state
+from tradews.session.login import LoginPolicy, proof_of
+from tradews.session.login import authenticate as log_in
 from tradews.session.market_data import MarketDataDesk
 from tradews.session.ports import Authenticator, History, InstrumentCatalog, Principal, Trading
 from tradews.session.quote_desk import QuoteDesk, QuoteStream
@@ -119,6 +121,7 @@ class Services(Generic[C]):
     fees: FeeSchedule = field(default_factory=FeeSchedule)
     limits: SessionLimits = field(default_factory=SessionLimits)
     openrpc: Callable[[], Any] | None = None
+    login: LoginPolicy = field(default_factory=LoginPolicy)
 
 
 class Scope(enum.Enum):
@@ -315,8 +318,18 @@ class Session(Generic[C]):
         try:
             if method is None:
                 raise ApiError(ErrorCode.METHOD_NOT_FOUND, data=f"no method {call.method!r}")
-            if method.needs_login and self.state is not SessionState.AUTHENTICATED:
-                raise ApiError(ErrorCode.AUTH_REQUIRED, f"{call.method} requires rpc.login first")
+            if method.scope is not None:
+                if self.state is not SessionState.AUTHENTICATED:
+                    raise ApiError(
+                        ErrorCode.AUTH_REQUIRED, f"{call.method} requires rpc.login first"
+                    )
+                scopes = self._principal().scopes
+                if method.scope.value not in scopes:
+                    raise ApiError(
+                        ErrorCode.PERMISSION_DENIED,
+                        f"{call.method} needs the '{method.scope.value}' permission, which this "
+                        f"API key lacks (it has: {', '.join(sorted(scopes)) or 'none'})",
+                    )
             params = self._decode_params(call)
             value = getattr(self, "_m_" + call.method.replace(".", "_"))(params, now_ms)
             if isinstance(value, Deferred):
@@ -345,8 +358,12 @@ class Session(Generic[C]):
     def _m_rpc_login(self, p: LoginParams, now_ms: int) -> bool:
         if self.state is SessionState.AUTHENTICATED:
             raise ApiError(ErrorCode.ALREADY_LOGGED_IN, "this connection is already logged in")
+        proof = proof_of(p)  # malformed params (-32602) do not count as a failed login
+        services = self._services
         try:
-            principal = self._services.authenticator.authenticate(p.api_key, p.api_secret, now_ms)
+            principal = log_in(
+                p.api_key, proof, services.authenticator, services.login, self.peer, now_ms
+            )
             if principal.tier != "enterprise":
                 raise ApiError(
                     ErrorCode.TIER_NOT_ALLOWED, "websocket access requires the enterprise tier"
