@@ -162,8 +162,9 @@ class Deferred:
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
-        Method("rpc.login", LoginParams, "Log in with an API key and secret. Returns true.", bool,
-               scope=None, cost=5),
+        Method("rpc.login", LoginParams,
+               "Log in with an API key and its secret, or a signature (docs/protocol.md). "
+               "Returns true.", bool, scope=None, cost=5),
         Method("time", NoParams, "Server time in milliseconds since the Unix epoch.", TimeResult,
                scope=None),
         Method("rpc.discover", NoParams, "This API's OpenRPC document.", dict, scope=None,
@@ -318,18 +319,15 @@ class Session(Generic[C]):
         try:
             if method is None:
                 raise ApiError(ErrorCode.METHOD_NOT_FOUND, data=f"no method {call.method!r}")
-            if method.scope is not None:
-                if self.state is not SessionState.AUTHENTICATED:
-                    raise ApiError(
-                        ErrorCode.AUTH_REQUIRED, f"{call.method} requires rpc.login first"
-                    )
-                scopes = self._principal().scopes
-                if method.scope.value not in scopes:
-                    raise ApiError(
-                        ErrorCode.PERMISSION_DENIED,
-                        f"{call.method} needs the '{method.scope.value}' permission, which this "
-                        f"API key lacks (it has: {', '.join(sorted(scopes)) or 'none'})",
-                    )
+            if method.needs_login and self.state is not SessionState.AUTHENTICATED:
+                raise ApiError(ErrorCode.AUTH_REQUIRED, f"{call.method} requires rpc.login first")
+            if method.scope is not None and method.scope.value not in self._principal().scopes:
+                scopes = ", ".join(sorted(self._principal().scopes)) or "none"
+                raise ApiError(
+                    ErrorCode.PERMISSION_DENIED,
+                    f"{call.method} needs the '{method.scope.value}' permission, which this API "
+                    f"key lacks (it has: {scopes})",
+                )
             params = self._decode_params(call)
             value = getattr(self, "_m_" + call.method.replace(".", "_"))(params, now_ms)
             if isinstance(value, Deferred):
