@@ -355,3 +355,16 @@ def test_the_quotes_command_falls_back_to_plain_for_old_keys(
                   "old-secret-old-secret")  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "logging in with the secret" in done.stderr and "BTC_USD buy" in done.stdout
+
+
+def test_key_list_never_cuts_the_key_id(server: ServerProcess) -> None:
+    created = server.cli("key", "create", "demo", "--scopes", "read", "--allow-ip", "127.0.0.1")
+    for columns in ("40", "200"):
+        done = subprocess.run(
+            [sys.executable, "-m", "tradews", "key", "list", "demo", "--db", str(server.db)],
+            capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": columns},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert created["apiKey"] in done.stdout
+    row = next(line for line in done.stdout.splitlines() if created["apiKey"] in line)
+    assert all(word in row for word in ("hmac", "read", "127.0.0.1/32", "signed+plain"))
