@@ -65,6 +65,7 @@ UNLIMITED = (
     "--rate-limit-key", "1000000/1000000",
     "--rate-limit-address", "1000000/1000000",
     "--max-connections-per-address", "100000",
+    "--max-sessions-per-key", "100000",
 )  # fmt: skip
 
 

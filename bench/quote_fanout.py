@@ -185,6 +185,9 @@ class Tradews:
         if "--max-connections-per-address" in usage:  # thousands of clients from one address
             options += ["--max-connections-per-address", "100000"]
             options += ["--rate-limit-address", "1000000/1000000"]
+            options += ["--rate-limit-key", "1000000/1000000"]  # all on the demo key
+        if "--max-sessions-per-key" in usage:
+            options += ["--max-sessions-per-key", "100000"]
         return cls(src, tuple(options))
 
 

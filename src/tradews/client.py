@@ -1,7 +1,7 @@
 """An async Python client for the tradews JSON-RPC WebSocket API.
 
     async with await Client.connect("ws://127.0.0.1:8765") as client:
-        await client.login(api_key, api_secret)
+        await client.login(api_key, api_secret, signed=True)  # the secret stays here
         await client.quote_request("BTC_USD")
         async for note in client.notifications():
             print(note.method, note.params)
@@ -16,7 +16,9 @@ iterator stops.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -24,8 +26,10 @@ from types import TracebackType
 from typing import Any
 
 import msgspec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
+from tradews.api import signing
 from tradews.api.checksum import book_checksum
 from tradews.codecs import protobuf as pbc
 from tradews.codecs.pb import tradews_pb2 as pb
@@ -104,6 +108,10 @@ class ConnectionClosed(ClientError):
 class Notification:
     method: str
     params: Any
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 _decoder = msgspec.json.Decoder()
@@ -185,6 +193,9 @@ class Client:
         self._ids = itertools.count(1)
         self.encoding = encoding
         self._kind = WSMsgType.BINARY if encoding == "proto" else WSMsgType.TEXT
+        # Added to the local clock when signing a login: learnt from the server's
+        # STALE_TIMESTAMP error (data.serverTime), so a skewed clock costs one retry.
+        self.clock_offset_ms = 0
 
     @classmethod
     async def connect(
@@ -267,8 +278,63 @@ class Client:
             message["params"] = params
         self._transport.send(WSMsgType.TEXT, _encoder.encode(message))
 
-    async def login(self, api_key: str, api_secret: str) -> bool:
-        return bool(await self.call("rpc.login", {"apiKey": api_key, "apiSecret": api_secret}))
+    async def login(
+        self,
+        api_key: str,
+        api_secret: str | None = None,
+        *,
+        signed: bool = False,
+        private_key: str | Ed25519PrivateKey | None = None,
+        timestamp: int | None = None,
+        nonce: str | None = None,
+    ) -> bool:
+        """Log in with an API key; returns True or raises :class:`RpcError`.
+
+        - ``login(key, secret)``: plain login, the secret is sent (over TLS, one hopes).
+        - ``login(key, secret, signed=True)``: signed login of an HMAC key: the request carries
+          an HMAC-SHA256 of ``tradews-login-v1\\n{key}\\n{timestamp}\\n{nonce}`` keyed with the
+          secret, never the secret itself.
+        - ``login(key, private_key=...)``: signed login of an Ed25519 key, with the private
+          key as printed by ``tradews key create --type ed25519`` (base64 of the 32-byte seed),
+          as PEM, or as a ``cryptography`` key object.
+
+        A signed login uses the local clock plus :attr:`clock_offset_ms` and a fresh random
+        nonce unless ``timestamp`` / ``nonce`` are given. If the server answers that the
+        timestamp is outside its window (error 1010) and no ``timestamp`` was given, the client
+        adopts the server's time from the error and tries once more.
+        """
+        if private_key is not None:
+            if api_secret is not None:
+                raise ClientError("give an api_secret (HMAC key) or a private_key, not both")
+            key = (
+                private_key
+                if isinstance(private_key, Ed25519PrivateKey)
+                else signing.parse_private_key(private_key)
+            )
+            sign = functools.partial(signing.ed25519_signature, key)
+        elif api_secret is None:
+            raise ClientError("give the api_secret, or the private_key of an Ed25519 key")
+        elif not signed:
+            return bool(await self.call("rpc.login", {"apiKey": api_key, "apiSecret": api_secret}))
+        else:
+            sign = functools.partial(signing.hmac_signature, api_secret)
+        for attempt in (1, 2):
+            ts = timestamp if timestamp is not None else _now_ms() + self.clock_offset_ms
+            once = nonce if nonce is not None else signing.new_nonce()
+            params = {
+                "apiKey": api_key,
+                "timestamp": ts,
+                "nonce": once,
+                "signature": sign(signing.login_message(api_key, ts, once)),
+            }
+            try:
+                return bool(await self.call("rpc.login", params))
+            except RpcError as exc:
+                server_time = exc.data.get("serverTime") if isinstance(exc.data, dict) else None
+                if exc.code != 1010 or timestamp is not None or attempt == 2 or not server_time:
+                    raise
+                self.clock_offset_ms = int(server_time) - _now_ms()
+        raise AssertionError("unreachable")
 
     async def quote_request(self, symbol: str, *, quantity: str | None = None) -> Any:
         params: dict[str, Any] = {"symbol": symbol, "type": "RFQ"}

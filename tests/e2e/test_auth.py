@@ -113,7 +113,10 @@ async def test_time_and_discovery_need_no_login(client: Client) -> None:
     names = {m["name"] for m in doc["methods"]}
     assert {"rpc.login", "quote_request", "quote_cancel", "market_data_request", "time"} <= names
     login = next(m for m in doc["methods"] if m["name"] == "rpc.login")
-    assert [p["name"] for p in login["params"]] == ["apiKey", "apiSecret"]
+    assert [(p["name"], p["required"]) for p in login["params"]] == [
+        ("apiKey", True), ("apiSecret", False), ("timestamp", False), ("nonce", False),
+        ("signature", False),
+    ]  # fmt: skip
 
 
 async def test_second_login_on_a_connection_is_refused(logged_in: Client) -> None:

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import eventually
 from tests.raw_websocket import RawWebSocket
-from tradews.client import Client
+from tradews.client import Client, RpcError
 from tradews.testing import ServerProcess
 
 
@@ -114,3 +115,31 @@ async def test_connections_over_the_total_cap_are_refused(tmp_path: Path) -> Non
         assert refusal.payload[2:] == b"server full: at most 2 connections"
         await first.close()
         await second.close()
+
+
+async def test_sessions_over_the_per_key_cap_are_refused(tmp_path: Path, encoding: str) -> None:
+    args = ("--max-sessions-per-key", "2", "--no-demo-traders")
+    with ServerProcess.start(tmp_path / "k.db", demo=True, args=args) as s:
+        first = await Client.connect(s.url, encoding=encoding)
+        second = await Client.connect(s.url, encoding=encoding)
+        third = await Client.connect(s.url, encoding=encoding)
+        await first.login(s.api_key, s.api_secret)
+        await second.login(s.api_key, s.api_secret)
+        with pytest.raises(RpcError) as info:
+            await third.login(s.api_key, s.api_secret)
+        assert info.value.code == 1013 and "2 sessions open" in info.value.message
+        await first.close()
+        # The closed session no longer counts: the waiting connection gets in.
+        await eventually(
+            lambda: try_login(third, s), lambda ok: ok, what="a login once a session closed"
+        )
+        await second.close()
+        await third.close()
+
+
+async def try_login(client: Client, server: ServerProcess) -> bool:
+    try:
+        return await client.login(server.api_key, server.api_secret)
+    except RpcError as exc:
+        assert exc.code == 1013
+        return False

@@ -4,29 +4,41 @@ The database runs in WAL mode so the command line and a running server use it at
 the CLI writes, the server notices through ``PRAGMA data_version`` and reloads. Every write is a
 short transaction; ``busy_timeout`` absorbs the rare overlap.
 
-API secrets are 256-bit random tokens. Only their SHA-256 digest is stored: with that much
-entropy a slow password hash adds nothing, and a digest costs microseconds per login. Digests are
-compared with :func:`hmac.compare_digest`, and an unknown key is checked against a dummy digest
-so that it takes as long to refuse as a wrong secret.
+API secrets are 256-bit random tokens. Their SHA-256 digest is stored for plain login: with that
+much entropy a slow password hash adds nothing, and a digest costs microseconds per login.
+Digests are compared with :func:`hmac.compare_digest`, and an unknown key is checked against a
+dummy digest so that it takes as long to refuse as a wrong secret.
+
+Signed HMAC logins need the secret itself, so it is also stored *sealed* (AES-256-GCM) under the
+master key of a key file kept outside the database (``adapters/key_file.py``): the database alone
+yields no usable credential. Ed25519 keys store only their public key.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from tradews.adapters.key_file import KeyFileError, MasterKey, SealError, load_master_key
+from tradews.api import signing
 from tradews.api.errors import ApiError, ErrorCode
 from tradews.domain.instrument import Instrument
 from tradews.engine.events import OrderUpdated, TradeExecuted
 from tradews.session.ports import Principal
+
+log = logging.getLogger(__name__)
 
 TIERS = ("standard", "enterprise")
 
@@ -124,9 +136,30 @@ _SCHEMA = [
         state       BLOB NOT NULL
     );
     """,
+    # version 4: signed login (HMAC-SHA256, Ed25519), key permissions and address allow-lists.
+    # Keys made before keep plain login only: their secret was never stored, even sealed.
+    """
+    ALTER TABLE api_keys ADD COLUMN key_type TEXT NOT NULL DEFAULT 'hmac'
+        CHECK (key_type IN ('hmac', 'ed25519'));
+    ALTER TABLE api_keys ADD COLUMN public_key BLOB;
+    ALTER TABLE api_keys ADD COLUMN secret_sealed BLOB;
+    ALTER TABLE api_keys ADD COLUMN scopes TEXT NOT NULL DEFAULT 'read,trade';
+    ALTER TABLE api_keys ADD COLUMN allowed_ips TEXT;
+    ALTER TABLE api_keys ADD COLUMN plain_login INTEGER NOT NULL DEFAULT 1;
+    """,
 ]
 
 _DUMMY_HASH = hashlib.sha256(b"tradews: no such key").digest()
+_DUMMY_SECRET = b"tradews: no such key"
+# A valid Ed25519 signature to check when the key is not an Ed25519 key: every signed login
+# costs one Ed25519 verification and one HMAC, so timing does not tell key types (or absence)
+# apart.
+_DUMMY_ED25519 = Ed25519PrivateKey.from_private_bytes(_DUMMY_HASH)
+_DUMMY_PUBLIC = signing.public_key_bytes(_DUMMY_ED25519.public_key())
+_DUMMY_MESSAGE = signing.login_message("tw_", 0, "dummy-nonce")
+_DUMMY_SIGNATURE = signing.ed25519_signature(_DUMMY_ED25519, _DUMMY_MESSAGE)
+SCOPES = ("read", "trade")
+_BAD_CREDENTIALS = "invalid API key or secret"
 
 
 class StoreError(Exception):
@@ -149,6 +182,11 @@ class ApiKey:
     created_at: int
     expires_at: int | None
     revoked_at: int | None
+    key_type: str = "hmac"
+    scopes: tuple[str, ...] = SCOPES
+    allowed_ips: tuple[str, ...] = ()  # networks; empty: any address
+    plain_login: bool = True  # plain login allowed (hmac keys only)
+    signed_login: bool = True  # an hmac key made before signed login has no sealed secret
 
     def status(self, now_ms: int) -> str:
         if self.revoked_at is not None:
@@ -171,11 +209,44 @@ def _digest(secret: str) -> bytes:
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()
 
 
+def _seal_context(key_id: str) -> bytes:
+    """GCM associated data: a sealed secret opens only on the row of its own key."""
+    return b"tradews api secret v1\n" + key_id.encode()
+
+
+def parse_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
+    """Validated, de-duplicated scopes in canonical order; StoreError says what is wrong."""
+    wanted = {s.strip() for s in scopes if s.strip()}
+    unknown = wanted - set(SCOPES)
+    if unknown:
+        raise StoreError(
+            f"unknown scope {', '.join(sorted(unknown))}: scopes are {', '.join(SCOPES)}"
+        )
+    if not wanted:
+        raise StoreError(f"a key needs at least one scope ({', '.join(SCOPES)})")
+    return tuple(s for s in SCOPES if s in wanted)
+
+
+def parse_networks(texts: Iterable[str]) -> tuple[IPv4Network | IPv6Network, ...]:
+    """Addresses and networks (``203.0.113.7``, ``10.0.0.0/8``, ``2001:db8::/32``)."""
+    out = []
+    for text in texts:
+        try:
+            out.append(ip_network(text.strip()))
+        except ValueError as exc:
+            raise StoreError(f"not an IP address or network: {exc}") from None
+    return tuple(dict.fromkeys(out))
+
+
 class SqliteStore:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, key_file: str | Path | None = None) -> None:
+        """Open (and migrate) the database. ``key_file`` holds the master key that seals HMAC
+        secrets; by default the database path + ``.key``. It is read when first needed."""
         self.path = Path(path)
         if self.path.parent and not self.path.parent.exists():
             raise StoreError(f"directory {self.path.parent} does not exist")
+        self.key_file = Path(key_file) if key_file is not None else Path(f"{self.path}.key")
+        self._master: MasterKey | None = None
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -256,32 +327,113 @@ class SqliteStore:
         *,
         expires_at: int | None = None,
         label: str | None = None,
+        scopes: Sequence[str] = SCOPES,
+        allowed_ips: Sequence[str] = (),
+        plain_login: bool = True,
     ) -> tuple[str, str]:
-        """Create a key for the account; return ``(api_key, api_secret)``.
+        """Create an HMAC key for the account; return ``(api_key, api_secret)``.
 
-        The secret exists only in the return value: store it now, it cannot be shown again.
+        The secret exists only in the return value: store it now, it cannot be shown again. The
+        database keeps its digest (plain login) and the secret sealed under the key file's
+        master key (signed login); the key file is created on first use.
         """
+        key_id = "tw_" + secrets.token_hex(12)
+        secret = secrets.token_urlsafe(32)  # 256 bits
+        options = self._key_options(account_name, now_ms, expires_at, scopes, allowed_ips)
+        sealed = self._master_key(create=True).seal(secret.encode(), _seal_context(key_id))
+        self._insert_key(
+            key_id, options, label, now_ms, expires_at,
+            key_type="hmac", secret_hash=_digest(secret), secret_sealed=sealed,
+            plain_login=plain_login,
+        )  # fmt: skip
+        return key_id, secret
+
+    def create_ed25519_key(
+        self,
+        account_name: str,
+        public_key: bytes,
+        now_ms: int,
+        *,
+        expires_at: int | None = None,
+        label: str | None = None,
+        scopes: Sequence[str] = SCOPES,
+        allowed_ips: Sequence[str] = (),
+    ) -> str:
+        """Register an Ed25519 public key (raw 32 bytes) for the account; return the key id.
+        Such a key logs in only signed: the server never has anything secret of it."""
+        try:
+            Ed25519PublicKey.from_public_bytes(public_key)
+        except ValueError as exc:
+            raise StoreError(f"not an Ed25519 public key: {exc}") from None
+        key_id = "tw_" + secrets.token_hex(12)
+        options = self._key_options(account_name, now_ms, expires_at, scopes, allowed_ips)
+        self._insert_key(
+            key_id, options, label, now_ms, expires_at,
+            key_type="ed25519", secret_hash=b"", public_key=bytes(public_key), plain_login=False,
+        )  # fmt: skip
+        return key_id
+
+    def _key_options(
+        self,
+        account_name: str,
+        now_ms: int,
+        expires_at: int | None,
+        scopes: Sequence[str],
+        allowed_ips: Sequence[str],
+    ) -> tuple[int, str, str | None]:
+        """Validate what every key type shares: (account id, scopes, allowed networks)."""
         account = self._require_account(account_name)
         if expires_at is not None and expires_at <= now_ms:
             raise StoreError("the expiry must be in the future")
-        key_id = "tw_" + secrets.token_hex(12)
-        secret = secrets.token_urlsafe(32)  # 256 bits
+        networks = parse_networks(allowed_ips)
+        return (
+            account.id,
+            ",".join(parse_scopes(scopes)),
+            ",".join(str(n) for n in networks) or None,
+        )
+
+    def _insert_key(
+        self,
+        key_id: str,
+        options: tuple[int, str, str | None],
+        label: str | None,
+        now_ms: int,
+        expires_at: int | None,
+        *,
+        key_type: str,
+        secret_hash: bytes,
+        plain_login: bool,
+        secret_sealed: bytes | None = None,
+        public_key: bytes | None = None,
+    ) -> None:
+        account_id, scopes, allowed_ips = options
         with self._tx() as db:
             db.execute(
                 "INSERT INTO api_keys(key_id, account_id, secret_hash, label, created_at,"
-                " expires_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (key_id, account.id, _digest(secret), label, now_ms, expires_at),
-            )
-        return key_id, secret
+                " expires_at, key_type, public_key, secret_sealed, scopes, allowed_ips,"
+                " plain_login) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key_id, account_id, secret_hash, label, now_ms, expires_at, key_type,
+                 public_key, secret_sealed, scopes, allowed_ips, int(plain_login)),
+            )  # fmt: skip
 
     def list_keys(self, account_name: str) -> list[ApiKey]:
         account = self._require_account(account_name)
         rows = self._db.execute(
-            "SELECT key_id, label, created_at, expires_at, revoked_at FROM api_keys"
+            "SELECT key_id, label, created_at, expires_at, revoked_at, key_type, scopes,"
+            " allowed_ips, plain_login, secret_sealed IS NOT NULL FROM api_keys"
             " WHERE account_id = ? ORDER BY created_at, key_id",
             (account.id,),
         )
-        return [ApiKey(r[0], account.name, r[1], r[2], r[3], r[4]) for r in rows]
+        return [
+            ApiKey(
+                r[0], account.name, r[1], r[2], r[3], r[4],
+                key_type=r[5], scopes=tuple(r[6].split(",")),
+                allowed_ips=tuple(r[7].split(",")) if r[7] else (),
+                plain_login=r[5] == "hmac" and bool(r[8]),
+                signed_login=r[5] == "ed25519" or bool(r[9]),
+            )
+            for r in rows
+        ]  # fmt: skip
 
     def revoke_key(self, key_id: str, now_ms: int) -> bool:
         """Revoke a key. Returns False if it was already revoked; raises if unknown."""
@@ -306,24 +458,145 @@ class SqliteStore:
             )
         return cur.rowcount
 
+    # The key file ----------------------------------------------------------------------------
+
+    def _master_key(self, *, create: bool) -> MasterKey:
+        """The master key, read once. Created only if the database holds no sealed secret yet:
+        a new key file next to sealed secrets would split the keys between two master keys."""
+        if self._master is not None:
+            return self._master
+        sealed = self._db.execute(
+            "SELECT key_id, secret_sealed FROM api_keys WHERE secret_sealed IS NOT NULL"
+            " ORDER BY created_at DESC LIMIT 1"
+        ).fetchone()
+        try:
+            master = load_master_key(self.key_file, create=create and sealed is None)
+        except KeyFileError as exc:
+            raise StoreError(str(exc)) from None
+        if master is None:
+            raise StoreError(
+                f"the key file {self.key_file} is missing, and this database holds secrets "
+                "sealed with it: restore it from the backup where you keep it (or give its "
+                "path with --key-file / TRADEWS_KEY_FILE)"
+            )
+        if sealed is not None:
+            try:
+                master.open(sealed[1], _seal_context(sealed[0]))
+            except SealError:
+                raise StoreError(
+                    f"the key file {self.key_file} is not the one this database's secrets were "
+                    "sealed with: use the right key file (--key-file / TRADEWS_KEY_FILE)"
+                ) from None
+        self._master = master
+        return master
+
+    def key_file_problem(self) -> str | None:
+        """Why signed HMAC logins of some keys cannot be verified (the key file is missing or
+        is not the one their secrets were sealed with), or None. For the server's start."""
+        rows = self._db.execute(
+            "SELECT key_id, secret_sealed FROM api_keys WHERE secret_sealed IS NOT NULL"
+            " AND revoked_at IS NULL"
+        ).fetchall()
+        if not rows:
+            return None
+        try:
+            master = load_master_key(self.key_file, create=False)
+        except KeyFileError as exc:
+            return f"{exc}; signed HMAC logins will be refused"
+        if master is None:
+            return (
+                f"the key file {self.key_file} is missing: signed HMAC logins of the "
+                f"{len(rows)} keys whose secrets it sealed will be refused (plain and Ed25519 "
+                "logins still work)"
+            )
+        unopened = 0
+        for key_id, blob in rows:
+            try:
+                master.open(blob, _seal_context(key_id))
+            except SealError:
+                unopened += 1
+        if unopened:
+            return (
+                f"the key file {self.key_file} does not open the sealed secrets of {unopened} "
+                "keys: their signed HMAC logins will be refused (plain and Ed25519 logins still "
+                "work)"
+            )
+        return None
+
     # Authentication (session.ports.Authenticator) -----------------------------------------
 
+    _KEY_ROW = (
+        "SELECT k.key_type, k.secret_hash, k.secret_sealed, k.public_key, k.expires_at,"
+        " k.revoked_at, a.id, a.name, a.tier, k.scopes, k.allowed_ips, k.plain_login"
+        " FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.key_id = ?"
+    )
+
     def authenticate(self, api_key: str, api_secret: str, now_ms: int) -> Principal:
-        row = self._db.execute(
-            "SELECT k.secret_hash, k.expires_at, k.revoked_at, a.id, a.name, a.tier"
-            " FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.key_id = ?",
-            (api_key,),
-        ).fetchone()
-        stored = row[0] if row is not None else _DUMMY_HASH
+        row = self._db.execute(self._KEY_ROW, (api_key,)).fetchone()
+        hmac_key = row is not None and row[0] == "hmac"
+        stored = row[1] if hmac_key else _DUMMY_HASH
         matches = hmac.compare_digest(stored, _digest(api_secret))
-        if row is None or not matches:
-            raise ApiError(ErrorCode.INVALID_CREDENTIALS, "invalid API key or secret")
-        _, expires_at, revoked_at, account_id, name, tier = row
+        if row is None or not hmac_key or not matches:  # an Ed25519 key has no secret
+            raise ApiError(ErrorCode.INVALID_CREDENTIALS, _BAD_CREDENTIALS)
+        return self._principal(api_key, row, now_ms)
+
+    def authenticate_signed(
+        self,
+        api_key: str,
+        message: bytes,
+        signature: str,
+        now_ms: int,
+        verified: Callable[[], None],
+    ) -> Principal:
+        row = self._db.execute(self._KEY_ROW, (api_key,)).fetchone()
+        key_type = None if row is None else row[0]
+        if key_type == "ed25519":
+            signing.hmac_signature(_DUMMY_SECRET, message)
+            ok = signing.verify_ed25519(row[3], message, signature)
+        else:
+            signing.verify_ed25519(_DUMMY_PUBLIC, _DUMMY_MESSAGE, _DUMMY_SIGNATURE)
+            secret = _DUMMY_SECRET if row is None else self._secret_for_signing(api_key, row[2])
+            ok = signing.verify_hmac(secret, message, signature)
+        if row is None or not ok:
+            raise ApiError(ErrorCode.INVALID_CREDENTIALS, _BAD_CREDENTIALS)
+        verified()
+        return self._principal(api_key, row, now_ms)
+
+    def _secret_for_signing(self, key_id: str, sealed: bytes | None) -> bytes:
+        """An HMAC key's secret, unsealed; a clear refusal where the server cannot have it."""
+        if sealed is None:
+            raise ApiError(
+                ErrorCode.INVALID_CREDENTIALS,
+                "this API key was created before signed login and supports plain login only "
+                "(apiKey and apiSecret); create a new key to sign logins",
+                {"reason": "SIGNED_LOGIN_UNSUPPORTED"},
+            )
+        try:
+            return self._master_key(create=False).open(sealed, _seal_context(key_id))
+        except (StoreError, SealError) as exc:
+            log.error("cannot verify a signed login of key %s: %s", key_id, exc)
+            raise ApiError(
+                ErrorCode.INVALID_CREDENTIALS,
+                "the server cannot verify signed logins of this API key now (its key file is "
+                "missing or wrong); log in with apiKey and apiSecret, or ask the operator",
+                {"reason": "KEY_FILE_UNAVAILABLE"},
+            ) from None
+
+    @staticmethod
+    def _principal(api_key: str, row: tuple[Any, ...], now_ms: int) -> Principal:
+        """The key's principal, once its holder is proven; revoked and expired are said now."""
+        (_, _, _, _, expires_at, revoked_at, account_id, name, tier, scopes, allowed_ips,
+         plain_login) = row  # fmt: skip
         if revoked_at is not None:
             raise ApiError(ErrorCode.KEY_REVOKED, "this API key has been revoked")
         if expires_at is not None and expires_at <= now_ms:
             raise ApiError(ErrorCode.KEY_EXPIRED, "this API key has expired")
-        return Principal(account_id, name, tier, api_key, expires_at)
+        return Principal(
+            account_id, name, tier, api_key, expires_at,
+            scopes=frozenset(scopes.split(",")),
+            allowed_networks=parse_networks(allowed_ips.split(",")) if allowed_ips else (),
+            plain_login=bool(plain_login),
+        )  # fmt: skip
 
     def invalid_keys(self, key_ids: Iterable[str], now_ms: int) -> set[str]:
         """Of ``key_ids``, those now revoked, expired or deleted."""

@@ -66,8 +66,14 @@ class NoParams(_Params, frozen=True):
 
 
 class LoginParams(_Params, frozen=True):
+    """Plain login: ``apiKey`` and ``apiSecret``. Signed login: ``apiKey``, ``timestamp`` (ms
+    since the epoch), ``nonce`` and ``signature`` (see ``tradews.api.signing``)."""
+
     api_key: Annotated[str, msgspec.Meta(max_length=64)]
-    api_secret: Annotated[str, msgspec.Meta(max_length=256)]
+    api_secret: Annotated[str, msgspec.Meta(max_length=256)] | None = None
+    timestamp: int | None = None
+    nonce: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    signature: Annotated[str, msgspec.Meta(max_length=256)] | None = None
 
 
 class QuoteRequestParams(_Params, frozen=True):

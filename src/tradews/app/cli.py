@@ -7,6 +7,7 @@ within half a second (new instruments are listed, revoked keys are disconnected)
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import ipaddress
 import json
@@ -17,21 +18,28 @@ import sys
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from tradews import __version__
 from tradews.adapters import clock
 from tradews.adapters.process_lock import ProcessLock
-from tradews.adapters.sqlite_store import TIERS, SqliteStore, StoreError, resolve_db_path
+from tradews.adapters.sqlite_store import (
+    TIERS,
+    ApiKey,
+    SqliteStore,
+    StoreError,
+    resolve_db_path,
+)
 from tradews.adapters.ws_server import ConnectionCaps, OutputLimits
 from tradews.domain.instrument import Instrument, InvalidDecimal, OffStep, parse_decimal
 from tradews.engine.engine import Market
 from tradews.session.limits import Rate, RateLimits
-from tradews.session.session import FeeSchedule
+from tradews.session.session import FeeSchedule, SessionLimits
 
 app = typer.Typer(
     help="tradews: a self-hosted real-time trading server (JSON-RPC 2.0 over WebSocket).",
@@ -41,7 +49,8 @@ app = typer.Typer(
 )
 account_app = typer.Typer(help="Accounts and their tiers.", no_args_is_help=True)
 key_app = typer.Typer(
-    help="API keys: create (secret shown once), list, revoke.", no_args_is_help=True
+    help="API keys: create (secret or private key shown once), list, revoke.",
+    no_args_is_help=True,
 )
 instrument_app = typer.Typer(help="Listed instruments.", no_args_is_help=True)
 app.add_typer(account_app, name="account")
@@ -56,6 +65,15 @@ DbOption = Annotated[
     typer.Option("--db", envvar="TRADEWS_DB", help="SQLite database (path or sqlite:///PATH)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+KeyFileOption = Annotated[
+    str | None,
+    typer.Option(
+        "--key-file",
+        envvar="TRADEWS_KEY_FILE",
+        help="Master key that seals HMAC secrets (default: the database path + .key). Keep it "
+        "out of database backups.",
+    ),
+]
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -63,9 +81,9 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def open_store(db: str) -> SqliteStore:
+def open_store(db: str, key_file: str | None = None) -> SqliteStore:
     try:
-        return SqliteStore(resolve_db_path(db))
+        return SqliteStore(resolve_db_path(db), key_file=key_file)
     except StoreError as exc:
         fail(str(exc))
     except Exception as exc:  # sqlite3.Error and OS errors: say what, not where
@@ -135,6 +153,20 @@ def serve(
             "(demo) instead of not quoting it."
         ),
     ] = True,
+    key_file: KeyFileOption = None,
+    login_window: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a signed login's timestamp may be off the server's clock, either way."
+        ),
+    ] = 5.0,
+    plain_login: Annotated[
+        bool,
+        typer.Option(
+            help="Accept plain logins (apiKey + apiSecret); --no-plain-login accepts only "
+            "signed ones."
+        ),
+    ] = True,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     admin: Annotated[
         bool, typer.Option(help="Serve /metrics, /state and /healthz on the admin listener.")
@@ -153,6 +185,9 @@ def serve(
     max_connections: Annotated[int, typer.Option(help="Open connections at most.")] = 10_000,
     max_connections_per_address: Annotated[
         int, typer.Option(help="Open connections from one IP address at most.")
+    ] = 100,
+    max_sessions_per_key: Annotated[
+        int, typer.Option(help="Logged-in sessions of one API key at most.")
     ] = 100,
     login_timeout: Annotated[
         float, typer.Option(help="Seconds a connection may stay open without logging in.")
@@ -194,13 +229,17 @@ def serve(
         fail("--quote-ttl must be at least three pulses long so quotes are refreshed in time")
     if durability not in ("full", "normal"):
         fail("--durability must be full or normal")
+    if not 0 < login_window <= 3600:
+        fail("--login-window must be more than 0 and at most 3600 seconds")
     schedule = parse_fees(fees)
     if admin and admin_token is None and not is_loopback(admin_host):
         fail("--admin-host is not a loopback address: set --admin-token (or TRADEWS_ADMIN_TOKEN)")
-    if min(max_connections, max_connections_per_address) < 1 or login_timeout <= 0:
+    if min(max_connections, max_connections_per_address, max_sessions_per_key) < 1:
         fail(
-            "--max-connections, --max-connections-per-address and --login-timeout must be positive"
+            "--max-connections, --max-connections-per-address and --max-sessions-per-key must be positive"
         )
+    if login_timeout <= 0:
+        fail("--login-timeout must be positive")
     rates = RateLimits(
         connection=parse_rate(rate_limit_connection, "--rate-limit-connection"),
         key=parse_rate(rate_limit_key, "--rate-limit-key"),
@@ -213,11 +252,17 @@ def serve(
         warn=int(max_unread_mib * (1 << 19)),
         total=int(output_budget_mib * (1 << 20)),
     )
-    store = open_store(db)
+    store = open_store(db, key_file)
     lock = ProcessLock(store.path)
     if not lock.try_acquire():
         fail(f"another tradews server is running on {store.path} (lock {lock.path})")
-    creds = seed_demo(store, clock.now_ms()) if demo else None
+    try:
+        creds = seed_demo(store, clock.now_ms()) if demo else None
+    except StoreError as exc:
+        fail(f"cannot make the demo key: {exc}")
+    problem = store.key_file_problem()
+    if problem is not None:
+        logging.getLogger("tradews").warning("%s", problem)
     settings = replace(
         ServerSettings(),
         host=host,
@@ -234,6 +279,7 @@ def serve(
         rfq_fallback=rfq_fallback,
         fees=schedule,
         rates=rates,
+        limits=SessionLimits(max_sessions_per_key=max_sessions_per_key),
         output=output,
         caps=ConnectionCaps(
             total=max_connections,
@@ -244,6 +290,8 @@ def serve(
         admin_host=admin_host,
         admin_port=admin_port,
         admin_token=admin_token,
+        login_window_ms=max(1, round(login_window * 1000)),
+        plain_login=plain_login,
     )
     try:
         server = Server(settings, store)
@@ -273,6 +321,11 @@ def serve(
             out.print("\n[bold]Demo account[/bold] 'demo' (enterprise tier). A new key each start:")
             out.print(f"  apiKey:    {creds.api_key}")
             out.print(f"  apiSecret: {creds.api_secret}")
+            if not plain_login:
+                out.print(
+                    "Plain login is off (--no-plain-login): sign logins as docs/protocol.md "
+                    "shows; `tradews quotes` and the Python client sign for you."
+                )
             out.print("\nStream BTC_USD quotes from the command line:")
             out.print(
                 f"  tradews quotes BTC_USD --url {url} --key {creds.api_key} "
@@ -416,6 +469,21 @@ def parse_duration_ms(text: str) -> int:
     return int(match.group(1)) * _UNIT_MS[match.group(2)]
 
 
+def _public_key_option(value: str) -> bytes:
+    """``--public-key``: base64 of the raw key, or a file holding PEM or that base64."""
+    from tradews.api.signing import KeyFormatError, parse_public_key
+
+    path = Path(value)
+    try:
+        text = path.read_text() if path.is_file() else value
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"--public-key: cannot read {value}: {exc}")
+    try:
+        return parse_public_key(text)
+    except KeyFormatError as exc:
+        fail(f"--public-key: {exc}")
+
+
 @key_app.command("create")
 def key_create(
     account: str,
@@ -423,30 +491,112 @@ def key_create(
     as_json: JsonOption = False,
     expires_in: Annotated[str | None, typer.Option(help="Expire after e.g. 90d, 12h, 30m.")] = None,
     label: Annotated[str | None, typer.Option(help="A note to tell keys apart.")] = None,
+    key_type: Annotated[
+        str,
+        typer.Option(
+            "--type",
+            help="hmac: a secret (plain or HMAC-signed login); ed25519: a key pair (signed "
+            "login only, the server keeps only the public key).",
+        ),
+    ] = "hmac",
+    public_key: Annotated[
+        str | None,
+        typer.Option(
+            help="ed25519: register this public key (base64 of the raw 32 bytes, or a PEM "
+            "file) instead of generating a pair."
+        ),
+    ] = None,
+    scopes: Annotated[
+        str, typer.Option(help="Permissions: read (data, streams, own orders) and/or trade.")
+    ] = "read,trade",
+    allow_ip: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Accept logins only from this address or network (repeatable, IPv4 or IPv6)."
+        ),
+    ] = None,
+    plain_login: Annotated[
+        bool,
+        typer.Option(help="hmac: also accept plain logins (the secret sent as apiSecret)."),
+    ] = True,
+    key_file: KeyFileOption = None,
 ) -> None:
-    """Create an API key. The secret is printed once and never stored."""
-    store = open_store(db)
+    """Create an API key. The secret (or generated private key) is printed once."""
+    from tradews.api.signing import generate_ed25519
+
+    if key_type not in ("hmac", "ed25519"):
+        fail(f"--type must be hmac or ed25519, got {key_type!r}")
+    if public_key is not None and key_type != "ed25519":
+        fail("--public-key is for --type ed25519 keys")
+    store = open_store(db, key_file)
     now = clock.now_ms()
     expires_at = now + parse_duration_ms(expires_in) if expires_in else None
+    options: dict[str, Any] = {
+        "expires_at": expires_at,
+        "label": label,
+        "scopes": scopes.split(","),
+        "allowed_ips": allow_ip or [],
+    }
+    secret = private = None
     try:
-        key, secret = store.create_key(account, now, expires_at=expires_at, label=label)
+        if key_type == "hmac":
+            key, secret = store.create_key(account, now, plain_login=plain_login, **options)
+        else:
+            if public_key is not None:
+                raw = _public_key_option(public_key)
+            else:
+                private, raw = generate_ed25519()
+            key = store.create_ed25519_key(account, raw, now, **options)
     except StoreError as exc:
         fail(str(exc))
+    (created,) = [k for k in store.list_keys(account) if k.key_id == key]
     if as_json:
         print_json(
-            {"apiKey": key, "apiSecret": secret, "account": account, "expiresAt": expires_at}
+            {
+                "apiKey": key,
+                **({"apiSecret": secret} if secret is not None else {}),
+                **({"privateKey": private} if private is not None else {}),
+                **({"publicKey": base64.b64encode(raw).decode()} if key_type == "ed25519" else {}),
+                "account": account,
+                "expiresAt": expires_at,
+                **_key_fields(created),
+            }
         )
         return
-    out.print(f"apiKey:    {key}")
-    out.print(f"apiSecret: {secret}")
+    out.print(f"apiKey:     {key}")
+    if secret is not None:
+        out.print(f"apiSecret:  {secret}")
+    if private is not None:
+        out.print(f"privateKey: {private}")
+    out.print(f"type:       {key_type}  scopes: {','.join(created.scopes)}")
+    out.print(f"allowed IP: {', '.join(created.allowed_ips) or 'any'}")
     if expires_at is not None:
-        out.print(f"expires:   {fmt_ms(expires_at)}")
-    err.print("[yellow]Store the secret now: it cannot be shown again.[/yellow]")
+        out.print(f"expires:    {fmt_ms(expires_at)}")
+    if secret is not None:
+        err.print("[yellow]Store the secret now: it cannot be shown again.[/yellow]")
+    if private is not None:
+        err.print(
+            "[yellow]Store the private key now: the server keeps only the public key and it "
+            "cannot be shown again.[/yellow]\nSign logins with it: in Python "
+            "Client.login(api_key, private_key=...), from the terminal tradews quotes SYMBOL "
+            "--key ... --private-key ... (or TRADEWS_PRIVATE_KEY); the signed message is in "
+            "docs/protocol.md (rpc.login)."
+        )
+
+
+def _key_fields(k: ApiKey) -> dict[str, Any]:
+    return {
+        "type": k.key_type,
+        "scopes": list(k.scopes),
+        "allowIps": list(k.allowed_ips),
+        "plainLogin": k.plain_login,
+        "signedLogin": k.signed_login,
+    }
 
 
 @key_app.command("list")
 def key_list(account: str, db: DbOption = "tradews.db", as_json: JsonOption = False) -> None:
-    """List an account's keys (never their secrets)."""
+    """List an account's keys (never their secrets): type, scopes, allowed addresses, logins."""
     store = open_store(db)
     try:
         keys = store.list_keys(account)
@@ -463,16 +613,23 @@ def key_list(account: str, db: DbOption = "tradews.db", as_json: JsonOption = Fa
                     "createdAt": k.created_at,
                     "expiresAt": k.expires_at,
                     "revokedAt": k.revoked_at,
+                    **_key_fields(k),
                 }
                 for k in keys
             ]
         )
         return
-    table = Table("apiKey", "label", "status", "created", "expires")
+    # The key id is what an operator copies: never shortened, whatever the terminal's width.
+    width = max((len(k.key_id) for k in keys), default=6)
+    table = Table(Column("apiKey", no_wrap=True, min_width=width), "label", "status", "type",
+                  "scopes", "allowed IPs", "login", "created", "expires")  # fmt: skip
     for k in keys:
+        logins = [name for name, ok in (("signed", k.signed_login), ("plain", k.plain_login)) if ok]
         table.add_row(
-            k.key_id, k.label or "", k.status(now), fmt_ms(k.created_at), fmt_ms(k.expires_at)
-        )
+            k.key_id, k.label or "", k.status(now), k.key_type, ",".join(k.scopes),
+            " ".join(k.allowed_ips) or "any", "+".join(logins), fmt_ms(k.created_at),
+            fmt_ms(k.expires_at),
+        )  # fmt: skip
     out.print(table)
 
 
@@ -633,18 +790,45 @@ def withdraw(
 def quotes(
     symbol: str,
     key: Annotated[str, typer.Option(envvar="TRADEWS_API_KEY", help="API key.")],
-    secret: Annotated[str, typer.Option(envvar="TRADEWS_API_SECRET", help="API secret.")],
+    secret: Annotated[
+        str | None, typer.Option(envvar="TRADEWS_API_SECRET", help="API secret (hmac keys).")
+    ] = None,
+    private_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="TRADEWS_PRIVATE_KEY", help="Private key of an ed25519 key (base64 or PEM)."
+        ),
+    ] = None,
     url: Annotated[str, typer.Option(help="Server URL.")] = "ws://127.0.0.1:8765",
     quantity: Annotated[str | None, typer.Option(help="Quantity to quote.")] = None,
     count: Annotated[int, typer.Option(help="Stop after this many quotes (0: never).")] = 0,
 ) -> None:
-    """Log in and print a stream of firm RFQ quotes."""
-    from tradews.client import Client, ClientError
+    """Log in (signed, so the secret stays here) and print a stream of firm RFQ quotes."""
+    from tradews.api.signing import KeyFormatError
+    from tradews.client import Client, ClientError, RpcError
+
+    if (secret is None) == (private_key is None):
+        fail("give --secret (hmac key) or --private-key (ed25519 key)")
+
+    async def login(client: Client) -> None:
+        if private_key is not None:
+            await client.login(key, private_key=private_key)
+            return
+        try:
+            await client.login(key, secret, signed=True)
+        except RpcError as exc:
+            # Keys older than signed login, or a server without its key file: the secret is
+            # all they can be verified with.
+            reason = exc.data.get("reason") if isinstance(exc.data, dict) else None
+            if reason not in ("SIGNED_LOGIN_UNSUPPORTED", "KEY_FILE_UNAVAILABLE"):
+                raise
+            err.print(f"signed login refused ({exc.message}); logging in with the secret")
+            await client.login(key, secret)
 
     async def run() -> None:
         try:
             async with await Client.connect(url) as client:
-                await client.login(key, secret)
+                await login(client)
                 sub = await client.quote_request(symbol, quantity=quantity)
                 out.print(f"subscribed {sub['subscription']}: {sub['symbol']} x {sub['quantity']}")
                 n = 0
@@ -659,7 +843,7 @@ def quotes(
                     n += 1
                     if count and n >= count:
                         break
-        except ClientError as exc:
+        except (ClientError, KeyFormatError) as exc:
             fail(str(exc))
         except OSError as exc:
             fail(f"cannot connect to {url}: {exc}")

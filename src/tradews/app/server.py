@@ -59,6 +59,7 @@ from tradews.domain.random_walk import RandomWalk
 from tradews.engine.commands import AnyCommand, decoder
 from tradews.engine.engine import Rejected, Result
 from tradews.session.limits import RateLimiter, RateLimits
+from tradews.session.login import DEFAULT_WINDOW_MS, LoginPolicy
 from tradews.session.market_data import MarketDataDesk
 from tradews.session.quote_desk import QuoteDesk
 from tradews.session.session import FeeSchedule, Services, SessionLimits
@@ -95,6 +96,8 @@ class ServerSettings:
     admin_host: str = "127.0.0.1"
     admin_port: int = 8766
     admin_token: str | None = None
+    login_window_ms: int = DEFAULT_WINDOW_MS  # signed logins: how far off a timestamp may be
+    plain_login: bool = True  # accept rpc.login with apiSecret at all
 
 
 def quote_id_factory() -> Callable[[], str]:
@@ -161,6 +164,7 @@ class Server:
             limits=settings.limits,
             rates=RateLimiter(settings.rates),
             openrpc=openrpc_raw,
+            login=LoginPolicy(window_ms=settings.login_window_ms, plain_login=settings.plain_login),
         )
         self.connections = Connections(settings.caps, settings.output)
         self._check: tuple[int, dict[str, object]] | None = None  # (seq, full state check)

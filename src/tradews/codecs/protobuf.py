@@ -109,11 +109,17 @@ def _trades(m: pb.TradesRequest) -> tuple[str, dict[str, Any]]:
     return "trades", d
 
 
+def _login(m: pb.LoginRequest) -> tuple[str, dict[str, Any]]:
+    d: dict[str, Any] = {}
+    for key, value in (("apiKey", m.api_key), ("apiSecret", m.api_secret),
+                       ("timestamp", m.timestamp), ("nonce", m.nonce),
+                       ("signature", m.signature)):  # fmt: skip
+        _put(d, key, value)
+    return "rpc.login", d
+
+
 _REQUESTS: dict[str, Callable[[Any], tuple[str, dict[str, Any]]]] = {
-    "login": lambda m: (
-        "rpc.login",
-        _put(_put({}, "apiKey", m.api_key), "apiSecret", m.api_secret),
-    ),
+    "login": _login,
     "subscribe": _subscribe,
     "unsubscribe": _unsubscribe,
     "order": _order,
@@ -344,10 +350,13 @@ def _error(call_id: Id, err: ApiError) -> pb.ServerMessage:
     m = pb.ServerMessage(request_id=call_id if isinstance(call_id, int) else 0)
     m.error.code = int(err.code)
     m.error.message = err.message
-    if isinstance(err.data, dict) and "reason" in err.data:
-        m.error.reason = str(err.data["reason"])
-    elif isinstance(err.data, dict) and "retryAfter" in err.data:
-        m.error.retry_after_ms = int(err.data["retryAfter"])
+    if isinstance(err.data, dict):
+        if "reason" in err.data:
+            m.error.reason = str(err.data["reason"])
+        if "retryAfter" in err.data:
+            m.error.retry_after_ms = int(err.data["retryAfter"])
+        if "serverTime" in err.data:
+            m.error.server_time = int(err.data["serverTime"])
     elif err.data is not None:
         m.error.detail = str(err.data)
     return m
@@ -425,8 +434,10 @@ def request_message(
     p = params or {}
     m = pb.ClientMessage(request_id=request_id)
     if method == "rpc.login":
-        m.login.api_key = _str(p, "apiKey")
-        m.login.api_secret = _str(p, "apiSecret")
+        login = m.login
+        login.api_key, login.api_secret = _str(p, "apiKey"), _str(p, "apiSecret")
+        login.timestamp = int(p.get("timestamp") or 0)
+        login.nonce, login.signature = _str(p, "nonce"), _str(p, "signature")
     elif method == "time":
         m.heartbeat.SetInParent()
     elif method == "instruments":
@@ -550,9 +561,8 @@ def response_value(method: str, m: pb.ServerMessage) -> Any:
     member = m.WhichOneof("payload")
     if member == "error":
         e = m.error
-        data: Any = {"reason": e.reason} if e.reason else (e.detail or None)
-        if e.retry_after_ms:
-            data = {"retryAfter": e.retry_after_ms}
+        fields = {"reason": e.reason, "retryAfter": e.retry_after_ms, "serverTime": e.server_time}
+        data: Any = {k: v for k, v in fields.items() if v} or e.detail or None
         raise ServerError(e.code, e.message, data)
     if member in ("login", "ack"):
         return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network
 from typing import Protocol
 
 from tradews.domain.instrument import Instrument
@@ -21,14 +22,34 @@ class Principal:
     tier: str
     key_id: str
     expires_at: int | None  # ms since epoch, None for a key that never expires
+    scopes: frozenset[str] = frozenset({"read", "trade"})  # Scope values the key may use
+    allowed_networks: tuple[IPv4Network | IPv6Network, ...] = ()  # empty: any address
+    plain_login: bool = True  # whether rpc.login with apiSecret is allowed for this key
 
 
 class Authenticator(Protocol):
     def authenticate(self, api_key: str, api_secret: str, now_ms: int) -> Principal:
-        """Return the principal of a valid key, or raise ApiError.
+        """Plain login: return the principal of a valid key, or raise ApiError.
 
         Must raise INVALID_CREDENTIALS alike for an unknown key and a wrong secret, taking the
         same time for both; KEY_REVOKED / KEY_EXPIRED only once the secret has been verified.
+        """
+        ...
+
+    def authenticate_signed(
+        self,
+        api_key: str,
+        message: bytes,
+        signature: str,
+        now_ms: int,
+        verified: Callable[[], None],
+    ) -> Principal:
+        """Signed login: return the principal of the key whose holder signed ``message``
+        (``tradews.api.signing.login_message``) with ``signature`` (lowercase hex), or raise.
+
+        INVALID_CREDENTIALS alike for an unknown key and a bad signature. Once the signature
+        has verified, call ``verified`` (the session records the nonce there; it may raise),
+        then report KEY_REVOKED / KEY_EXPIRED.
         """
         ...
 

@@ -66,6 +66,8 @@ from tradews.engine.engine import Done, Duplicate, OrderResult, Rejected, Result
 from tradews.engine.events import TradeExecuted
 from tradews.session.formats import fills_for, order_state
 from tradews.session.limits import RateLimiter, RateLimits, TokenBucket
+from tradews.session.login import LoginPolicy, proof_of
+from tradews.session.login import authenticate as log_in
 from tradews.session.market_data import MarketDataDesk
 from tradews.session.ports import Authenticator, History, InstrumentCatalog, Principal, Trading
 from tradews.session.quote_desk import QuoteDesk, QuoteStream
@@ -93,6 +95,7 @@ class SessionLimits:
     max_batch: int = 100
     max_subscriptions: int = 50
     max_login_failures: int = 5
+    max_sessions_per_key: int = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +126,9 @@ class Services(Generic[C]):
     fees: FeeSchedule = field(default_factory=FeeSchedule)
     limits: SessionLimits = field(default_factory=SessionLimits)
     rates: RateLimiter = field(default_factory=lambda: RateLimiter(RateLimits()))
+    sessions_per_key: dict[str, int] = field(default_factory=dict)  # logged-in sessions now
     openrpc: Callable[[], Any] | None = None
+    login: LoginPolicy = field(default_factory=LoginPolicy)
 
 
 class Scope(enum.Enum):
@@ -164,8 +169,9 @@ class Deferred:
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
-        Method("rpc.login", LoginParams, "Log in with an API key and secret. Returns true.", bool,
-               scope=None, cost=5),
+        Method("rpc.login", LoginParams,
+               "Log in with an API key and its secret, or a signature (docs/protocol.md). "
+               "Returns true.", bool, scope=None, cost=5),
         Method("time", NoParams, "Server time in milliseconds since the Unix epoch.", TimeResult,
                scope=None),
         Method("rpc.discover", NoParams, "This API's OpenRPC document.", dict, scope=None,
@@ -395,6 +401,13 @@ class Session(Generic[C]):
                 raise ApiError(ErrorCode.METHOD_NOT_FOUND, data=f"no method {call.method!r}")
             if method.needs_login and self.state is not SessionState.AUTHENTICATED:
                 raise ApiError(ErrorCode.AUTH_REQUIRED, f"{call.method} requires rpc.login first")
+            if method.scope is not None and method.scope.value not in self._principal().scopes:
+                scopes = ", ".join(sorted(self._principal().scopes)) or "none"
+                raise ApiError(
+                    ErrorCode.PERMISSION_DENIED,
+                    f"{call.method} needs the '{method.scope.value}' permission, which this API "
+                    f"key lacks (it has: {scopes})",
+                )
             params = self._decode_params(call)
             value = getattr(self, "_m_" + call.method.replace(".", "_"))(params, now_ms)
             if isinstance(value, Deferred):
@@ -425,8 +438,12 @@ class Session(Generic[C]):
     def _m_rpc_login(self, p: LoginParams, now_ms: int) -> bool:
         if self.state is SessionState.AUTHENTICATED:
             raise ApiError(ErrorCode.ALREADY_LOGGED_IN, "this connection is already logged in")
+        proof = proof_of(p)  # malformed params (-32602) do not count as a failed login
+        services = self._services
         try:
-            principal = self._services.authenticator.authenticate(p.api_key, p.api_secret, now_ms)
+            principal = log_in(
+                p.api_key, proof, services.authenticator, services.login, self.peer, now_ms
+            )
             if principal.tier != "enterprise":
                 raise ApiError(
                     ErrorCode.TIER_NOT_ALLOWED, "websocket access requires the enterprise tier"
@@ -440,6 +457,14 @@ class Session(Generic[C]):
                     "too many failed logins; closing the connection",
                 ) from None
             raise
+        open_sessions = services.sessions_per_key.get(principal.key_id, 0)
+        if open_sessions >= services.limits.max_sessions_per_key:
+            raise ApiError(
+                ErrorCode.SESSION_LIMIT,
+                f"this API key has {open_sessions} sessions open, the most it may; "
+                "close one or use another key",
+            )
+        services.sessions_per_key[principal.key_id] = open_sessions + 1
         self.principal = principal
         self.state = SessionState.AUTHENTICATED
         return True
@@ -762,6 +787,13 @@ class Session(Generic[C]):
         for key in self._channels.values():
             self._services.view.unsubscribe(key, self._id)
         self._channels.clear()
+        if self.principal is not None:
+            counts = self._services.sessions_per_key
+            left = counts.get(self.principal.key_id, 1) - 1
+            if left > 0:
+                counts[self.principal.key_id] = left
+            else:
+                counts.pop(self.principal.key_id, None)
         self.state = SessionState.CLOSED
 
 

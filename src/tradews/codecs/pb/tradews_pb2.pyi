@@ -103,12 +103,18 @@ class ServerMessage(_message.Message):
     def __init__(self, request_id: _Optional[int] = ..., market_data: _Optional[_Union[MarketUpdate, _Mapping]] = ..., order_response: _Optional[_Union[OrderResponse, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., login: _Optional[_Union[LoginResponse, _Mapping]] = ..., subscribed: _Optional[_Union[SubscribeResponse, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., balances: _Optional[_Union[BalancesResponse, _Mapping]] = ..., trades: _Optional[_Union[TradesResponse, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., instruments: _Optional[_Union[InstrumentsResponse, _Mapping]] = ..., cancelled: _Optional[_Union[CancelAllResponse, _Mapping]] = ..., warning: _Optional[_Union[ConnectionWarning, _Mapping]] = ..., rate_limit: _Optional[_Union[RateLimit, _Mapping]] = ...) -> None: ...
 
 class LoginRequest(_message.Message):
-    __slots__ = ("api_key", "api_secret")
+    __slots__ = ("api_key", "api_secret", "timestamp", "nonce", "signature")
     API_KEY_FIELD_NUMBER: _ClassVar[int]
     API_SECRET_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    NONCE_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     api_key: str
     api_secret: str
-    def __init__(self, api_key: _Optional[str] = ..., api_secret: _Optional[str] = ...) -> None: ...
+    timestamp: int
+    nonce: str
+    signature: str
+    def __init__(self, api_key: _Optional[str] = ..., api_secret: _Optional[str] = ..., timestamp: _Optional[int] = ..., nonce: _Optional[str] = ..., signature: _Optional[str] = ...) -> None: ...
 
 class SubscribeRequest(_message.Message):
     __slots__ = ("channel", "quotes", "market_data", "depth")
@@ -231,18 +237,20 @@ class InstrumentsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Error(_message.Message):
-    __slots__ = ("code", "message", "reason", "detail", "retry_after_ms")
+    __slots__ = ("code", "message", "reason", "detail", "server_time", "retry_after_ms")
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
+    SERVER_TIME_FIELD_NUMBER: _ClassVar[int]
     RETRY_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
     code: int
     message: str
     reason: str
     detail: str
+    server_time: int
     retry_after_ms: int
-    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ..., retry_after_ms: _Optional[int] = ...) -> None: ...
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ..., server_time: _Optional[int] = ..., retry_after_ms: _Optional[int] = ...) -> None: ...
 
 class RateLimit(_message.Message):
     __slots__ = ("remaining", "limit", "reset_ms")
