@@ -23,28 +23,68 @@ from typing import Any
 
 from tradews.api.messages import Quote
 from tradews.app.demo import DEMO_INSTRUMENTS, start_ticks
-from tradews.app.server import quote_id_factory
 from tradews.codecs.jsonrpc import encode_notification
+from tradews.domain import pricing
 from tradews.domain.instrument import Instrument
-from tradews.domain.pricing import TwoWayPrice, quote_prices
+from tradews.domain.pricing import TwoWayPrice
 from tradews.domain.random_walk import RandomWalk
+from tradews.session import quote_desk
 from tradews.session.quote_desk import QuoteDesk, QuoteStream
+
+# Versions differ in how a desk takes prices and makes quote ids; this runs against any of them.
+PER_STREAM_IDS = "new_stream_token" in inspect.signature(QuoteDesk).parameters
+
+
+def reference_price(reference: Fraction, inst: Instrument) -> TwoWayPrice:
+    if hasattr(pricing, "rfq_prices"):
+        price = pricing.rfq_prices(None, None, reference, inst.spread_bps)
+        assert isinstance(price, TwoWayPrice)
+        return price
+    return pricing.quote_prices(reference, inst.spread_bps)  # type: ignore[attr-defined]
+
+
+def id_source() -> Callable[[], str]:
+    if PER_STREAM_IDS:
+        return quote_desk.stream_tokens(b"bench")  # type: ignore[no-any-return]
+    from tradews.app import server
+
+    return server.quote_id_factory()  # type: ignore[attr-defined,no-any-return]
+
+
+class ReferencePricer:
+    """The desk's pricing over an empty book: the reference alone."""
+
+    def __init__(self, reference: list[Fraction]) -> None:
+        self.reference = reference
+
+    def price(self, instrument: Instrument, lots: int, exclude: int | None, now_ms: int) -> Any:
+        return reference_price(self.reference[0], instrument)
+
+    def accounts_in(self, symbol: str) -> frozenset[int]:
+        return frozenset()
 
 
 def make_desk(inst: Instrument, reference: list[Fraction]) -> QuoteDesk[object]:
     """A desk pricing ``inst`` around ``reference[0]``, whichever way this version takes prices."""
-    kwargs: dict[str, Any] = {
-        "ttl_ms": 3000,
-        "refresh_ms": 1000,
-        "new_quote_id": quote_id_factory(),
-    }
-    if "pricer" in inspect.signature(QuoteDesk).parameters:
-
-        def pricer(instrument: Instrument, lots: int) -> TwoWayPrice | None:
-            return quote_prices(reference[0], instrument.spread_bps)
-
-        kwargs["pricer"] = pricer
+    kwargs: dict[str, Any] = {"ttl_ms": 3000, "refresh_ms": 1000}
+    params = inspect.signature(QuoteDesk).parameters
+    if PER_STREAM_IDS:
+        kwargs["new_stream_token"] = id_source()
+        kwargs["pricer"] = ReferencePricer(reference)
+    else:
+        kwargs["new_quote_id"] = id_source()
+        if "pricer" in params:
+            kwargs["pricer"] = lambda instrument, lots: reference_price(reference[0], instrument)
     return QuoteDesk(**kwargs)
+
+
+def open_stream(
+    desk: QuoteDesk[object], stream: QuoteStream[object], reference: Fraction, now: int
+) -> None:
+    if PER_STREAM_IDS:
+        desk.open(stream, reference_price(reference, stream.instrument), now)
+    else:
+        desk.open(stream, now)  # type: ignore[call-arg]
 
 
 def per_quote_us(fn: Callable[[], object], quotes: int, pulses: int) -> float:
@@ -76,7 +116,8 @@ def main(argv: list[str] | None = None) -> None:
 
     step()
     for i in range(n):
-        desk.open(QuoteStream(object(), f"q{i + 1}", 1, inst, inst.quote_size_lots), now[0])
+        stream = QuoteStream(object(), f"q{i + 1}", 1, inst, inst.quote_size_lots)
+        open_stream(desk, stream, reference[0], now[0])
 
     def pulse() -> None:
         step()
@@ -89,13 +130,13 @@ def main(argv: list[str] | None = None) -> None:
     results["QuoteDesk.due, whole (per quote)"] = per_quote_us(pulse, n, pulses)
     results["  step + reference only (per quote)"] = per_quote_us(step, n, pulses)
 
-    price = desk.price(inst, inst.quote_size_lots)
-    assert price is not None
-    new_id = quote_id_factory()
+    price = reference_price(reference[0], inst)
+    new_id = id_source()
     results["  Instrument.format_price x2"] = per_quote_us(
         lambda: (inst.format_price(price.buy_ticks), inst.format_price(price.sell_ticks)), 1, 50_000
     )
-    results["  quote id"] = per_quote_us(new_id, 1, 50_000)
+    what = "stream token (once per stream)" if PER_STREAM_IDS else "quote id"
+    results[f"  {what}"] = per_quote_us(new_id, 1, 50_000)
     buy, sell = inst.format_price(price.buy_ticks), inst.format_price(price.sell_ticks)
     results["  Quote(...) + encode_notification"] = per_quote_us(
         lambda: encode_notification(
@@ -124,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def template_pulse() -> None:
         step()
-        p = quote_prices(reference[0], inst.spread_bps)
+        p = reference_price(reference[0], inst)
         t = now[0]
         head = b'{"jsonrpc":"2.0","method":"quote","params":{"subscription":"'
         middle = (

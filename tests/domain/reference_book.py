@@ -8,6 +8,7 @@ same results, fills and resting orders.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 
 @dataclass
@@ -182,3 +183,15 @@ class ReferenceBook:
             (o for o in self.resting if o.side == "sell"), key=lambda o: (o.price, o.priority)
         )
         return [(o.order_id, o.account, o.side, o.price, o.remaining) for o in bids + asks]
+
+    def vwap(self, side: str, qty: int, exclude: int | None) -> Fraction | None:
+        """Average price of taking ``qty`` from ``side``'s resting orders, leaving out those of
+        ``exclude``; None if they hold less than ``qty``."""
+        orders = [o for o in self.resting if o.side == side and o.account != exclude]
+        orders.sort(key=lambda o: -o.price if side == "buy" else o.price)
+        left, cost = qty, 0
+        for o in orders:
+            take = min(left, o.remaining)
+            cost += take * o.price
+            left -= take
+        return Fraction(cost, qty) if left == 0 else None

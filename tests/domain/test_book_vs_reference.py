@@ -118,6 +118,18 @@ class BookMachine(RuleBasedStateMachine):
         assert ours == self.ref.snapshot()
 
     @invariant()
+    def same_vwap_with_any_account_left_out(self) -> None:
+        """RFQ pricing's volume-weighted prices, with one account's orders left out or none."""
+        if not hasattr(self, "engine"):
+            return
+        book = self.engine.books["X_Y"]
+        for exclude in (None, *ACCOUNTS, 42):
+            for side, name in ((Side.BUY, "buy"), (Side.SELL, "sell")):
+                for qty in (1, 7, 40, 200):
+                    expected = self.ref.vwap(name, qty, exclude)
+                    assert book.vwap(side, qty, exclude) == expected, (exclude, name, qty)
+
+    @invariant()
     def engine_invariants(self) -> None:
         self.engine.validate()  # never crossed, priority, locks, conservation
 

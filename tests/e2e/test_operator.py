@@ -26,7 +26,8 @@ async def test_plain_server_serves_its_database(tmp_path: Path) -> None:
             await c.login(key["apiKey"], key["apiSecret"])
             sub = await c.market_data_request()
             assert sub["symbols"] == ["BTC_EUR"]
-            # No price source without the demo walk: a clear error, no silent empty stream.
+            # No reference price (no demo walk, no `tradews price set`): a clear error, no
+            # silent empty stream.
             with pytest.raises(RpcError) as info:
                 await c.quote_request("BTC_EUR")
             assert info.value.code == 2003 and "BTC_EUR" in info.value.message
@@ -58,28 +59,3 @@ async def test_sigterm_closes_clients_with_going_away(tmp_path: Path) -> None:
             assert await stopping == 0
     finally:
         server.stop()
-
-
-async def test_rfq_without_fallback_quotes_only_from_the_book(tmp_path: Path) -> None:
-    args = ("--no-demo-traders", "--no-rfq-fallback")
-    with ServerProcess.start(tmp_path / "nofb.db", demo=True, args=args) as server:
-        async with await Client.connect(server.url) as c:
-            await c.login(server.api_key, server.api_secret)
-            with pytest.raises(RpcError) as info:  # empty book, no fallback: no quote
-                await c.quote_request("SOL_USD", quantity="1")
-            assert info.value.code == 2003
-            await eventually(
-                lambda: c.call("balances"),
-                lambda rows: any(b["asset"] == "SOL" for b in rows),
-                what="the demo account's SOL funding",
-            )
-            await c.place_order("SOL_USD", "sell", "5.00", price="151.000")
-            await c.place_order("SOL_USD", "buy", "5.00", price="149.000")
-            sub = await c.quote_request("SOL_USD", quantity="2")
-            quote = None
-            while quote is None:
-                note = await c.next_notification()
-                if note.method == "quote" and note.params["subscription"] == sub["subscription"]:
-                    quote = note.params
-            # 8 bps markup on the book's prices, rounded away from the client.
-            assert (quote["buyPrice"], quote["sellPrice"]) == ("148.880", "151.121")

@@ -183,3 +183,18 @@ async def test_exponent_notation_is_read_exactly(logged_in: Client) -> None:
         "quote_request", {"symbol": "BTC_USD", "type": "RFQ", "quantity": "0.1e1"}
     )
     assert sub["quantity"] == "1.0000"
+
+
+async def test_own_orders_do_not_price_the_demo_desk(still_client: Client) -> None:
+    """The attack on an empty book: rest a sell at 1.00 and a buy at 0.99, ask for a quote,
+    cancel, accept. The demo desk prices from its (still) reference walk, 65,000.00 plus or
+    minus 5 bps, never from the requester's own orders."""
+    await still_client.place_order("BTC_USD", "sell", "1", price="1.00")
+    await still_client.place_order("BTC_USD", "buy", "1", price="0.99")
+    sub = await still_client.quote_request("BTC_USD", quantity="1")
+    (quote,) = await quotes(still_client, 1, sub["subscription"])
+    assert (quote["buyPrice"], quote["sellPrice"]) == ("64967.50", "65032.50")
+    await still_client.call("order_cancel_all")
+    fill = await still_client.call("quote_accept", {"quoteId": quote["quoteId"], "side": "buy"})
+    assert fill["price"] == "65032.50"
+    await still_client.quote_cancel(sub["subscription"])

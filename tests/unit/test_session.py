@@ -14,10 +14,10 @@ from tradews.api.errors import ApiError, ErrorCode
 from tradews.app.catalog import Catalog
 from tradews.app.demo import DEMO_INSTRUMENTS
 from tradews.domain.instrument import Instrument
-from tradews.domain.pricing import TwoWayPrice, quote_prices
+from tradews.domain.pricing import NoQuote, TwoWayPrice, rfq_prices
 from tradews.session.market_data import MarketDataDesk
 from tradews.session.ports import Principal
-from tradews.session.quote_desk import QuoteDesk
+from tradews.session.quote_desk import QuoteDesk, stream_tokens
 from tradews.session.session import Services, Session, SessionState
 from tradews.session.view import TradingView
 
@@ -34,17 +34,26 @@ class FakeKeys:
 REFERENCES: dict[str, Fraction] = {}
 
 
-def pricer(inst: Instrument, lots: int) -> TwoWayPrice | None:
-    ref = REFERENCES.get(inst.symbol)
-    return None if ref is None else quote_prices(ref, inst.spread_bps)
+class ReferenceOnly:
+    """Prices from ``REFERENCES`` alone, as the desk does over an empty book."""
+
+    def price(
+        self, inst: Instrument, lots: int, exclude: int | None, now_ms: int
+    ) -> TwoWayPrice | NoQuote:
+        return rfq_prices(None, None, REFERENCES.get(inst.symbol), inst.spread_bps)
+
+    def accounts_in(self, symbol: str) -> frozenset[int]:
+        return frozenset()
 
 
 def make_services() -> Services[str]:
     REFERENCES.clear()
     REFERENCES["BTC_USD"] = Fraction(6_500_000)
-    counter = iter(range(1, 10**9))
     quotes: QuoteDesk[str] = QuoteDesk(
-        ttl_ms=3000, refresh_ms=1000, new_quote_id=lambda: f"id{next(counter)}", pricer=pricer
+        ttl_ms=3000,
+        refresh_ms=1000,
+        new_stream_token=stream_tokens(b"test key"),
+        pricer=ReferenceOnly(),
     )
     catalog = Catalog(DEMO_INSTRUMENTS)
     view: TradingView[str] = TradingView(catalog)

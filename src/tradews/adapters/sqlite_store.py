@@ -1,4 +1,4 @@
-"""SQLite storage for accounts, API keys and instruments.
+"""SQLite storage for accounts, API keys, instruments and reference prices.
 
 The database runs in WAL mode so the command line and a running server use it at the same time:
 the CLI writes, the server notices through ``PRAGMA data_version`` and reloads. Every write is a
@@ -35,6 +35,7 @@ from tradews.adapters.key_file import KeyFileError, MasterKey, SealError, load_m
 from tradews.api import signing
 from tradews.api.errors import ApiError, ErrorCode
 from tradews.domain.instrument import Instrument
+from tradews.domain.pricing import ReferencePrice
 from tradews.engine.events import OrderUpdated, TradeExecuted
 from tradews.session.ports import Principal
 
@@ -146,6 +147,16 @@ _SCHEMA = [
     ALTER TABLE api_keys ADD COLUMN scopes TEXT NOT NULL DEFAULT 'read,trade';
     ALTER TABLE api_keys ADD COLUMN allowed_ips TEXT;
     ALTER TABLE api_keys ADD COLUMN plain_login INTEGER NOT NULL DEFAULT 1;
+    """,
+    # version 5: reference prices set by the operator, which anchor RFQ quotes (max_age_ms NULL: the
+    # server's default). IF NOT EXISTS: it does not matter where among other migrations it runs.
+    """
+    CREATE TABLE IF NOT EXISTS reference_prices (
+        symbol      TEXT PRIMARY KEY REFERENCES instruments(symbol),
+        price       TEXT NOT NULL,
+        max_age_ms  INTEGER,
+        set_at      INTEGER NOT NULL
+    );
     """,
 ]
 
@@ -659,6 +670,36 @@ class SqliteStore:
             )
             for r in rows
         ]
+
+    # Reference prices ----------------------------------------------------------------------
+
+    def set_reference_price(
+        self, symbol: str, price: Decimal, now_ms: int, *, max_age_ms: int | None = None
+    ) -> None:
+        """Set (or replace) the operator's reference price of a listed instrument."""
+        try:
+            with self._tx() as db:
+                db.execute(
+                    "INSERT INTO reference_prices(symbol, price, max_age_ms, set_at)"
+                    " VALUES (?, ?, ?, ?) ON CONFLICT(symbol) DO UPDATE SET"
+                    " price = excluded.price, max_age_ms = excluded.max_age_ms,"
+                    " set_at = excluded.set_at",
+                    (symbol, str(price), max_age_ms, now_ms),
+                )
+        except sqlite3.IntegrityError:  # the foreign key: no such instrument
+            raise StoreError(f"no instrument {symbol!r}") from None
+
+    def reference_prices(self) -> list[ReferencePrice]:
+        rows = self._db.execute(
+            "SELECT symbol, price, set_at, max_age_ms FROM reference_prices ORDER BY symbol"
+        )
+        return [ReferencePrice(r[0], Decimal(r[1]), r[2], r[3]) for r in rows]
+
+    def clear_reference_price(self, symbol: str) -> bool:
+        """Remove a reference price; False if there was none."""
+        with self._tx() as db:
+            cur = db.execute("DELETE FROM reference_prices WHERE symbol = ?", (symbol,))
+        return cur.rowcount > 0
 
 
 HOUSE_ACCOUNT = "house"

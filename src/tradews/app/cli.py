@@ -1,7 +1,7 @@
 """The ``tradews`` command line: run the server and administer its database.
 
 Every admin command works on the same SQLite file as a running server, which notices changes
-within half a second (new instruments are listed, revoked keys are disconnected).
+within a second (new instruments are listed, reference prices used, revoked keys disconnected).
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ from tradews.adapters.sqlite_store import (
     resolve_db_path,
 )
 from tradews.adapters.ws_server import ConnectionCaps, OutputLimits
+from tradews.app.pricing import DEFAULT_MAX_AGE_MS, format_duration
 from tradews.domain.instrument import Instrument, InvalidDecimal, OffStep, parse_decimal
+from tradews.domain.pricing import DEFAULT_BAND_BPS, ReferencePrice
 from tradews.engine.engine import Market
 from tradews.session.limits import Rate, RateLimits
 from tradews.session.session import FeeSchedule, SessionLimits
@@ -53,9 +55,14 @@ key_app = typer.Typer(
     no_args_is_help=True,
 )
 instrument_app = typer.Typer(help="Listed instruments.", no_args_is_help=True)
+price_app = typer.Typer(
+    help="Reference prices: the anchor of RFQ quotes (no reference, no quote).",
+    no_args_is_help=True,
+)
 app.add_typer(account_app, name="account")
 app.add_typer(key_app, name="key")
 app.add_typer(instrument_app, name="instrument")
+app.add_typer(price_app, name="price")
 
 out = Console(soft_wrap=True, highlight=False)
 err = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -146,13 +153,20 @@ def serve(
     snapshot_every: Annotated[
         int, typer.Option(help="Snapshot the engine every N commands (start-up replays the rest).")
     ] = 100_000,
-    rfq_fallback: Annotated[
-        bool,
+    rfq_band_bps: Annotated[
+        str,
         typer.Option(
-            help="Quote an RFQ side the book is too thin for from the reference price "
-            "(demo) instead of not quoting it."
+            help="No RFQ quote when the order book's price for the quantity is further than "
+            "this from the reference price, in basis points."
         ),
-    ] = True,
+    ] = str(DEFAULT_BAND_BPS),
+    price_max_age: Annotated[
+        str,
+        typer.Option(
+            help="An operator's reference price older than this is stale (no quotes), unless "
+            "set with its own --max-age: e.g. 30s, 5m."
+        ),
+    ] = format_duration(DEFAULT_MAX_AGE_MS),
     key_file: KeyFileOption = None,
     login_window: Annotated[
         float,
@@ -252,6 +266,11 @@ def serve(
         warn=int(max_unread_mib * (1 << 19)),
         total=int(output_budget_mib * (1 << 20)),
     )
+    band = _decimal_option(rfq_band_bps, "--rfq-band-bps")
+    assert band is not None
+    if band <= 0 or band >= 10_000:
+        fail("--rfq-band-bps must be above 0 and below 10000")
+    max_age_ms = parse_duration_ms(price_max_age, "--price-max-age")
     store = open_store(db, key_file)
     lock = ProcessLock(store.path)
     if not lock.try_acquire():
@@ -276,7 +295,8 @@ def serve(
         durability=durability.upper(),
         demo_traders=demo_traders,
         snapshot_every=max(1, snapshot_every),
-        rfq_fallback=rfq_fallback,
+        rfq_band_bps=band,
+        price_max_age_ms=max_age_ms,
         fees=schedule,
         rates=rates,
         limits=SessionLimits(max_sessions_per_key=max_sessions_per_key),
@@ -462,10 +482,10 @@ _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
-def parse_duration_ms(text: str) -> int:
+def parse_duration_ms(text: str, option: str) -> int:
     match = _DURATION.match(text.strip())
     if match is None or int(match.group(1)) == 0:
-        fail(f"--expires-in must look like 30s, 15m, 12h or 90d, got {text!r}")
+        fail(f"{option} must look like 30s, 15m, 12h or 90d, got {text!r}")
     return int(match.group(1)) * _UNIT_MS[match.group(2)]
 
 
@@ -530,7 +550,7 @@ def key_create(
         fail("--public-key is for --type ed25519 keys")
     store = open_store(db, key_file)
     now = clock.now_ms()
-    expires_at = now + parse_duration_ms(expires_in) if expires_in else None
+    expires_at = now + parse_duration_ms(expires_in, "--expires-in") if expires_in else None
     options: dict[str, Any] = {
         "expires_at": expires_at,
         "label": label,
@@ -728,6 +748,92 @@ def instrument_list(db: DbOption = "tradews.db", as_json: JsonOption = False) ->
     for r in rows:
         table.add_row(*(v or "-" for v in r.values()))
     out.print(table)
+
+
+# reference prices -----------------------------------------------------------------------------
+
+# Far beyond any real price, and keeps every RFQ price the engine settles inside 64 bits.
+_MAX_REFERENCE_TICKS = 10**15
+
+
+@price_app.command("set")
+def price_set(
+    symbol: str,
+    price: str,
+    max_age: Annotated[
+        str | None,
+        typer.Option(
+            help="Stale after this long (e.g. 30s, 5m, 1h); default: the server's "
+            f"--price-max-age ({format_duration(DEFAULT_MAX_AGE_MS)} unless set)."
+        ),
+    ] = None,
+    db: DbOption = "tradews.db",
+    as_json: JsonOption = False,
+) -> None:
+    """Set an instrument's reference price. A running server quotes from it within a second.
+
+    The desk sells at no less than the reference plus the instrument's markup and buys at no
+    more than the reference minus it. Set it again before it goes stale, or quoting stops.
+    """
+    value = _decimal_option(price, "price")
+    assert value is not None
+    max_age_ms = None if max_age is None else parse_duration_ms(max_age, "--max-age")
+    store = open_store(db)
+    inst = next((i for i in store.list_instruments() if i.symbol == symbol), None)
+    if inst is None:
+        fail(f"no instrument {symbol!r}")
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite: parse_decimal said so
+    if exponent < -18:
+        fail(f"price {price}: at most 18 decimal places")
+    if not inst.tick <= value <= inst.tick * _MAX_REFERENCE_TICKS:
+        fail(f"price {price} is out of range for {symbol} (one tick to 10^15 ticks)")
+    reference = ReferencePrice(symbol, value, clock.now_ms(), max_age_ms)
+    try:
+        store.set_reference_price(symbol, value, reference.set_at, max_age_ms=max_age_ms)
+    except StoreError as exc:
+        fail(str(exc))
+    if as_json:
+        print_json(_price_row(reference, reference.set_at))
+        return
+    age = "the server's default" if max_age_ms is None else format_duration(max_age_ms)
+    out.print(f"reference price of [bold]{symbol}[/bold]: {value} (max age {age})")
+
+
+@price_app.command("list")
+def price_list(db: DbOption = "tradews.db", as_json: JsonOption = False) -> None:
+    """List reference prices, their age and whether they are stale."""
+    now = clock.now_ms()
+    rows = [_price_row(p, now) for p in open_store(db).reference_prices()]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("symbol", "price", "set", "max age", "status")
+    for r in rows:
+        age = "default" if r["maxAgeMs"] is None else format_duration(r["maxAgeMs"])
+        table.add_row(r["symbol"], r["price"], fmt_ms(r["setAt"]), age, r["status"])
+    out.print(table)
+
+
+@price_app.command("clear")
+def price_clear(symbol: str, db: DbOption = "tradews.db") -> None:
+    """Remove an instrument's reference price: the desk stops quoting it (in demo mode it goes
+    back to the simulated price)."""
+    if not open_store(db).clear_reference_price(symbol):
+        fail(f"no reference price for {symbol!r}")
+    out.print(f"cleared the reference price of {symbol}")
+
+
+def _price_row(p: ReferencePrice, now: int) -> dict[str, Any]:
+    """``status`` judges a price without a max age of its own by the default one: a server
+    started with another ``--price-max-age`` judges it by that."""
+    return {
+        "symbol": p.symbol,
+        "price": str(p.price),
+        "setAt": p.set_at,
+        "maxAgeMs": p.max_age_ms,
+        "status": "stale" if p.is_stale(now, DEFAULT_MAX_AGE_MS) else "fresh",
+    }
 
 
 # funds ----------------------------------------------------------------------------------------

@@ -8,9 +8,9 @@ Timers live here; every decision they trigger is made by the pure layers:
 - the *pulse* (every ``tick_interval``) steps the demo price walk, sends each quote stream the
   quote it is owed, and publishes tickers that changed;
 - the *market data* timer sends one snapshot to every ``market_data`` subscriber;
-- the *watcher* polls ``PRAGMA data_version``: it lists new instruments, hands the operator's
-  inbox (deposits, withdrawals) to the engine, and closes connections whose API key was revoked
-  or has expired;
+- the *watcher* polls ``PRAGMA data_version``: it lists new instruments, takes the operator's
+  reference prices, hands the operator's inbox (deposits, withdrawals) to the engine, and closes
+  connections whose API key was revoked or has expired;
 - in demo mode, the simulated market makers requote and a taker trades now and then.
 """
 
@@ -19,13 +19,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import itertools
 import json
 import logging
 import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from fractions import Fraction
 
 import msgspec
@@ -50,18 +50,19 @@ from tradews.app.demo_market import MAKER, TAKER, DemoMarket, funding
 from tradews.app.engine_host import EngineHost, recover
 from tradews.app.metrics import render as render_metrics
 from tradews.app.openrpc import openrpc_raw
-from tradews.app.pricing import BookPricer
+from tradews.app.pricing import DEFAULT_MAX_AGE_MS, DeskPricer, ReferencePrices
 from tradews.codecs.push import Push
 from tradews.domain.invariants import InvariantViolation
 from tradews.domain.ledger import format_atoms
 from tradews.domain.orders import Side
+from tradews.domain.pricing import DEFAULT_BAND_BPS
 from tradews.domain.random_walk import RandomWalk
 from tradews.engine.commands import AnyCommand, decoder
 from tradews.engine.engine import Rejected, Result
 from tradews.session.limits import RateLimiter, RateLimits
 from tradews.session.login import DEFAULT_WINDOW_MS, LoginPolicy
 from tradews.session.market_data import MarketDataDesk
-from tradews.session.quote_desk import QuoteDesk
+from tradews.session.quote_desk import QuoteDesk, stream_tokens
 from tradews.session.session import FeeSchedule, Services, SessionLimits
 from tradews.session.view import TradingView
 
@@ -85,7 +86,8 @@ class ServerSettings:
     durability: str = "FULL"
     snapshot_every: int = 100_000  # commands between engine snapshots
     demo_traders: bool = True
-    rfq_fallback: bool = True
+    rfq_band_bps: Decimal = DEFAULT_BAND_BPS  # no quote when the book is further than this
+    price_max_age_ms: int = DEFAULT_MAX_AGE_MS  # operator prices older than this are stale
     fees: FeeSchedule = field(default_factory=FeeSchedule)
     limits: SessionLimits = field(default_factory=SessionLimits)
     rates: RateLimits = field(default_factory=RateLimits)
@@ -98,13 +100,6 @@ class ServerSettings:
     admin_token: str | None = None
     login_window_ms: int = DEFAULT_WINDOW_MS  # signed logins: how far off a timestamp may be
     plain_login: bool = True  # accept rpc.login with apiSecret at all
-
-
-def quote_id_factory() -> Callable[[], str]:
-    """Ids unique within the process and, by their random prefix, across restarts."""
-    prefix = secrets.token_hex(4)
-    counter = itertools.count(1)
-    return lambda: f"{prefix}-{next(counter):x}"
 
 
 def result_text(result: Result) -> str:
@@ -140,12 +135,22 @@ class Server:
         self.state_hash_at_start = self.engine.state_hash()
         self.view: TradingView[Connection] = TradingView(self.catalog)
         self._seed_view(now)
-        self.references: dict[str, Fraction] = {}
+        self.references: dict[str, Fraction] = {}  # the demo walks' prices, in ticks
+        self.reference_prices = ReferencePrices(
+            self.references, default_max_age_ms=settings.price_max_age_ms
+        )
+        self.reference_prices.set_operator_prices(store.reference_prices())
         self.quotes: QuoteDesk[Connection] = QuoteDesk(
             ttl_ms=settings.quote_ttl_ms,
             refresh_ms=settings.quote_refresh_ms,
-            new_quote_id=quote_id_factory(),
-            pricer=BookPricer(self.engine, self.references, fallback=settings.rfq_fallback),
+            new_stream_token=stream_tokens(secrets.token_bytes(32)),
+            pricer=DeskPricer(
+                self.engine,
+                self.view,
+                self.reference_prices,
+                house_account_id=self.house_id,
+                band_bps=settings.rfq_band_bps,
+            ),
         )
         self.market: MarketDataDesk[Connection] = MarketDataDesk(self.view, self.catalog.all)
         self.host = EngineHost(self.engine, self.journal, self._publish, self._fatal)
@@ -205,6 +210,7 @@ class Server:
     async def start(self) -> None:
         if self.settings.demo:
             self._start_demo()
+            await self.host.drain()  # the desk's demo inventory is there before any client
         healthz = (b"/healthz", lambda query: (b"ok\n", "text/plain; charset=utf-8"))
         if self.settings.admin:
             self._admin = await create_admin_server(
@@ -423,6 +429,7 @@ class Server:
         self._data_version = version
         if changed:
             self._reload_instruments()
+            self.reference_prices.set_operator_prices(self.store.reference_prices())
             self._take_inbox()
         live = {c: c.session.principal for c in self.connections if c.session.principal is not None}
         if not live:

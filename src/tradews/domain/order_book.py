@@ -3,7 +3,9 @@
 Levels are kept in a dict by price (O(1) to find) plus a sorted list of prices per side (bisect to
 insert a new level; a book has tens to hundreds of levels, so this beats a tree in Python). Each
 level holds its orders in a dict, which keeps insertion order (time priority) and removes from
-the middle in O(1) (cancels).
+the middle in O(1) (cancels). The book also counts each account's resting orders, so that
+pricing which must leave one account's orders out (RFQ quotes) knows, in O(1), whether it needs
+to look at orders at all.
 
 The book only holds and matches orders. It does not validate them, lock funds or settle trades:
 the engine does that around it. ``tests/domain/reference_book.py`` is a deliberately naive book
@@ -30,7 +32,7 @@ class Level:
 
 
 class OrderBook:
-    __slots__ = ("_levels", "_prices", "orders", "symbol")
+    __slots__ = ("_levels", "_prices", "orders", "owners", "symbol")
 
     def __init__(self, symbol: str) -> None:
         self.symbol = symbol
@@ -38,6 +40,8 @@ class OrderBook:
         # Ascending on both sides: the best bid is the last, the best ask the first.
         self._prices: dict[Side, list[int]] = {Side.BUY: [], Side.SELL: []}
         self.orders: dict[int, Order] = {}
+        # account id -> how many of its orders rest in this book (accounts with none absent)
+        self.owners: dict[int, int] = {}
 
     # Reading --------------------------------------------------------------------------------
 
@@ -93,12 +97,34 @@ class OrderBook:
                     return quantity
         return got
 
-    def vwap(self, side: Side, quantity: int) -> Fraction | None:
-        """Average price to take ``quantity`` from ``side`` of the book, or None if too thin."""
+    def vwap(self, side: Side, quantity: int, exclude: int | None = None) -> Fraction | None:
+        """Average price to take ``quantity`` from ``side`` of the book, or None if too thin.
+
+        ``exclude``: an account whose orders do not count (as if they were not there). Only an
+        account that has orders in this book costs an order-by-order walk; for any other the
+        level totals suffice.
+        """
+        if exclude is not None and exclude in self.owners:
+            return self._vwap_excluding(side, quantity, exclude)
         left = quantity
         cost = 0
         for level in self.levels(side):
             take = min(left, level.total)
+            cost += take * level.price
+            left -= take
+            if left == 0:
+                return Fraction(cost, quantity)
+        return None
+
+    def _vwap_excluding(self, side: Side, quantity: int, account_id: int) -> Fraction | None:
+        left = quantity
+        cost = 0
+        for level in self.levels(side):
+            available = level.total
+            for order in level.orders.values():
+                if order.account_id == account_id:
+                    available -= order.remaining
+            take = min(left, available)
             cost += take * level.price
             left -= take
             if left == 0:
@@ -118,10 +144,13 @@ class OrderBook:
         level.orders[order.order_id] = order
         level.total += order.remaining
         self.orders[order.order_id] = order
+        owners = self.owners
+        owners[order.account_id] = owners.get(order.account_id, 0) + 1
 
     def remove(self, order: Order) -> None:
         """Take a resting order out of the book."""
         del self.orders[order.order_id]
+        self._disown(order.account_id)
         side = order.side
         levels = self._levels[side]
         level = levels[order.price]
@@ -131,6 +160,14 @@ class OrderBook:
             del levels[order.price]
             prices = self._prices[side]
             del prices[bisect_left(prices, order.price)]
+
+    def _disown(self, account_id: int) -> None:
+        owners = self.owners
+        left = owners[account_id] - 1
+        if left:
+            owners[account_id] = left
+        else:
+            del owners[account_id]
 
     def reduce(self, order: Order, new_remaining: int) -> None:
         """Lower a resting order's remaining quantity in place: it keeps its queue position."""
@@ -169,6 +206,7 @@ class OrderBook:
                 if maker.remaining == 0:
                     del level.orders[maker.order_id]
                     del self.orders[maker.order_id]
+                    self._disown(maker.account_id)
                 if not quantity:
                     break
             if not level.orders:
@@ -221,6 +259,11 @@ class OrderBook:
             raise InvariantViolation(
                 f"{self.symbol}: {len(self.orders)} orders indexed, {seen} on the levels"
             )
+        counts: dict[int, int] = {}
+        for order in self.orders.values():
+            counts[order.account_id] = counts.get(order.account_id, 0) + 1
+        if counts != self.owners:
+            raise InvariantViolation(f"{self.symbol}: resting orders per account out of step")
         bid, ask = self.best(Side.BUY), self.best(Side.SELL)
         if bid is not None and ask is not None and bid >= ask:
             raise InvariantViolation(f"{self.symbol}: crossed book, bid {bid} >= ask {ask}")

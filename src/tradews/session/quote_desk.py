@@ -1,22 +1,29 @@
 """RFQ quote streams: who asked for what, and when each one is owed a new firm quote.
 
-Prices come from a ``pricer`` (the order book's depth plus a markup, or the demo reference price
-where the book is too thin: see ``domain/pricing.py``). Every quote sent is remembered until it
-expires, so ``quote_accept`` can execute it at exactly its terms.
+Prices come from a :class:`Pricer` (a reference price, the order book without the requester's
+own orders, the house's inventory: see ``domain/pricing.py`` and ``app/pricing.py``). Every quote
+sent is remembered until it expires, so ``quote_accept`` can execute it at exactly its terms.
 
 A stream gets a new quote when its two-way price moves (after rounding on the tick), or when its
 current quote is within ``refresh_ms`` of ``validUntil``: a client streaming quotes always holds
-one that is still firm. A stream whose connection cannot take more data right now (a slow reader)
-is skipped rather than queued: quotes are perishable, so it gets the fresh one once it drains,
-and its ``seq`` never skips a number.
+one that is still firm. While the desk cannot price or fill a stream's quantity it sends that
+stream nothing, and resumes when it can. A stream whose connection cannot take more data right
+now (a slow reader) is skipped rather than queued: quotes are perishable, so it gets the fresh
+one once it drains. Either way its ``seq`` never skips a number.
+
+Quote ids are ``<stream token>-<seq>``: the token is a keyed permutation of the desk's stream
+counter (distinct for every stream, and meaningless without the key), the seq is what the client
+already sees. So an id tells a client nothing about anyone else's activity.
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from tradews.api.messages import Quote
 from tradews.codecs import protobuf as pbwire
@@ -25,14 +32,52 @@ from tradews.codecs.jsonrpc import JSON
 from tradews.codecs.protobuf import PROTOBUF
 from tradews.codecs.push import Push
 from tradews.domain.instrument import Instrument
-from tradews.domain.pricing import TwoWayPrice
+from tradews.domain.pricing import NoQuote, TwoWayPrice
 
 C = TypeVar("C")
 
 QUOTE_METHOD = "quote"
 
 
-Pricer = Callable[[Instrument, int], TwoWayPrice | None]
+class Pricer(Protocol):
+    def price(
+        self, instrument: Instrument, lots: int, exclude: int | None, now_ms: int
+    ) -> TwoWayPrice | NoQuote:
+        """The desk's firm price for ``lots`` at ``now_ms``, leaving the orders of account
+        ``exclude`` out of the book, or why there is none."""
+        ...
+
+    def accounts_in(self, symbol: str) -> Container[int]:
+        """The accounts that have orders in ``symbol``'s book: only their streams need a price
+        of their own; every other stream of a (symbol, quantity) shares one."""
+        ...
+
+
+def stream_tokens(key: bytes) -> Callable[[], str]:
+    """A source of stream tokens: 16 hex digits, distinct for each call, unguessable.
+
+    Each token is the desk's stream counter put through a four-round Feistel network over 64
+    bits whose round function is keyed BLAKE2b. A Feistel network is a permutation whatever its
+    round function, so tokens never repeat (no bookkeeping of those handed out); with a secret
+    key and a pseudo-random round function it is a pseudo-random permutation, so a token reveals
+    nothing about the counter, i.e. about how many streams the desk has opened.
+    """
+    counter = itertools.count()
+    rounds = [hashlib.blake2b(bytes([i]), key=key, digest_size=4) for i in range(4)]
+
+    def round_value(i: int, half: int) -> int:
+        h = rounds[i].copy()
+        h.update(half.to_bytes(4, "big"))
+        return int.from_bytes(h.digest(), "big")
+
+    def token() -> str:
+        n = next(counter)
+        left, right = n >> 32, n & 0xFFFFFFFF
+        for i in range(4):
+            left, right = right, left ^ round_value(i, right)
+        return f"{(left << 32) | right:016x}"
+
+    return token
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,31 +105,35 @@ class QuoteStream(Generic[C]):
     quantity_text: str = field(default="", init=False)
     subscription_bytes: bytes = field(default=b"", init=False)
     subscription_field: bytes = field(default=b"", init=False)  # protobuf field 1
-    key: tuple[str, int] = field(default=("", 0), init=False)
+    key: tuple[str, int] = field(default=("", 0), init=False)  # its price, shared
+    own_key: tuple[str, int, int] = field(default=("", 0, 0), init=False)  # its own price
+    id_prefix: str = field(default="", init=False)  # "<token>-", set by QuoteDesk.open
+    id_prefix_bytes: bytes = field(default=b"", init=False)
 
     def __post_init__(self) -> None:
         self.quantity_text = self.instrument.format_quantity(self.quantity_lots)
         self.subscription_bytes = self.subscription.encode()
         self.subscription_field = pbwire.text_field(1, self.subscription)
         self.key = (self.instrument.symbol, self.quantity_lots)
+        self.own_key = (self.instrument.symbol, self.quantity_lots, self.account_id)
 
 
 class QuoteDesk(Generic[C]):
-    """Holds reference prices and every open quote stream; prices and emits quotes."""
+    """Holds every open quote stream and the quotes it sent; prices and emits quotes."""
 
     def __init__(
         self,
         *,
         ttl_ms: int,
         refresh_ms: int,
-        new_quote_id: Callable[[], str],
+        new_stream_token: Callable[[], str],
         pricer: Pricer,
     ) -> None:
         if not 0 < refresh_ms < ttl_ms:
             raise ValueError("refresh_ms must be between 0 and ttl_ms")
         self.ttl_ms = ttl_ms
         self.refresh_ms = refresh_ms
-        self._new_quote_id = new_quote_id
+        self._new_stream_token = new_stream_token
         self._pricer = pricer
         # quote id -> (account, symbol, lots, buy, sell, valid until); expiry in issue order
         self._issued: dict[str, tuple[int, str, int, int, int, int]] = {}
@@ -95,9 +144,12 @@ class QuoteDesk(Generic[C]):
 
     # Prices --------------------------------------------------------------------------------
 
-    def price(self, instrument: Instrument, quantity_lots: int) -> TwoWayPrice | None:
-        """The firm two-way price for ``quantity_lots``, or None if there is no price."""
-        return self._pricer(instrument, quantity_lots)
+    def price(
+        self, instrument: Instrument, quantity_lots: int, account_id: int, now_ms: int
+    ) -> TwoWayPrice | NoQuote:
+        """The firm two-way price of ``quantity_lots`` for ``account_id`` (never made from that
+        account's own orders), or why there is none."""
+        return self._pricer.price(instrument, quantity_lots, account_id, now_ms)
 
     def lookup(self, quote_id: str, now_ms: int) -> IssuedQuote | None:
         """A quote sent earlier and not long expired (expired ones are kept for one more
@@ -117,12 +169,11 @@ class QuoteDesk(Generic[C]):
 
     # Streams -------------------------------------------------------------------------------
 
-    def open(self, stream: QuoteStream[C], now_ms: int) -> bytes | None:
-        """Register ``stream`` and return its first quote (None if no price is known yet)."""
+    def open(self, stream: QuoteStream[C], price: TwoWayPrice, now_ms: int) -> bytes:
+        """Register ``stream`` and return its first quote, at ``price`` (from :meth:`price`)."""
+        stream.id_prefix = self._new_stream_token() + "-"
+        stream.id_prefix_bytes = stream.id_prefix.encode()
         self._streams[id(stream)] = stream
-        price = self.price(stream.instrument, stream.quantity_lots)
-        if price is None:
-            return None
         return self._quote(stream, price, self._middle(stream, price), self._ends(now_ms), now_ms)
 
     def close(self, stream: QuoteStream[C]) -> None:
@@ -137,18 +188,30 @@ class QuoteDesk(Generic[C]):
         self._forget_expired(now_ms)
         # Everything that is the same for many streams is priced, formatted and encoded once
         # per pulse: the price per (symbol, quantity), and the frame's bytes around the parts
-        # that differ per stream (subscription, quote id, seq).
-        prices: dict[tuple[str, int], tuple[TwoWayPrice, tuple[bytes, bytes]] | None] = {}
+        # that differ per stream (subscription, quote id, seq). A stream whose account has
+        # orders in the book gets a price of its own, made without them.
+        prices: dict[tuple[str, int] | tuple[str, int, int],
+                     tuple[TwoWayPrice, tuple[bytes, bytes]] | None] = {}  # fmt: skip
+        owners: dict[str, Container[int]] = {}
+        pricer = self._pricer
         ends = self._ends(now_ms)
         refresh_at = self.refresh_ms
         for stream in list(self._streams.values()):
-            key = stream.key
+            key: tuple[str, int] | tuple[str, int, int] = stream.key
+            symbol = key[0]
+            accounts = owners.get(symbol)
+            if accounts is None:
+                accounts = owners[symbol] = pricer.accounts_in(symbol)
+            exclude = None
+            if stream.account_id in accounts:
+                key = stream.own_key
+                exclude = stream.account_id
             if key in prices:
                 priced = prices[key]
             else:
-                price = self.price(stream.instrument, stream.quantity_lots)
+                price = pricer.price(stream.instrument, stream.quantity_lots, exclude, now_ms)
                 priced = prices[key] = (
-                    None if price is None else (price, self._middle(stream, price))
+                    None if isinstance(price, NoQuote) else (price, self._middle(stream, price))
                 )
             if priced is None:
                 continue
@@ -209,7 +272,8 @@ class QuoteDesk(Generic[C]):
         self.quotes_made += 1
         stream.last_price = price
         valid_until = stream.valid_until = now_ms + self.ttl_ms
-        quote_id = self._new_quote_id()
+        seq_bytes = b"%d" % seq
+        quote_id = stream.id_prefix + str(seq)
         self._issued[quote_id] = (
             stream.account_id,
             stream.key[0],
@@ -238,8 +302,8 @@ class QuoteDesk(Generic[C]):
             )
             return stream.codec.push(Push(QUOTE_METHOD, quote))
         return b"".join(
-            (_HEAD, stream.subscription_bytes, middle[0], quote_id.encode(), ends[0], b"%d" % seq,
-             ends[1])
+            (_HEAD, stream.subscription_bytes, middle[0], stream.id_prefix_bytes, seq_bytes,
+             ends[0], seq_bytes, ends[1])
         )  # fmt: skip
 
 

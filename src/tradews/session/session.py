@@ -54,6 +54,7 @@ from tradews.codecs.jsonrpc import JSON
 from tradews.codecs.push import Push
 from tradews.domain.instrument import Instrument, InvalidDecimal, OffStep, to_steps
 from tradews.domain.orders import OrderType, Reject, Side, TimeInForce
+from tradews.domain.pricing import NoQuote
 from tradews.engine.commands import (
     AcceptQuote,
     AmendOrder,
@@ -497,15 +498,15 @@ class Session(Generic[C]):
         services = self._services
         inst = self._instrument(p.symbol)
         lots = inst.quote_size_lots if p.quantity is None else _quantity_lots(inst, p.quantity)
-        if services.quotes.price(inst, lots) is None:
-            raise ApiError(ErrorCode.NO_PRICE, f"no price is available for {inst.symbol} yet")
+        price = services.quotes.price(inst, lots, self._account(), now_ms)
+        if isinstance(price, NoQuote):
+            code = ErrorCode.DESK_LIMIT if price.desk_limit else ErrorCode.NO_PRICE
+            raise ApiError(code, price.reason)
         self._check_subscription_room()
         sub_id = f"q{next(self._quote_ids)}"
         stream = QuoteStream(self._conn, sub_id, self._account(), inst, lots, self.codec)
         self._quote_streams[sub_id] = stream
-        first = services.quotes.open(stream, now_ms)
-        if first is not None:
-            self._follow_ups.append(first)
+        self._follow_ups.append(services.quotes.open(stream, price, now_ms))
         return QuoteSubscription(
             subscription=sub_id,
             symbol=inst.symbol,

@@ -146,6 +146,10 @@ class TradingView(Generic[C]):
             for a, v in sorted(rows.items())
         ]
 
+    def available(self, account_id: int, asset: str) -> int:
+        """An account's available (unlocked) balance of ``asset``, in atoms."""
+        return self._balances.get(account_id, {}).get(asset, (0, 0))[0]
+
     def open_orders(self, account_id: int, symbol: str | None) -> list[OrderUpdated]:
         orders = self._open.get(account_id, {}).values()
         return sorted(
