@@ -22,12 +22,13 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
+from ssl import SSLContext
 from types import TracebackType
 from typing import Any
 
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+from picows import WSError, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from tradews.api import signing
 from tradews.api.checksum import book_checksum
@@ -129,8 +130,13 @@ class _Listener(WSListener):  # type: ignore[misc]
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         if frame.msg_type is WSMsgType.CLOSE:
-            self.closed = ConnectionClosed(frame.get_close_code().value, frame.get_close_reason())
-            transport.send_close(frame.get_close_code())
+            payload = frame.get_payload_as_bytes()
+            code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+            self.closed = ConnectionClosed(code, frame.get_close_reason() if code else "")
+            if code is None:  # an empty CLOSE is answered with an empty one (RFC 6455 5.5.1)
+                transport.send(WSMsgType.CLOSE, b"")
+            else:
+                transport.send_close(frame.get_close_code())
             transport.disconnect()
             return
         if frame.msg_type not in (WSMsgType.TEXT, WSMsgType.BINARY):
@@ -199,23 +205,39 @@ class Client:
 
     @classmethod
     async def connect(
-        cls, url: str, *, encoding: str = "json", raw: bool = False, timeout: float = 10
+        cls,
+        url: str,
+        *,
+        encoding: str = "json",
+        raw: bool = False,
+        timeout: float = 10,
+        ssl: SSLContext | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Client:
         """Open a connection speaking ``encoding``: ``"json"`` (JSON-RPC 2.0, text frames) or
         ``"proto"`` (protobuf envelopes, binary frames; subprotocol ``tradews.v1.proto``). The
         methods and results are the same either way. With ``raw=True`` every frame is kept as
-        bytes for :meth:`recv_frame` and nothing is parsed (for protocol tests and tools)."""
+        bytes for :meth:`recv_frame` and nothing is parsed (for protocol tests and tools).
+        ``ssl`` is the context for a ``wss://`` URL (default: the system's trusted CAs);
+        ``headers`` are added to the handshake request."""
         if encoding not in ("json", "proto"):
             raise ClientError(f"encoding must be 'json' or 'proto', not {encoding!r}")
         proto = encoding == "proto"
-        headers = {"Sec-WebSocket-Protocol": "tradews.v1.proto"} if proto else None
+        extra = dict(headers or {})
+        if proto:
+            extra["Sec-WebSocket-Protocol"] = "tradews.v1.proto"
         try:
             transport, listener = await asyncio.wait_for(
-                ws_connect(lambda: _Listener(proto), url, extra_headers=headers), timeout
+                ws_connect(lambda: _Listener(proto), url, extra_headers=extra, ssl_context=ssl),
+                timeout,
             )
         except TimeoutError:
             raise ClientError(f"timed out connecting to {url}") from None
-        assert isinstance(listener, _Listener)
+        except WSError as exc:  # the server refused the handshake (403 for a browser origin...)
+            raise ClientError(f"cannot connect to {url}: {exc}") from None
+        if not isinstance(listener, _Listener):
+            transport.disconnect()
+            raise ClientError(f"cannot connect to {url}: no WebSocket handshake")
         if proto and transport.response.headers.get("Sec-WebSocket-Protocol") != "tradews.v1.proto":
             transport.disconnect()
             raise ClientError("the server did not accept the tradews.v1.proto subprotocol")

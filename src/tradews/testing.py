@@ -24,7 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-_LISTENING = re.compile(r"listening on (ws://\S+)")
+_LISTENING = re.compile(r"listening on (wss?://\S+)")
 _ADMIN = re.compile(r"admin: (http://\S+)")
 _KEY = re.compile(r"apiKey:\s+(\S+)")
 _SECRET = re.compile(r"apiSecret:\s+(\S+)")

@@ -19,8 +19,9 @@ import codecs
 import hmac
 import logging
 import socket
+import ssl
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from types import MappingProxyType
@@ -101,13 +102,52 @@ ListenerFactory = Callable[[WSUpgradeRequest], WSListener | WSUpgradeResponseWit
 
 
 async def create_server(
-    factory: ListenerFactory, host: str, port: int, **overrides: Any
+    factory: ListenerFactory,
+    host: str,
+    port: int,
+    *,
+    tls: ssl.SSLContext | None = None,
+    **overrides: Any,
 ) -> asyncio.Server:
-    """Listen for WebSocket connections with ``SERVER_OPTIONS`` (``overrides``: tests only)."""
-    server: asyncio.Server = await ws_create_server(
-        factory, host, port, **{**SERVER_OPTIONS, **overrides}
-    )
+    """Listen for WebSocket connections with ``SERVER_OPTIONS`` (``overrides``: tests only),
+    over TLS (``wss://``) when given a context."""
+    options = {**SERVER_OPTIONS, **overrides}
+    if tls is not None:
+        options["ssl"] = tls
+    server: asyncio.Server = await ws_create_server(factory, host, port, **options)
     return server
+
+
+def tls_context(certificate: str, key: str) -> ssl.SSLContext:
+    """A server context for ``wss://``: TLS 1.2 or newer, the certificate chain and its key
+    (PEM files). Raises OSError or ssl.SSLError with the reason if they do not load."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(certificate, key)
+    return context
+
+
+class OriginPolicy:
+    """Which browser pages may open a connection (the ``Origin`` header, RFC 6454).
+
+    A browser sends ``Origin`` with every WebSocket handshake and lets any page connect
+    anywhere, with the user's network position: without a check, a page on any site could use
+    a desk's internal server. Clients that are not browsers send no ``Origin`` and are not
+    concerned. Allowed: no ``Origin``; the server's own origin (its ``Host``, for the console it
+    serves); and the origins listed (``*`` allows every origin)."""
+
+    def __init__(self, allowed: Iterable[str] = (), *, secure: bool = False) -> None:
+        self._allowed = {o.strip().rstrip("/").lower() for o in allowed if o.strip()}
+        self._any = "*" in self._allowed
+        self._scheme = "https" if secure else "http"
+
+    def admits(self, origin: str | None, host: str | None) -> bool:
+        if origin is None or self._any:
+            return True
+        origin = origin.rstrip("/").lower()
+        if host is not None and origin == f"{self._scheme}://{host.lower()}":
+            return True
+        return origin in self._allowed
 
 
 # WebSocket subprotocols (RFC 6455 section 1.9) and the codec each selects. A client that asks
@@ -633,12 +673,15 @@ def listener_factory(
     registry: Connections,
     clock: Callable[[], int],
     http_routes: HttpRoutes | None = None,
+    origins: OriginPolicy | None = None,
 ) -> Callable[[WSUpgradeRequest], Connection | WSUpgradeResponseWithListener]:
     """Every path upgrades to the API, except ``http_routes`` (plain GET, e.g. ``/healthz``).
+    A handshake from a browser page whose origin ``origins`` does not admit is refused (403).
 
     The query string may ask for ``rateLimits=1``: every reply then carries the remaining
     rate-limit budget."""
     routes = http_routes or {}
+    policy = origins or OriginPolicy()
 
     def factory(request: WSUpgradeRequest) -> Connection | WSUpgradeResponseWithListener:
         headers = request.headers
@@ -647,6 +690,8 @@ def listener_factory(
         if route is not None and "upgrade" not in headers.get("Connection", "").lower():
             body, content_type = route(query)
             return _http(HTTPStatus.OK, body, content_type)
+        if not policy.admits(headers.get("Origin"), headers.get("Host")):
+            return _http(HTTPStatus.FORBIDDEN, b"origin not allowed\n", "text/plain")
         codec, chosen = negotiate(headers.get("Sec-WebSocket-Protocol", ""))
         connection = Connection(services, registry, clock, codec)
         connection.session.report_budget = query.get("rateLimits") in ("1", "true")

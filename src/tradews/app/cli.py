@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import signal
+import ssl
 import sys
 from dataclasses import replace
 from datetime import datetime
@@ -35,7 +36,7 @@ from tradews.adapters.sqlite_store import (
     StoreError,
     resolve_db_path,
 )
-from tradews.adapters.ws_server import ConnectionCaps, OutputLimits
+from tradews.adapters.ws_server import ConnectionCaps, OutputLimits, tls_context
 from tradews.app.pricing import DEFAULT_MAX_AGE_MS, format_duration
 from tradews.domain.instrument import Instrument, InvalidDecimal, OffStep, parse_decimal
 from tradews.domain.pricing import DEFAULT_BAND_BPS, ReferencePrice
@@ -221,6 +222,17 @@ def serve(
     output_budget_mib: Annotated[
         float, typer.Option(help="Unread output (MiB) all clients together may hold.")
     ] = 256.0,
+    allow_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A web origin (https://desk.example.com) whose pages may connect; repeat for "
+            "more, '*' for any. Clients that are not browsers send none and always may."
+        ),
+    ] = None,
+    tls_cert: Annotated[
+        str | None, typer.Option(help="PEM certificate chain: serve wss:// (with --tls-key).")
+    ] = None,
+    tls_key: Annotated[str | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
 ) -> None:
     """Run the WebSocket server."""
     from tradews.app.demo import seed_demo
@@ -271,6 +283,17 @@ def serve(
     if band <= 0 or band >= 10_000:
         fail("--rfq-band-bps must be above 0 and below 10000")
     max_age_ms = parse_duration_ms(price_max_age, "--price-max-age")
+    tls = None
+    if (tls_cert is None) != (tls_key is None):
+        fail("--tls-cert and --tls-key go together")
+    if tls_cert is not None and tls_key is not None:
+        try:
+            tls = tls_context(tls_cert, tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            fail(f"cannot load --tls-cert/--tls-key: {exc}")
+    for origin in allow_origin or []:
+        if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+            fail(f"--allow-origin must look like https://host[:port] or '*', got {origin!r}")
     store = open_store(db, key_file)
     lock = ProcessLock(store.path)
     if not lock.try_acquire():
@@ -312,6 +335,8 @@ def serve(
         admin_token=admin_token,
         login_window_ms=max(1, round(login_window * 1000)),
         plain_login=plain_login,
+        allowed_origins=tuple(allow_origin or ()),
+        tls=tls,
     )
     try:
         server = Server(settings, store)
@@ -331,7 +356,7 @@ def serve(
             await server.start()
         except OSError as exc:
             fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
-        url = f"ws://{host}:{server.port}"
+        url = f"{'wss' if tls else 'ws'}://{host}:{server.port}"
         instruments = ", ".join(i.symbol for i in server.catalog.all()) or "none"
         out.print(f"[bold green]tradews {__version__}[/bold green] listening on {url}")
         out.print(f"database: {store.path}  instruments: {instruments}")

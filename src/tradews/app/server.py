@@ -22,6 +22,7 @@ import gc
 import json
 import logging
 import secrets
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from tradews.adapters.ws_server import (
     Connection,
     ConnectionCaps,
     Connections,
+    OriginPolicy,
     OutputLimits,
     create_admin_server,
     create_server,
@@ -98,6 +100,9 @@ class ServerSettings:
     admin_host: str = "127.0.0.1"
     admin_port: int = 8766
     admin_token: str | None = None
+    # Browser pages (Origin header) that may connect, besides the server's own origin.
+    allowed_origins: tuple[str, ...] = ()
+    tls: ssl.SSLContext | None = None  # wss:// when set
     login_window_ms: int = DEFAULT_WINDOW_MS  # signed logins: how far off a timestamp may be
     plain_login: bool = True  # accept rpc.login with apiSecret at all
 
@@ -225,10 +230,18 @@ class Server:
                 self.settings.admin_host,
                 self.settings.admin_port,
             )
+        tls = self.settings.tls
         self._server = await create_server(
-            listener_factory(self.services, self.connections, self._now_ms, dict([healthz])),
+            listener_factory(
+                self.services,
+                self.connections,
+                self._now_ms,
+                dict([healthz]),
+                OriginPolicy(self.settings.allowed_origins, secure=tls is not None),
+            ),
             self.settings.host,
             self.settings.port,
+            tls=tls,
         )
         loops: list[tuple[Callable[[], None], float]] = [
             (self._pulse, self.settings.tick_interval),
