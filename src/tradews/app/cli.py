@@ -37,6 +37,7 @@ from tradews.adapters.sqlite_store import (
     resolve_db_path,
 )
 from tradews.adapters.ws_server import ConnectionCaps, OutputLimits, tls_context
+from tradews.app.logs import configure as configure_logging
 from tradews.app.pricing import DEFAULT_MAX_AGE_MS, format_duration
 from tradews.domain.instrument import Instrument, InvalidDecimal, OffStep, parse_decimal
 from tradews.domain.pricing import DEFAULT_BAND_BPS, ReferencePrice
@@ -238,11 +239,9 @@ def serve(
     from tradews.app.demo import seed_demo
     from tradews.app.server import Server, ServerSettings
 
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # picows logs every connection at INFO: too much for a server with thousands of clients.
-    logging.getLogger("picows").setLevel(max(logging.WARNING, logging.getLogger().level))
+    if log_level.lower() not in ("debug", "info", "warning", "error"):
+        fail("--log-level must be debug, info, warning or error")
+    configure_logging(log_level)
     if not 0 <= port <= 65535:
         fail("port must be between 0 and 65535")
     if volatility < 0:
