@@ -80,7 +80,9 @@ def parse_frame(data: bytes, *, max_batch: int) -> Frame:
         return _parse_frame(data, max_batch)
     except RecursionError:  # msgspec's guard against JSON nested thousands of levels deep
         error = ApiError(ErrorCode.PARSE_ERROR, data="JSON nested too deeply")
-        return Frame([], data.lstrip()[:1] == b"[", error)
+    except UnicodeDecodeError:  # the adapter refuses such text frames (1007) before this
+        error = ApiError(ErrorCode.PARSE_ERROR, data="not UTF-8")
+    return Frame([], data.lstrip()[:1] == b"[", error)
 
 
 def _parse_frame(data: bytes, max_batch: int) -> Frame:
