@@ -433,6 +433,8 @@ class Session(Generic[C]):
             raise ApiError(ErrorCode.INVALID_PARAMS, data=str(exc)) from None
         except RecursionError:  # unknown fields nested thousands deep
             raise ApiError(ErrorCode.INVALID_PARAMS, data="params are nested too deeply") from None
+        except UnicodeDecodeError:  # the adapter refuses text that is not UTF-8 before this
+            raise ApiError(ErrorCode.INVALID_PARAMS, data="params are not UTF-8") from None
 
     # Login and discovery -------------------------------------------------------------------
 
