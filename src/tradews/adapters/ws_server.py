@@ -68,6 +68,7 @@ class OutputLimits:
     low_water: int = 64 << 10
     high_water: int = 256 << 10
     receive_buffer: int = 256 << 10  # the kernel's, per connection (SO_RCVBUF)
+    send_buffer: int = 256 << 10  # the kernel's, per connection (SO_SNDBUF)
     warn: int = 4 << 20
     max: int = 8 << 20
     total: int = 256 << 20
@@ -405,8 +406,11 @@ class Connection(WebSocketEndpoint):
         sock = underlying.get_extra_info("socket")
         if sock is not None:
             # Requests are small: a fixed receive buffer bounds what one read can deliver (and
-            # so what picows's read buffer grows to) where autotuning would allow megabytes.
+            # so what picows's read buffer grows to) where autotuning would allow megabytes. A
+            # fixed send buffer keeps what a client leaves unread where the server counts it
+            # (its own write buffer), not megabytes deep in the kernel.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, limits.receive_buffer)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, limits.send_buffer)
         self.connected_at = self._clock()
         refusal = self._registry.admit(self)
         if refusal is not None:
