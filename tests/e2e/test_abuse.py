@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import eventually
 from tests.raw_websocket import BINARY, CLOSE, PING, TEXT, RawWebSocket, encode
 from tradews.client import Client, ConnectionClosed, RpcError
 from tradews.codecs import protobuf as pbc
@@ -309,3 +310,32 @@ async def test_a_client_that_ignores_retry_after_is_disconnected(tmp_path: Path)
             assert closed.code == 1008 and closed.reason == "rate limit ignored"
         with pytest.raises((ConnectionClosed, RpcError)):
             await c.call("time")
+
+
+async def test_snapshots_of_a_deep_book_are_bounded_by_depth(tmp_path: Path) -> None:
+    """A 600-level book: a snapshot holds the depth asked for (100 by default, 500 at most),
+    not every level, and a batch asking for more gets one snapshot and refusals."""
+    args = ("--no-demo-traders", "--rate-limit-connection", "100000/100000",
+            "--rate-limit-key", "100000/100000")  # fmt: skip
+    with ServerProcess.start(tmp_path / "deep.db", demo=True, args=args) as server:
+        async with await Client.connect(server.url) as c:
+            await c.login(server.api_key, server.api_secret)
+            await eventually(
+                lambda: c.call("balances"),
+                lambda rows: any(b["asset"] == "USD" for b in rows),
+                what="demo funding",
+            )
+            for i in range(600):
+                await c.place_order("SOL_USD", "buy", "0.01", price=f"{1 + i}.000")
+            for depth, levels in ((None, 100), (10, 10), (500, 500)):
+                params: dict[str, Any] = {"channel": "book.SOL_USD"}
+                if depth is not None:
+                    params["depth"] = depth
+                await c.call("subscribe", params)
+                snapshot = (await c.next_notification()).params
+                assert snapshot["type"] == "snapshot" and len(snapshot["bids"]) == levels
+                assert snapshot["bids"][0][0] == "600.000"  # the best levels
+                await c.call("unsubscribe", {"channel": "book.SOL_USD"})
+            with pytest.raises(RpcError) as info:
+                await c.call("subscribe", {"channel": "book.SOL_USD", "depth": 5000})
+            assert info.value.code == -32602 and "depth must be one of" in str(info.value.data)
