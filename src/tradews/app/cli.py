@@ -35,7 +35,7 @@ from tradews.adapters.sqlite_store import (
     StoreError,
     resolve_db_path,
 )
-from tradews.adapters.ws_server import ConnectionCaps, OutputLimits
+from tradews.adapters.ws_server import PING_INTERVAL, PING_TIMEOUT, ConnectionCaps, OutputLimits
 from tradews.app.pricing import DEFAULT_MAX_AGE_MS, format_duration
 from tradews.domain.instrument import Instrument, InvalidDecimal, OffStep, parse_decimal
 from tradews.domain.pricing import DEFAULT_BAND_BPS, ReferencePrice
@@ -221,6 +221,13 @@ def serve(
     output_budget_mib: Annotated[
         float, typer.Option(help="Unread output (MiB) all clients together may hold.")
     ] = 256.0,
+    ping_interval: Annotated[
+        float, typer.Option(help="Seconds a client may stay silent before it is pinged.")
+    ] = PING_INTERVAL,
+    ping_timeout: Annotated[
+        float,
+        typer.Option(help="Seconds a ping may go unanswered before the connection is closed."),
+    ] = PING_TIMEOUT,
 ) -> None:
     """Run the WebSocket server."""
     from tradews.app.demo import seed_demo
@@ -254,6 +261,8 @@ def serve(
         )
     if login_timeout <= 0:
         fail("--login-timeout must be positive")
+    if not 0 < ping_timeout <= ping_interval:
+        fail("--ping-timeout must be positive and at most --ping-interval")
     rates = RateLimits(
         connection=parse_rate(rate_limit_connection, "--rate-limit-connection"),
         key=parse_rate(rate_limit_key, "--rate-limit-key"),
@@ -312,6 +321,8 @@ def serve(
         admin_token=admin_token,
         login_window_ms=max(1, round(login_window * 1000)),
         plain_login=plain_login,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
     )
     try:
         server = Server(settings, store)
