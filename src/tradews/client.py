@@ -402,7 +402,28 @@ class Client:
         return await self.call("subscribe", {"channel": channel})
 
     async def time(self) -> int:
+        """The server's clock (ms). Also the application-level heartbeat: any message counts
+        as activity, so a client that calls it now and then is never pinged."""
         return int((await self.call("time"))["time"])
+
+    async def cancel_on_disconnect(self, enabled: bool = True) -> bool:
+        """Have the orders this connection places from now on cancelled if it ends without
+        :meth:`logout` (``enabled=False`` turns that off, leaving them open). Returns the
+        setting now."""
+        return bool((await self.call("cancel_on_disconnect", {"enabled": enabled}))["enabled"])
+
+    async def cancel_all_after(self, timeout_ms: int) -> int | None:
+        """Arm (or re-arm) the account's dead-man's switch: unless called again within
+        ``timeout_ms`` (1000 to 600000), all the account's open orders are cancelled. 0
+        disarms it. Returns the deadline (ms since the epoch), or None when disarmed."""
+        deadline = (await self.call("cancel_all_after", {"timeoutMs": timeout_ms}))["deadline"]
+        return None if deadline is None else int(deadline)
+
+    async def logout(self) -> bool:
+        """End the session cleanly: cancel-on-disconnect is turned off without cancelling
+        anything, then the server closes the connection (1000); :meth:`wait_closed` waits
+        for that."""
+        return bool(await self.call("rpc.logout"))
 
     # Notifications -------------------------------------------------------------------------
 

@@ -16,9 +16,9 @@ from tradews.codecs import protobuf as pbc
 from tradews.codecs.pb import tradews_pb2 as pb
 from tradews.testing import ServerProcess
 
-# Close codes a fuzzed connection may end with: policy (failed logins, rate limit ignored),
-# protocol error, invalid text, too big.
-CLOSE_CODES = {1002, 1007, 1008, 1009}
+# Close codes a fuzzed connection may end with: normal (rpc.logout), policy (failed logins,
+# rate limit ignored), protocol error, invalid text, too big.
+CLOSE_CODES = {1000, 1002, 1007, 1008, 1009}
 
 
 @pytest.fixture(scope="module")

@@ -250,9 +250,7 @@ async def test_a_fragmented_message_over_the_limit_fails_with_1009(
 async def test_the_server_pings_an_idle_peer_and_takes_its_pong() -> None:
     """picows's auto-ping keeps working with its auto-pong off: the PONG that answers a ping
     keeps the connection open, and a peer that stops answering is closed with 1001."""
-    server = await create_server(
-        echo_factory, "127.0.0.1", 0, auto_ping_idle_timeout=0.5, auto_ping_reply_timeout=0.5
-    )
+    server = await create_server(echo_factory, "127.0.0.1", 0, ping_interval=0.5, ping_timeout=0.5)
     port = server.sockets[0].getsockname()[1]
     ws = await RawWebSocket.connect(f"ws://127.0.0.1:{port}")
     try:

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from tests.unit.test_session import make_services
 from tradews.api.errors import ErrorCode
 from tradews.codecs import protobuf as pbc
+from tradews.codecs.jsonrpc import JSON
 from tradews.codecs.pb import tradews_pb2 as pb
 from tradews.codecs.protobuf import PROTOBUF
 from tradews.session.session import METHODS, Session
@@ -52,6 +53,9 @@ VALID: dict[str, dict[str, Any]] = {
     "trades": {"limit": 10},
     "subscribe": {"channel": "book.BTC_USD", "depth": 10},
     "unsubscribe": {"channel": "book.BTC_USD"},
+    "cancel_on_disconnect": {"enabled": True},
+    "cancel_all_after": {"timeoutMs": 5000},
+    "rpc.logout": {},
 }
 
 
@@ -142,22 +146,18 @@ def owes_a_reply(data: bytes) -> bool:
     return True
 
 
-def logged_in(codec: Any = None) -> Session[str]:
-    session: Session[str] = (
-        Session(make_services(), "c")
-        if codec is None
-        else Session(make_services(), "c", codec=codec)
-    )
-    login = pbc.request_message("rpc.login", VALID["rpc.login"], 1).SerializeToString()
-    data = (
-        login
-        if codec is not None
-        else json.dumps(
-            {"jsonrpc": "2.0", "method": "rpc.login", "params": VALID["rpc.login"], "id": 0}
-        ).encode()
-    )
+def logged_in(codec: Any = None) -> tuple[Session[str], list[bytes]]:
+    """A logged-in session, and the list its later replies (those sent once durable, or after
+    other replies, like ``rpc.logout``'s) are appended to."""
+    later: list[bytes] = []
+    session: Session[str] = Session(make_services(), "c", later.append, codec or JSON)
+    if codec is not None:
+        data = pbc.request_message("rpc.login", VALID["rpc.login"], 1).SerializeToString()
+    else:
+        login = {"jsonrpc": "2.0", "method": "rpc.login", "params": VALID["rpc.login"], "id": 0}
+        data = json.dumps(login).encode()
     session.receive(data, 1_000)
-    return session
+    return session, later
 
 
 FUZZ = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -166,8 +166,8 @@ FUZZ = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCh
 @FUZZ
 @given(json_frames())
 def test_json_frames_get_documented_answers(data: bytes) -> None:
-    session = logged_in()
-    frames = session.receive(data, 5_000)
+    session, later = logged_in()
+    frames = session.receive(data, 5_000) + later
     if owes_a_reply(data) and session.close_reason is None:
         assert frames, "only notifications go unanswered"
     for frame in frames:
@@ -197,8 +197,8 @@ def proto_frames() -> st.SearchStrategy[bytes]:
 @FUZZ
 @given(proto_frames())
 def test_protobuf_frames_get_documented_answers(data: bytes) -> None:
-    session = logged_in(PROTOBUF)
-    frames = session.receive(data, 5_000)
+    session, later = logged_in(PROTOBUF)
+    frames = session.receive(data, 5_000) + later
     if session.close_reason is None:
         assert frames, "every protobuf frame is answered"
     for frame in frames:
@@ -211,9 +211,11 @@ def test_protobuf_frames_get_documented_answers(data: bytes) -> None:
 @given(st.lists(json_frames(), min_size=2, max_size=6))
 def test_a_sequence_of_bad_frames_never_breaks_a_session(frames: list[bytes]) -> None:
     """State carries over between frames (subscriptions, login failures): still no fault."""
-    session = logged_in()
+    session, later = logged_in()
     for data in frames:
-        for out in session.receive(data, 5_000):
+        out_frames = session.receive(data, 5_000) + later
+        later.clear()
+        for out in out_frames:
             message = json.loads(out)
             for item in message if isinstance(message, list) else [message]:
                 if "error" in item:

@@ -81,6 +81,12 @@ class ConnectionCaps:
     login_deadline_ms: int = 10_000  # an anonymous connection is closed after this long
 
 
+# A peer silent (nothing received from it, of any kind) for PING_INTERVAL seconds is pinged, and
+# closed (1001) if it has not answered PING_TIMEOUT seconds later: a dead peer is closed within
+# interval + timeout. `tradews serve --ping-interval/--ping-timeout` change them.
+PING_INTERVAL = 30.0
+PING_TIMEOUT = 10.0
+
 # The server's picows options, in one place for the server and the tests of its framing.
 SERVER_OPTIONS: Mapping[str, Any] = MappingProxyType(
     {
@@ -88,11 +94,11 @@ SERVER_OPTIONS: Mapping[str, Any] = MappingProxyType(
         # buffering it. Fragmented messages are counted against MAX_MESSAGE_BYTES here.
         "max_frame_size": MAX_MESSAGE_BYTES,
         "websocket_handshake_timeout": 5,
-        # Ping a peer silent for 30 s; close (1001) if it has not answered 10 s later. picows takes
-        # the PONGs that answer its own pings before on_ws_frame, with or without auto-pong.
+        # Auto-ping (PING_INTERVAL, PING_TIMEOUT; create_server's arguments). picows takes the
+        # PONGs that answer its own pings before on_ws_frame, with or without auto-pong.
         "enable_auto_ping": True,
-        "auto_ping_idle_timeout": 30,
-        "auto_ping_reply_timeout": 10,
+        "auto_ping_idle_timeout": PING_INTERVAL,
+        "auto_ping_reply_timeout": PING_TIMEOUT,
         # PINGs are answered by WebSocketEndpoint._answer_ping, not by picows, so that PONGs are
         # sent where the connection's outgoing data is seen.
         "enable_auto_pong": False,
@@ -108,11 +114,19 @@ async def create_server(
     port: int,
     *,
     tls: ssl.SSLContext | None = None,
+    ping_interval: float = PING_INTERVAL,
+    ping_timeout: float = PING_TIMEOUT,
     **overrides: Any,
 ) -> asyncio.Server:
     """Listen for WebSocket connections with ``SERVER_OPTIONS`` (``overrides``: tests only),
-    over TLS (``wss://``) when given a context."""
-    options = {**SERVER_OPTIONS, **overrides}
+    over TLS (``wss://``) when given a context.
+
+    A peer silent for ``ping_interval`` seconds is pinged, and closed (1001) if it has not
+    answered within ``ping_timeout`` seconds, which may not exceed the interval."""
+    if not 0 < ping_timeout <= ping_interval:
+        raise ValueError("the ping timeout must be positive and at most the ping interval")
+    pings = {"auto_ping_idle_timeout": ping_interval, "auto_ping_reply_timeout": ping_timeout}
+    options = {**SERVER_OPTIONS, **pings, **overrides}
     if tls is not None:
         options["ssl"] = tls
     server: asyncio.Server = await ws_create_server(factory, host, port, **options)
@@ -385,7 +399,9 @@ class Connection(WebSocketEndpoint):
         codec: Codec = JSON,
     ) -> None:
         super().__init__()
-        self.session: Session[Connection] = Session(services, self, self.send, codec)
+        self.session: Session[Connection] = Session(
+            services, self, self.send, codec, close=self._close_for_session
+        )
         self._kind = WSMsgType.BINARY if codec.binary else WSMsgType.TEXT
         self.writable = True
         self._registry = registry
@@ -419,7 +435,7 @@ class Connection(WebSocketEndpoint):
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         super().on_ws_disconnected(transport)
         self._registry.forget(self)
-        self.session.close()
+        self.session.close(self._clock())
         self.writable = False
 
     def pause_writing(self) -> None:
@@ -524,9 +540,15 @@ class Connection(WebSocketEndpoint):
             return
         self.send(self.session.codec.push(push))
 
+    def _close_for_session(self, code: int, reason: str) -> None:
+        """The session asked to be closed (rpc.logout): after what this turn sends."""
+        asyncio.get_running_loop().call_soon(self.close, WSCloseCode(code), reason)
+
     def close(self, code: WSCloseCode, reason: str) -> None:
         transport = self.transport
         super().close(code, reason)
+        # The session ends now, not when the peer has answered the CLOSE (up to CLOSE_GRACE).
+        self.session.close(self._clock())
         if transport is not None and not self.writable:
             # Behind on its reading, the client would see the CLOSE only after all that is
             # queued before it: drop the connection (and what is queued) at once instead.
@@ -545,6 +567,8 @@ class Connection(WebSocketEndpoint):
         log.info("disconnecting %s: %s", self.session.peer, reason)
         self._registry.output.backlogged.discard(self)
         self._registry.output.dropped += 1
+        # The session ends in on_ws_disconnected, which the abort brings at once: not here, where
+        # a stream may be mid-way through its subscribers.
         self.transport = None
         transport.send_close(WSCloseCode.POLICY_VIOLATION, reason.encode()[:120])
         transport.disconnect(graceful=False)

@@ -209,6 +209,28 @@ class QuoteAcceptParams(_Params, frozen=True):
     side: Literal["buy", "sell"]  # the client's side: "buy" pays sellPrice, "sell" gets buyPrice
 
 
+# The dead-man's switch: a timeout of 0 disarms it; otherwise it must lie within these bounds.
+CANCEL_ALL_AFTER_MIN_MS = 1_000
+CANCEL_ALL_AFTER_MAX_MS = 600_000
+
+
+class CancelOnDisconnectParams(_Params, frozen=True):
+    enabled: bool
+
+
+class CancelAllAfterParams(_Params, frozen=True):
+    # 0 disarms; else CANCEL_ALL_AFTER_MIN_MS..CANCEL_ALL_AFTER_MAX_MS (the session says so).
+    timeout_ms: Annotated[int, msgspec.Meta(ge=0, le=CANCEL_ALL_AFTER_MAX_MS)]
+
+
+class CancelOnDisconnectResult(_Out, frozen=True):
+    enabled: bool
+
+
+class CancelAllAfterResult(_Out, frozen=True):
+    deadline: int | None  # ms since the epoch; None when disarmed
+
+
 class OrderState(_Out, frozen=True):
     order_id: int
     client_order_id: str | None

@@ -36,7 +36,13 @@ from tradews.adapters.sqlite_store import (
     StoreError,
     resolve_db_path,
 )
-from tradews.adapters.ws_server import ConnectionCaps, OutputLimits, tls_context
+from tradews.adapters.ws_server import (
+    PING_INTERVAL,
+    PING_TIMEOUT,
+    ConnectionCaps,
+    OutputLimits,
+    tls_context,
+)
 from tradews.app.logs import configure as configure_logging
 from tradews.app.pricing import DEFAULT_MAX_AGE_MS, format_duration
 from tradews.domain.instrument import Instrument, InvalidDecimal, OffStep, parse_decimal
@@ -234,6 +240,13 @@ def serve(
         str | None, typer.Option(help="PEM certificate chain: serve wss:// (with --tls-key).")
     ] = None,
     tls_key: Annotated[str | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
+    ping_interval: Annotated[
+        float, typer.Option(help="Seconds a client may stay silent before it is pinged.")
+    ] = PING_INTERVAL,
+    ping_timeout: Annotated[
+        float,
+        typer.Option(help="Seconds a ping may go unanswered before the connection is closed."),
+    ] = PING_TIMEOUT,
 ) -> None:
     """Run the WebSocket server."""
     from tradews.app.demo import seed_demo
@@ -265,6 +278,8 @@ def serve(
         )
     if login_timeout <= 0:
         fail("--login-timeout must be positive")
+    if not 0 < ping_timeout <= ping_interval:
+        fail("--ping-timeout must be positive and at most --ping-interval")
     rates = RateLimits(
         connection=parse_rate(rate_limit_connection, "--rate-limit-connection"),
         key=parse_rate(rate_limit_key, "--rate-limit-key"),
@@ -336,6 +351,8 @@ def serve(
         plain_login=plain_login,
         allowed_origins=tuple(allow_origin or ()),
         tls=tls,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
     )
     try:
         server = Server(settings, store)

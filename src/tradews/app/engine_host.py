@@ -60,6 +60,7 @@ class EngineHost:
         self._flush_scheduled = False
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="journal")
         self.failed: BaseException | None = None
+        self.closed = False  # after close(): no more commands
         # Called after each durable batch (the server uses it to decide when to snapshot).
         self.after_batch: Callable[[], None] | None = None
         self._idle = asyncio.Event()
@@ -77,9 +78,9 @@ class EngineHost:
     ) -> bool:
         """Apply ``command``; ``reply`` gets its result once it is durable.
 
-        Returns False (and applies nothing) once the host has failed.
+        Returns False (and applies nothing) once the host has failed or been closed.
         """
-        if self.failed is not None:
+        if self.failed is not None or self.closed:
             return False
         try:
             # Encoded before it is applied: a command the journal could not store must not
@@ -203,6 +204,8 @@ class EngineHost:
             await self._idle.wait()
 
     def close(self) -> None:
+        """Take no more commands (drain first: what is parked is not written)."""
+        self.closed = True
         self._executor.shutdown(wait=True)
 
 

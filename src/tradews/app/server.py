@@ -1,7 +1,9 @@
 """The all-in-one server process: storage, engine, price feed, streams and the WebSocket port.
 
 Start-up: take the database's engine lock, list the instruments, replay the journal into a fresh
-engine (checking every invariant), seed the durable view from it, then listen.
+engine (checking every invariant), seed the durable view from it, end the cancel-on-disconnect
+sessions of the previous run (all their connections died with it) and fire the dead-man's
+switches that came due meanwhile, then listen. A clean stop ends the live sessions likewise.
 
 Timers live here; every decision they trigger is made by the pure layers:
 
@@ -11,6 +13,8 @@ Timers live here; every decision they trigger is made by the pure layers:
 - the *watcher* polls ``PRAGMA data_version``: it lists new instruments, takes the operator's
   reference prices, hands the operator's inbox (deposits, withdrawals) to the engine, and closes
   connections whose API key was revoked or has expired;
+- the *deadline* timer (as often as the watcher) fires the dead-man's switches that are due
+  (``ExpireDeadlines``); the engine says when the next one is, so it scans nothing;
 - in demo mode, the simulated market makers requote and a taker trades now and then.
 """
 
@@ -37,6 +41,8 @@ from tradews.adapters import clock
 from tradews.adapters.sqlite_journal import SqliteJournal
 from tradews.adapters.sqlite_store import Operations, SqliteStore, StoreError
 from tradews.adapters.ws_server import (
+    PING_INTERVAL,
+    PING_TIMEOUT,
     Connection,
     ConnectionCaps,
     Connections,
@@ -59,7 +65,7 @@ from tradews.domain.ledger import format_atoms
 from tradews.domain.orders import Side
 from tradews.domain.pricing import DEFAULT_BAND_BPS
 from tradews.domain.random_walk import RandomWalk
-from tradews.engine.commands import AnyCommand, decoder
+from tradews.engine.commands import AnyCommand, EndSession, ExpireDeadlines, decoder
 from tradews.engine.engine import Rejected, Result
 from tradews.session.limits import RateLimiter, RateLimits
 from tradews.session.login import DEFAULT_WINDOW_MS, LoginPolicy
@@ -105,6 +111,10 @@ class ServerSettings:
     tls: ssl.SSLContext | None = None  # wss:// when set
     login_window_ms: int = DEFAULT_WINDOW_MS  # signed logins: how far off a timestamp may be
     plain_login: bool = True  # accept rpc.login with apiSecret at all
+    # Auto-ping: a peer silent this long (s) is pinged, and closed if it has not answered within
+    # the timeout (at most the interval).
+    ping_interval: float = PING_INTERVAL
+    ping_timeout: float = PING_TIMEOUT
 
 
 def result_text(result: Result) -> str:
@@ -215,7 +225,11 @@ class Server:
     async def start(self) -> None:
         if self.settings.demo:
             self._start_demo()
-            await self.host.drain()  # the desk's demo inventory is there before any client
+        # Every connection of the previous run is gone: cancel its sessions' orders, and fire
+        # the switches that came due while the server was down, before any client is served.
+        self.end_sessions()
+        self.expire_deadlines()
+        await self.host.drain()  # so is the desk's demo inventory
         healthz = (b"/healthz", lambda query: (b"ok\n", "text/plain; charset=utf-8"))
         if self.settings.admin:
             self._admin = await create_admin_server(
@@ -242,11 +256,14 @@ class Server:
             self.settings.host,
             self.settings.port,
             tls=tls,
+            ping_interval=self.settings.ping_interval,
+            ping_timeout=self.settings.ping_timeout,
         )
         loops: list[tuple[Callable[[], None], float]] = [
             (self._pulse, self.settings.tick_interval),
             (self._publish_market_data, self.settings.market_data_interval),
             (self._watch, self.settings.watch_interval),
+            (self.expire_deadlines, self.settings.watch_interval),
         ]
         if self._demo is not None and self.settings.demo_traders:
             loops.append((self._demo_requote, 0.5))
@@ -271,15 +288,18 @@ class Server:
             self._server.close()
         if self._admin is not None:
             self._admin.close()
+        # Every connection is about to close: their cancel-on-disconnect sessions end now, so
+        # that the cancels are journaled before the last snapshot, not at the next start.
+        self.end_sessions()
         await self.host.drain()
         self._tasks = []
         if self.host.failed is None:
             self.take_snapshot()
+        self.host.close()  # the sessions closing below have nothing left to submit
         for conn in list(self.connections):
             conn.close(WSCloseCode.GOING_AWAY, "server shutting down")
         if self._server is not None:
             await self._server.wait_closed()
-        self.host.close()
         self.journal.close()
 
     async def _every(self, fn: Callable[[], None], interval: float) -> None:
@@ -366,6 +386,28 @@ class Server:
     def submit(self, command: AnyCommand) -> None:
         """Submit an internal command (demo, funding); failures are logged, not raised."""
         self.host.submit(command, _log_rejection)
+
+    # Liveness -------------------------------------------------------------------------------
+
+    def end_sessions(self) -> None:
+        """Cancel the orders of every cancel-on-disconnect session the engine knows: at start-up
+        those of the previous run, whose connections all died with it; at a stop, the live
+        ones, whose connections are about to close."""
+        now = self._now_ms()
+        sessions = self.engine.sessions()
+        for account_id, tag in sessions:
+            self.submit(EndSession(now, account_id, tag, True))
+        if sessions:
+            log.info("cancel-on-disconnect: ended %d sessions", len(sessions))
+
+    def expire_deadlines(self) -> None:
+        """Fire the dead-man's switches that are due; the engine decides which from ``at``."""
+        due = self.engine.next_deadline()
+        if due is None:
+            return
+        now = self._now_ms()
+        if due <= now:
+            self.submit(ExpireDeadlines(now))
 
     # Demo -----------------------------------------------------------------------------------
 

@@ -136,6 +136,10 @@ _REQUESTS: dict[str, Callable[[Any], tuple[str, dict[str, Any]]]] = {
     "trades": _trades,
     "heartbeat": lambda m: ("time", {}),
     "instruments": lambda m: ("instruments", {}),
+    # proto3's false and 0 are values here (off, disarm), not "not given": always passed on.
+    "cancel_on_disconnect": lambda m: ("cancel_on_disconnect", {"enabled": m.enabled}),
+    "cancel_all_after": lambda m: ("cancel_all_after", {"timeoutMs": m.timeout_ms}),
+    "logout": lambda m: ("rpc.logout", {}),
 }
 
 
@@ -230,7 +234,13 @@ def _result(method: str, value: Any) -> pb.ServerMessage:
         m.trades.fills.extend(fill(f) for f in value)
     elif method == "instruments":
         m.instruments.instruments.extend(_fields(i, pb.Instrument) for i in value)
-    else:  # quote_cancel, market_data_cancel, unsubscribe
+    elif method == "cancel_on_disconnect":
+        m.cancel_on_disconnect.SetInParent()
+        m.cancel_on_disconnect.enabled = value.enabled
+    elif method == "cancel_all_after":
+        m.cancel_all_after.SetInParent()
+        m.cancel_all_after.deadline = value.deadline or 0
+    else:  # quote_cancel, market_data_cancel, unsubscribe, rpc.logout
         m.ack.SetInParent()
     return m
 
@@ -482,6 +492,14 @@ def request_message(
     elif method == "quote_accept":
         m.quote_accept.quote_id = _str(p, "quoteId")
         m.quote_accept.side = SIDE_VALUES.get(_str(p, "side"), 0)
+    elif method == "cancel_on_disconnect":
+        m.cancel_on_disconnect.SetInParent()
+        m.cancel_on_disconnect.enabled = bool(p.get("enabled"))
+    elif method == "cancel_all_after":
+        m.cancel_all_after.SetInParent()
+        m.cancel_all_after.timeout_ms = int(p.get("timeoutMs") or 0)
+    elif method == "rpc.logout":
+        m.logout.SetInParent()
     else:
         raise NotInProtobuf(f"{method} has no protobuf form; use the JSON-RPC encoding")
     return m
@@ -587,6 +605,10 @@ def response_value(method: str, m: pb.ServerMessage) -> Any:
         return [order_dict(o) for o in r.orders.orders]
     if member == "cancelled":
         return {"cancelled": list(m.cancelled.order_ids)}
+    if member == "cancel_on_disconnect":
+        return {"enabled": m.cancel_on_disconnect.enabled}
+    if member == "cancel_all_after":
+        return {"deadline": m.cancel_all_after.deadline or None}
     if member == "balances":
         return [_balance_dict(b) for b in m.balances.balances]
     if member == "trades":

@@ -26,6 +26,9 @@ class PlaceOrder(Command, frozen=True, tag="place"):
     client_order_id: str | None
     maker_fee_cbps: int  # fee rates in 1/100 of a basis point, fixed when the order is placed
     taker_fee_cbps: int
+    # The placing session's cancel-on-disconnect tag (see EndSession); 0: none. Last, with a
+    # default, so that journal entries written before it existed still decode.
+    session: int = 0
 
 
 class CancelOrder(Command, frozen=True, tag="cancel"):
@@ -75,7 +78,40 @@ class AcceptQuote(Command, frozen=True, tag="accept_quote"):
     house_account_id: int
 
 
-AnyCommand = PlaceOrder | CancelOrder | CancelAll | AmendOrder | Deposit | Withdraw | AcceptQuote
+class EndSession(Command, frozen=True, tag="end_session"):
+    """A cancel-on-disconnect session is over: cancel the open orders placed with its tag
+    (``cancel``: the connection ended without a logout), or only forget the tag (a logout, or
+    cancel-on-disconnect turned off), leaving them open."""
+
+    account_id: int
+    session: int
+    cancel: bool
+
+
+class CancelAllAfter(Command, frozen=True, tag="cancel_all_after"):
+    """Arm (or re-arm) the account's dead-man's switch for ``at + timeout_ms``; 0 disarms it."""
+
+    account_id: int
+    timeout_ms: int
+
+
+class ExpireDeadlines(Command, frozen=True, tag="expire_deadlines"):
+    """Fire every dead-man's switch whose deadline is at or before ``at``: cancel all of its
+    account's open orders, and disarm it."""
+
+
+AnyCommand = (
+    PlaceOrder
+    | CancelOrder
+    | CancelAll
+    | AmendOrder
+    | Deposit
+    | Withdraw
+    | AcceptQuote
+    | EndSession
+    | CancelAllAfter
+    | ExpireDeadlines
+)
 
 encoder = msgspec.msgpack.Encoder()
 decoder = msgspec.msgpack.Decoder(AnyCommand)

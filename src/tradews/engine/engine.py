@@ -25,11 +25,20 @@ Rules the engine enforces (each rejection is a :class:`~tradews.domain.orders.Re
   original order's current state and changes nothing (``Duplicate`` when that order is closed
   and no longer held in memory); with other parameters it is rejected. Rejected orders do not
   use up their id.
+- **Cancel-on-disconnect.** An order placed with a session tag (``PlaceOrder.session``) is
+  remembered under (account, tag) while it is open, amendments included; ``EndSession`` cancels
+  those orders (reason ``CANCEL_ON_DISCONNECT``) or only forgets the tag. The tags are engine
+  state, so they survive a restart, and :meth:`Engine.sessions` lists what is left to end.
+- **Dead-man's switch.** ``CancelAllAfter`` sets an account's deadline to the command's ``at``
+  plus its timeout (0 disarms); ``ExpireDeadlines`` fires every deadline at or before its own
+  ``at``: all of the account's open orders are cancelled (reason ``CANCEL_ALL_AFTER``) and the
+  switch is disarmed. :meth:`Engine.next_deadline` says when the next one is due.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -47,8 +56,11 @@ from tradews.engine.commands import (
     AmendOrder,
     AnyCommand,
     CancelAll,
+    CancelAllAfter,
     CancelOrder,
     Deposit,
+    EndSession,
+    ExpireDeadlines,
     PlaceOrder,
     Withdraw,
 )
@@ -69,6 +81,9 @@ _SIDE = {int(s): s for s in Side}
 _TYPE = {int(t): t for t in OrderType}
 _TIF = {int(t): t for t in TimeInForce}
 _STATUS_TEXT = {s: s.value for s in OrderStatus}
+# Why the engine cancelled an order on its own (OrderUpdated.reason).
+CANCEL_ON_DISCONNECT = "CANCEL_ON_DISCONNECT"
+CANCEL_ALL_AFTER = "CANCEL_ALL_AFTER"
 
 
 class UnlistableInstrument(ValueError):
@@ -148,6 +163,14 @@ class Engine:
         self._client_ids: dict[tuple[int, str], tuple[tuple[Any, ...], int]] = {}
         self._refs: dict[str, tuple[str, int, str, int]] = {}
         self._used_quotes: dict[str, int] = {}
+        # Cancel-on-disconnect: the open orders placed under each (account, session tag), in
+        # placing order, and each such order's tag.
+        self._sessions: dict[tuple[int, int], dict[int, None]] = {}
+        self._order_session: dict[int, int] = {}
+        # Dead-man's switches: account -> deadline (ms). The heap of (deadline, account) finds
+        # the next one without a scan; entries a re-arm or a disarm made stale are skipped.
+        self._deadlines: dict[int, int] = {}
+        self._deadline_heap: list[tuple[int, int]] = []
         self._next_order_id = 1
         self._next_trade_id = 1
         self._priority = 0
@@ -189,6 +212,12 @@ class Engine:
             result = self._move_funds(cmd)
         elif isinstance(cmd, AcceptQuote):
             result = self._accept_quote(cmd)
+        elif isinstance(cmd, EndSession):
+            result = self._end_session(cmd)
+        elif isinstance(cmd, CancelAllAfter):
+            result = self._cancel_all_after(cmd)
+        elif isinstance(cmd, ExpireDeadlines):
+            result = self._expire_deadlines()
         else:  # pragma: no cover - the decoder admits nothing else
             raise TypeError(f"unknown command {cmd!r}")
         self._flush_touched()
@@ -280,6 +309,13 @@ class Engine:
             self._client_ids[key] = (_fingerprint(c), order.order_id)
         self._order_event(order, None)  # acknowledged before anything is filled
         self._take(book, market, order)
+        if c.session and order.is_open:
+            self._order_session[order.order_id] = c.session
+            session = (c.account_id, c.session)
+            tagged = self._sessions.get(session)
+            if tagged is None:
+                tagged = self._sessions[session] = {}
+            tagged[order.order_id] = None
         return OrderResult(self.last_state[order.order_id])
 
     def _take(self, book: OrderBook, market: Market, order: Order) -> None:
@@ -387,6 +423,14 @@ class Engine:
             self._unlock(order.account_id, asset, order.locked)
             order.locked = 0
         self.open_orders.pop(order.order_id, None)
+        if self._order_session:
+            tag = self._order_session.pop(order.order_id, 0)
+            if tag:
+                key = (order.account_id, tag)
+                tagged = self._sessions[key]
+                del tagged[order.order_id]
+                if not tagged:
+                    del self._sessions[key]
         self._order_event(order, reason)
 
     def symbol_of(
@@ -430,15 +474,78 @@ class Engine:
     def _cancel_all(self, c: CancelAll) -> Result:
         if c.symbol is not None and c.symbol not in self.markets:
             return Rejected(Reject.UNKNOWN_SYMBOL, f"unknown symbol {c.symbol!r}")
+        return Done(self._cancel_orders_of(c.account_id, c.symbol, None))
+
+    def _cancel_orders_of(
+        self, account_id: int, symbol: str | None, reason: str | None
+    ) -> list[int]:
+        """Cancel the account's open orders (of one symbol), oldest first; return their ids."""
         mine = [
             o
             for o in self.open_orders.values()
-            if o.account_id == c.account_id and (c.symbol is None or o.symbol == c.symbol)
+            if o.account_id == account_id and (symbol is None or o.symbol == symbol)
         ]
         mine.sort(key=lambda o: o.order_id)
         for order in mine:
-            self._cancel_resting(order, None)
-        return Done([o.order_id for o in mine])
+            self._cancel_resting(order, reason)
+        return [o.order_id for o in mine]
+
+    # Liveness: cancel-on-disconnect and the dead-man's switch ----------------------------------
+
+    def _end_session(self, c: EndSession) -> Result:
+        tagged = self._sessions.pop((c.account_id, c.session), None)
+        if tagged is None:
+            return Done([])
+        ids = sorted(tagged)
+        for order_id in ids:
+            del self._order_session[order_id]
+        if not c.cancel:
+            return Done([])
+        for order_id in ids:
+            self._cancel_resting(self.open_orders[order_id], CANCEL_ON_DISCONNECT)
+        return Done(ids)
+
+    def sessions(self) -> list[tuple[int, int]]:
+        """Read-only: every (account, session tag) that still has open orders, in order."""
+        return sorted(self._sessions)
+
+    def _cancel_all_after(self, c: CancelAllAfter) -> Result:
+        if c.timeout_ms <= 0:
+            self._deadlines.pop(c.account_id, None)
+            return Done(None)
+        deadline = self._at + c.timeout_ms
+        if deadline >= _INT64:
+            return Rejected(Reject.OUT_OF_RANGE, "the deadline is too far away")
+        self._deadlines[c.account_id] = deadline
+        heap = self._deadline_heap
+        heapq.heappush(heap, (deadline, c.account_id))
+        if len(heap) > 2 * len(self._deadlines) + 64:  # mostly stale: re-arms as heartbeats
+            self._deadline_heap = [(d, a) for a, d in self._deadlines.items()]
+            heapq.heapify(self._deadline_heap)
+        return Done(deadline)
+
+    def next_deadline(self) -> int | None:
+        """When the next dead-man's switch is due (ms since the epoch), or None if none is armed."""
+        heap = self._deadline_heap
+        deadlines = self._deadlines
+        while heap:
+            deadline, account_id = heap[0]
+            if deadlines.get(account_id) == deadline:
+                return deadline
+            heapq.heappop(heap)  # re-armed or disarmed since
+        return None
+
+    def _expire_deadlines(self) -> Result:
+        """Fire the switches due at the command's ``at``, earliest first (then by account)."""
+        fired: list[tuple[int, list[int]]] = []
+        while True:
+            deadline = self.next_deadline()
+            if deadline is None or deadline > self._at:
+                break
+            _, account_id = heapq.heappop(self._deadline_heap)
+            del self._deadlines[account_id]
+            fired.append((account_id, self._cancel_orders_of(account_id, None, CANCEL_ALL_AFTER)))
+        return Done(fired)
 
     def _amend(self, c: AmendOrder) -> Result:
         order = self._find(c.account_id, c.order_id, c.client_order_id)
@@ -673,6 +780,18 @@ class Engine:
                     f"{order!r} holds {order.locked} {asset} locked, "
                     f"needs {order.remaining * per_lot}"
                 )
+        for (account_id, tag), tagged in self._sessions.items():
+            for order_id in tagged:
+                tagged_order = self.open_orders.get(order_id)
+                if tagged_order is None or tagged_order.account_id != account_id:
+                    raise InvariantViolation(
+                        f"session {tag} of account {account_id} holds order {order_id}, "
+                        "which is not an open order of that account"
+                    )
+                if self._order_session.get(order_id) != tag:
+                    raise InvariantViolation(f"order {order_id} is not tagged {tag}")
+        if len(self._order_session) != sum(len(t) for t in self._sessions.values()):
+            raise InvariantViolation("an order has a session tag its session does not list")
         self.ledger.validate()
         needed = {k: v for k, v in locked.items() if v}
         held = self.ledger.locked_by_account()
@@ -711,7 +830,23 @@ class Engine:
             "refs": [(ref, list(terms)) for ref, terms in self._refs.items()],
             "used_quotes": list(self._used_quotes.items()),
         }  # fmt: skip
+        # Version 2 adds the liveness state, written only when there is some: without it, a
+        # snapshot is exactly a version-1 one, as the servers before it wrote and read.
+        liveness = self._liveness()
+        if liveness:
+            state["v"] = 2
+            state.update(liveness)
         return msgspec.msgpack.encode(state)
+
+    def _liveness(self) -> dict[str, Any]:
+        """Cancel-on-disconnect tags and armed deadlines, for snapshots and the state hash; an
+        empty dict when there are none (so that such states hash as they always did)."""
+        out: dict[str, Any] = {}
+        if self._order_session:
+            out["sessions"] = sorted(self._order_session.items())
+        if self._deadlines:
+            out["deadlines"] = sorted(self._deadlines.items())
+        return out
 
     @classmethod
     def restore(
@@ -724,7 +859,7 @@ class Engine:
     ) -> Engine:
         """The engine a :meth:`snapshot` was taken of (check it with :meth:`state_hash`)."""
         state = msgspec.msgpack.decode(blob)
-        if state.get("v") != 1:
+        if state.get("v") not in (1, 2):
             raise ValueError(f"unknown snapshot version {state.get('v')!r}")
         engine = cls(instruments, fee_account_id=fee_account_id, closed_kept=closed_kept)
         engine.seq = state["seq"]
@@ -749,6 +884,13 @@ class Engine:
         engine._client_ids = {(a, c): (tuple(f), oid) for a, c, f, oid in state["client_ids"]}
         engine._refs = {ref: tuple(terms) for ref, terms in state["refs"]}
         engine._used_quotes = dict(state["used_quotes"])
+        for order_id, tag in state.get("sessions", ()):
+            key = (engine.open_orders[order_id].account_id, tag)
+            engine._order_session[order_id] = tag
+            engine._sessions.setdefault(key, {})[order_id] = None
+        engine._deadlines = {account_id: at for account_id, at in state.get("deadlines", ())}
+        engine._deadline_heap = [(at, account_id) for account_id, at in engine._deadlines.items()]
+        heapq.heapify(engine._deadline_heap)
         return engine
 
     def state_hash(self) -> str:
@@ -761,7 +903,7 @@ class Engine:
             )
             for o in self.open_orders.values()
         )  # fmt: skip
-        state = (
+        state: list[Any] = [
             self.seq,
             self._next_order_id,
             self._next_trade_id,
@@ -772,7 +914,10 @@ class Engine:
             sorted((k, v) for k, v in self._client_ids.items()),
             sorted(self._refs.items()),
             sorted(self._used_quotes.items()),
-        )
+        ]
+        liveness = self._liveness()
+        if liveness:  # absent when empty: states without it keep the digest they always had
+            state.append(liveness)
         return hashlib.sha256(msgspec.msgpack.encode(state)).hexdigest()
 
 

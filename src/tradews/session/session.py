@@ -3,13 +3,21 @@
 Lifecycle (``SessionState``)::
 
     ANONYMOUS --rpc.login ok--> AUTHENTICATED --close()--> CLOSED
-        |                                                     ^
+        |                            |                        ^
+        |                            +--rpc.logout--> CLOSING-+
         +---- too many failed logins / close() ---------------+
 
 Call :meth:`Session.receive` with each frame; send what it returns, in order. Replies
 to commands that go through the engine come later, once durable, through the ``send`` callback
 given at construction. If :attr:`Session.close_reason` is set, close the connection with it.
-Call :meth:`Session.close` exactly once when the connection ends: it releases every subscription.
+Call :meth:`Session.close` when the connection ends (or this side closes it): it releases every
+subscription and, if cancel-on-disconnect is on, ends the session's orders.
+
+Liveness (docs/architecture.md): ``cancel_on_disconnect`` draws a random session tag that every
+order placed while it is on carries into the engine; :meth:`Session.close` then submits
+``EndSession(cancel=True)`` for the tag, and ``rpc.logout`` or turning it off submits
+``EndSession(cancel=False)``, which leaves the orders open. ``cancel_all_after`` arms the
+account's dead-man's switch in the engine.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import enum
 import functools
 import itertools
 import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -27,7 +36,13 @@ import msgspec
 
 from tradews.api.errors import ApiError, ErrorCode
 from tradews.api.messages import (
+    CANCEL_ALL_AFTER_MAX_MS,
+    CANCEL_ALL_AFTER_MIN_MS,
     Balance,
+    CancelAllAfterParams,
+    CancelAllAfterResult,
+    CancelOnDisconnectParams,
+    CancelOnDisconnectResult,
     ChannelParams,
     Fill,
     InstrumentInfo,
@@ -60,7 +75,9 @@ from tradews.engine.commands import (
     AmendOrder,
     AnyCommand,
     CancelAll,
+    CancelAllAfter,
     CancelOrder,
+    EndSession,
     PlaceOrder,
 )
 from tradews.engine.engine import Done, Duplicate, OrderResult, Rejected, Result
@@ -111,6 +128,11 @@ class FeeSchedule:
         return self.rates.get(tier, (0, 0))
 
 
+def new_session_tag() -> int:
+    """A cancel-on-disconnect session tag: random, positive, 62 bits (0 means none)."""
+    return secrets.randbelow(2**62 - 1) + 1
+
+
 @dataclass(slots=True)
 class Services(Generic[C]):
     """Everything sessions share. One instance per server."""
@@ -130,6 +152,7 @@ class Services(Generic[C]):
     sessions_per_key: dict[str, int] = field(default_factory=dict)  # logged-in sessions now
     openrpc: Callable[[], Any] | None = None
     login: LoginPolicy = field(default_factory=LoginPolicy)
+    session_tags: Callable[[], int] = new_session_tag  # injected by tests
 
 
 class Scope(enum.Enum):
@@ -175,6 +198,10 @@ METHODS: dict[str, Method] = {
                "Returns true.", bool, scope=None, cost=5),
         Method("time", NoParams, "Server time in milliseconds since the Unix epoch.", TimeResult,
                scope=None),
+        Method("rpc.logout", NoParams,
+               "End the session cleanly: cancel-on-disconnect is turned off without cancelling "
+               "anything, then the server closes the connection (1000). Returns true.", bool,
+               scope=None),
         Method("rpc.discover", NoParams, "This API's OpenRPC document.", dict, scope=None,
                cost=20),
         Method("instruments", NoParams, "Listed instruments: tick, lot and size limits.",
@@ -207,6 +234,14 @@ METHODS: dict[str, Method] = {
         Method("balances", NoParams, "Your balances per asset.", list[Balance]),
         Method("trades", TradesParams, "Your trades, newest first, paginated by 'before'.",
                list[Fill], cost=5),
+        Method("cancel_on_disconnect", CancelOnDisconnectParams,
+               "While enabled, the orders this connection places are cancelled if it ends "
+               "without rpc.logout. Returns {enabled}.", CancelOnDisconnectResult,
+               scope=Scope.TRADE),
+        Method("cancel_all_after", CancelAllAfterParams,
+               "Dead-man's switch: cancel all your open orders at now + timeoutMs unless called "
+               "again before (0 disarms). Returns {deadline}.", CancelAllAfterResult,
+               scope=Scope.TRADE),
         Method("subscribe", ChannelParams,
                "Subscribe to book.SYMBOL, trades.SYMBOL, ticker.SYMBOL, orders or balances.",
                Subscribed, cost=2),
@@ -234,12 +269,16 @@ class Session(Generic[C]):
         codec: Codec = JSON,
         *,
         peer: str | None = None,
+        close: Callable[[int, str], None] | None = None,
     ) -> None:
         self._services = services
         self._conn = conn
         self.codec = codec
         self.peer = peer  # the client's IP address, for per-address limits and allow-lists
         self._send = send or (lambda data: None)
+        # Asks the adapter to close the connection with a code and reason, after every frame
+        # sent or returned so far (rpc.logout: 1000).
+        self._close_connection = close or (lambda code, reason: None)
         self.state = SessionState.ANONYMOUS
         self.principal: Principal | None = None
         self.close_reason: str | None = None
@@ -253,6 +292,9 @@ class Session(Generic[C]):
         self._bucket = TokenBucket(services.rates.limits.connection, 0)
         self._refusals = 0
         self._last_now = 0
+        self._cod_tag = 0  # cancel-on-disconnect: the tag of this session's orders; 0 when off
+        self._logged_out = False
+        self._frames_waiting = 0  # replies waiting for durability (see _await_deferred)
         # Set by the adapter when the client asked for it: every reply then carries the
         # remaining rate-limit budget.
         self.report_budget = False
@@ -279,8 +321,8 @@ class Session(Generic[C]):
         # order they came, so the engine sees a batch's commands in the batch's order.
         deferred: list[tuple[int | None, Call, Deferred]] = []
         for item in frame.items:
-            if self.close_reason is not None:
-                break  # e.g. the failed-login limit tripped: the rest of the batch is ignored
+            if self.closing:
+                break  # the failed-login limit tripped, or rpc.logout: the rest is ignored
             method = METHODS.get(item.method) if isinstance(item, Call) else None
             refusal = self._charge(1 if method is None else method.cost, now_ms)
             if refusal is not None:
@@ -355,6 +397,11 @@ class Session(Generic[C]):
             return self.codec.with_budget(reply, self.budget(now_ms))
         return reply
 
+    @property
+    def closing(self) -> bool:
+        """The session asked to be closed (see :meth:`_close`, ``rpc.logout``)."""
+        return self.state is SessionState.CLOSING
+
     def _close(self, reason: str) -> None:
         """Ask the adapter to close the connection, and process nothing more."""
         if self.close_reason is None:
@@ -373,6 +420,7 @@ class Session(Generic[C]):
         part is done."""
         waiting = [sum(1 for slot, _, _ in deferred if slot is not None)]
         codec = self.codec
+        self._frames_waiting += 1
 
         def finish(slot: int, call: Call, value: Any) -> None:
             if self.state is SessionState.CLOSED:
@@ -387,6 +435,8 @@ class Session(Generic[C]):
                 self._send(codec.pack(replies, is_batch))
                 for frame in follow_ups:
                     self._send(frame)
+                self._frames_waiting -= 1
+                self._close_if_logged_out()
 
         for slot, call, d in deferred:
             if slot is None:
@@ -471,6 +521,31 @@ class Session(Generic[C]):
         self.principal = principal
         self.state = SessionState.AUTHENTICATED
         return True
+
+    def _m_rpc_logout(self, p: NoParams, now_ms: int) -> Deferred:
+        """Turn cancel-on-disconnect off without cancelling (once that is durable), reply, then
+        have the adapter close the connection with 1000. Nothing after it is processed."""
+        command = self._end_session(now_ms, cancel=False)
+        disarm = None if command is None else self._submit(command, lambda result: True)
+        self.state = SessionState.CLOSING
+
+        def start(done: Callable[[Any], None]) -> None:
+            def finish(value: Any) -> None:
+                done(value)
+                self._logged_out = True
+                self._close_if_logged_out()
+
+            if disarm is None:
+                finish(True)
+            else:
+                disarm.start(finish)
+
+        return Deferred(start)
+
+    def _close_if_logged_out(self) -> None:
+        if self._logged_out and not self._frames_waiting:
+            self._logged_out = False  # once
+            self._close_connection(1000, "logged out")
 
     def _m_time(self, p: NoParams, now_ms: int) -> TimeResult:
         return TimeResult(time=now_ms)
@@ -624,6 +699,7 @@ class Session(Generic[C]):
             p.client_order_id,
             maker,
             taker,
+            self._cod_tag,
         )
         return self._submit(command, self._order_reply)
 
@@ -699,6 +775,47 @@ class Session(Generic[C]):
         for t in rows:
             out.extend(fills_for(account, t, self._instrument(t.symbol)))
         return out
+
+    # Liveness ------------------------------------------------------------------------------
+
+    def _m_cancel_on_disconnect(
+        self, p: CancelOnDisconnectParams, now_ms: int
+    ) -> CancelOnDisconnectResult | Deferred:
+        if p.enabled:
+            # The engine learns the tag from the first order placed with it.
+            if not self._cod_tag:
+                self._cod_tag = self._services.session_tags()
+            return CancelOnDisconnectResult(enabled=True)
+        command = self._end_session(now_ms, cancel=False)
+        if command is None:
+            return CancelOnDisconnectResult(enabled=False)
+        # Answered once durable: a crash before would cancel the orders at the next start.
+        return self._submit(command, lambda result: CancelOnDisconnectResult(enabled=False))
+
+    def _m_cancel_all_after(self, p: CancelAllAfterParams, now_ms: int) -> Deferred:
+        if 0 < p.timeout_ms < CANCEL_ALL_AFTER_MIN_MS:
+            raise ApiError(
+                ErrorCode.INVALID_PARAMS,
+                data=f"timeoutMs must be 0 (disarm) or from {CANCEL_ALL_AFTER_MIN_MS} to "
+                f"{CANCEL_ALL_AFTER_MAX_MS} - at `$.timeoutMs`",
+            )
+        command = CancelAllAfter(now_ms, self._account(), p.timeout_ms)
+
+        def reply(result: Result) -> Any:
+            if isinstance(result, Done):
+                return CancelAllAfterResult(deadline=result.value)
+            return _unexpected(result)
+
+        return self._submit(command, reply)
+
+    def _end_session(self, now_ms: int, *, cancel: bool) -> EndSession | None:
+        """The command that ends this session's cancel-on-disconnect (None if it is off), which
+        is then off: a session ends it once."""
+        tag = self._cod_tag
+        if not tag or self.principal is None:
+            return None
+        self._cod_tag = 0
+        return EndSession(now_ms, self.principal.account_id, tag, cancel)
 
     # Helpers -------------------------------------------------------------------------------
 
@@ -777,10 +894,15 @@ class Session(Generic[C]):
     def subscription_count(self) -> int:
         return len(self._quote_streams) + int(self._market_data) + len(self._channels)
 
-    def close(self) -> None:
-        """Release every subscription. Idempotent."""
+    def close(self, now_ms: int | None = None) -> None:
+        """The connection ended (or this side is closing it): with cancel-on-disconnect on,
+        cancel the orders placed under it; release every subscription. Idempotent."""
         if self.state is SessionState.CLOSED:
             return
+        command = self._end_session(self._last_now if now_ms is None else now_ms, cancel=True)
+        trading = self._services.trading
+        if command is not None and trading is not None:
+            trading.submit(command, _ignore)  # refused once trading has stopped: see the server
         for stream in self._quote_streams.values():
             self._services.quotes.close(stream)
         self._quote_streams.clear()
@@ -798,6 +920,10 @@ class Session(Generic[C]):
             else:
                 counts.pop(self.principal.key_id, None)
         self.state = SessionState.CLOSED
+
+
+def _ignore(result: Result) -> None:
+    pass
 
 
 def _unexpected(result: Result) -> Any:

@@ -37,7 +37,7 @@ TIME_IN_FORCE_IOC: TimeInForce
 TIME_IN_FORCE_FOK: TimeInForce
 
 class ClientMessage(_message.Message):
-    __slots__ = ("request_id", "subscribe", "order", "login", "unsubscribe", "cancel", "cancel_all", "amend", "quote_accept", "order_status", "open_orders", "balances", "trades", "heartbeat", "instruments")
+    __slots__ = ("request_id", "subscribe", "order", "login", "unsubscribe", "cancel", "cancel_all", "amend", "quote_accept", "order_status", "open_orders", "balances", "trades", "heartbeat", "instruments", "cancel_on_disconnect", "cancel_all_after", "logout")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SUBSCRIBE_FIELD_NUMBER: _ClassVar[int]
     ORDER_FIELD_NUMBER: _ClassVar[int]
@@ -53,6 +53,9 @@ class ClientMessage(_message.Message):
     TRADES_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     INSTRUMENTS_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_ON_DISCONNECT_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_ALL_AFTER_FIELD_NUMBER: _ClassVar[int]
+    LOGOUT_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     subscribe: SubscribeRequest
     order: OrderRequest
@@ -68,10 +71,13 @@ class ClientMessage(_message.Message):
     trades: TradesRequest
     heartbeat: Heartbeat
     instruments: InstrumentsRequest
-    def __init__(self, request_id: _Optional[int] = ..., subscribe: _Optional[_Union[SubscribeRequest, _Mapping]] = ..., order: _Optional[_Union[OrderRequest, _Mapping]] = ..., login: _Optional[_Union[LoginRequest, _Mapping]] = ..., unsubscribe: _Optional[_Union[UnsubscribeRequest, _Mapping]] = ..., cancel: _Optional[_Union[CancelOrderRequest, _Mapping]] = ..., cancel_all: _Optional[_Union[CancelAllRequest, _Mapping]] = ..., amend: _Optional[_Union[AmendOrderRequest, _Mapping]] = ..., quote_accept: _Optional[_Union[QuoteAcceptRequest, _Mapping]] = ..., order_status: _Optional[_Union[OrderStatusRequest, _Mapping]] = ..., open_orders: _Optional[_Union[OpenOrdersRequest, _Mapping]] = ..., balances: _Optional[_Union[BalancesRequest, _Mapping]] = ..., trades: _Optional[_Union[TradesRequest, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., instruments: _Optional[_Union[InstrumentsRequest, _Mapping]] = ...) -> None: ...
+    cancel_on_disconnect: CancelOnDisconnectRequest
+    cancel_all_after: CancelAllAfterRequest
+    logout: LogoutRequest
+    def __init__(self, request_id: _Optional[int] = ..., subscribe: _Optional[_Union[SubscribeRequest, _Mapping]] = ..., order: _Optional[_Union[OrderRequest, _Mapping]] = ..., login: _Optional[_Union[LoginRequest, _Mapping]] = ..., unsubscribe: _Optional[_Union[UnsubscribeRequest, _Mapping]] = ..., cancel: _Optional[_Union[CancelOrderRequest, _Mapping]] = ..., cancel_all: _Optional[_Union[CancelAllRequest, _Mapping]] = ..., amend: _Optional[_Union[AmendOrderRequest, _Mapping]] = ..., quote_accept: _Optional[_Union[QuoteAcceptRequest, _Mapping]] = ..., order_status: _Optional[_Union[OrderStatusRequest, _Mapping]] = ..., open_orders: _Optional[_Union[OpenOrdersRequest, _Mapping]] = ..., balances: _Optional[_Union[BalancesRequest, _Mapping]] = ..., trades: _Optional[_Union[TradesRequest, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., instruments: _Optional[_Union[InstrumentsRequest, _Mapping]] = ..., cancel_on_disconnect: _Optional[_Union[CancelOnDisconnectRequest, _Mapping]] = ..., cancel_all_after: _Optional[_Union[CancelAllAfterRequest, _Mapping]] = ..., logout: _Optional[_Union[LogoutRequest, _Mapping]] = ...) -> None: ...
 
 class ServerMessage(_message.Message):
-    __slots__ = ("request_id", "market_data", "order_response", "error", "login", "subscribed", "ack", "balances", "trades", "heartbeat", "instruments", "cancelled", "warning", "rate_limit")
+    __slots__ = ("request_id", "market_data", "order_response", "error", "login", "subscribed", "ack", "balances", "trades", "heartbeat", "instruments", "cancelled", "warning", "cancel_on_disconnect", "cancel_all_after", "rate_limit")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MARKET_DATA_FIELD_NUMBER: _ClassVar[int]
     ORDER_RESPONSE_FIELD_NUMBER: _ClassVar[int]
@@ -85,6 +91,8 @@ class ServerMessage(_message.Message):
     INSTRUMENTS_FIELD_NUMBER: _ClassVar[int]
     CANCELLED_FIELD_NUMBER: _ClassVar[int]
     WARNING_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_ON_DISCONNECT_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_ALL_AFTER_FIELD_NUMBER: _ClassVar[int]
     RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     market_data: MarketUpdate
@@ -99,8 +107,10 @@ class ServerMessage(_message.Message):
     instruments: InstrumentsResponse
     cancelled: CancelAllResponse
     warning: ConnectionWarning
+    cancel_on_disconnect: CancelOnDisconnectResponse
+    cancel_all_after: CancelAllAfterResponse
     rate_limit: RateLimit
-    def __init__(self, request_id: _Optional[int] = ..., market_data: _Optional[_Union[MarketUpdate, _Mapping]] = ..., order_response: _Optional[_Union[OrderResponse, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., login: _Optional[_Union[LoginResponse, _Mapping]] = ..., subscribed: _Optional[_Union[SubscribeResponse, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., balances: _Optional[_Union[BalancesResponse, _Mapping]] = ..., trades: _Optional[_Union[TradesResponse, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., instruments: _Optional[_Union[InstrumentsResponse, _Mapping]] = ..., cancelled: _Optional[_Union[CancelAllResponse, _Mapping]] = ..., warning: _Optional[_Union[ConnectionWarning, _Mapping]] = ..., rate_limit: _Optional[_Union[RateLimit, _Mapping]] = ...) -> None: ...
+    def __init__(self, request_id: _Optional[int] = ..., market_data: _Optional[_Union[MarketUpdate, _Mapping]] = ..., order_response: _Optional[_Union[OrderResponse, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., login: _Optional[_Union[LoginResponse, _Mapping]] = ..., subscribed: _Optional[_Union[SubscribeResponse, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., balances: _Optional[_Union[BalancesResponse, _Mapping]] = ..., trades: _Optional[_Union[TradesResponse, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., instruments: _Optional[_Union[InstrumentsResponse, _Mapping]] = ..., cancelled: _Optional[_Union[CancelAllResponse, _Mapping]] = ..., warning: _Optional[_Union[ConnectionWarning, _Mapping]] = ..., cancel_on_disconnect: _Optional[_Union[CancelOnDisconnectResponse, _Mapping]] = ..., cancel_all_after: _Optional[_Union[CancelAllAfterResponse, _Mapping]] = ..., rate_limit: _Optional[_Union[RateLimit, _Mapping]] = ...) -> None: ...
 
 class LoginRequest(_message.Message):
     __slots__ = ("api_key", "api_secret", "timestamp", "nonce", "signature")
@@ -236,6 +246,22 @@ class InstrumentsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class CancelOnDisconnectRequest(_message.Message):
+    __slots__ = ("enabled",)
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    def __init__(self, enabled: _Optional[bool] = ...) -> None: ...
+
+class CancelAllAfterRequest(_message.Message):
+    __slots__ = ("timeout_ms",)
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    timeout_ms: int
+    def __init__(self, timeout_ms: _Optional[int] = ...) -> None: ...
+
+class LogoutRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class Error(_message.Message):
     __slots__ = ("code", "message", "reason", "detail", "server_time", "retry_after_ms")
     CODE_FIELD_NUMBER: _ClassVar[int]
@@ -297,6 +323,18 @@ class SubscribeResponse(_message.Message):
 class Ack(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class CancelOnDisconnectResponse(_message.Message):
+    __slots__ = ("enabled",)
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    def __init__(self, enabled: _Optional[bool] = ...) -> None: ...
+
+class CancelAllAfterResponse(_message.Message):
+    __slots__ = ("deadline",)
+    DEADLINE_FIELD_NUMBER: _ClassVar[int]
+    deadline: int
+    def __init__(self, deadline: _Optional[int] = ...) -> None: ...
 
 class CancelAllResponse(_message.Message):
     __slots__ = ("order_ids",)
