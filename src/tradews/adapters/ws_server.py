@@ -49,6 +49,9 @@ from tradews.session.session import Services, Session
 
 log = logging.getLogger(__name__)
 
+# Close codes (RFC 6455 section 7.4), for the layers above, which do not import picows.
+CloseCode = WSCloseCode
+
 MAX_MESSAGE_BYTES = 1 << 20
 CLOSE_GRACE = 5.0  # seconds a closed connection waits for the peer to close its side
 

@@ -34,7 +34,6 @@ from decimal import Decimal
 from fractions import Fraction
 
 import msgspec
-from picows import WSCloseCode
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from tradews.adapters import clock
@@ -43,6 +42,7 @@ from tradews.adapters.sqlite_store import Operations, SqliteStore, StoreError
 from tradews.adapters.ws_server import (
     PING_INTERVAL,
     PING_TIMEOUT,
+    CloseCode,
     Connection,
     ConnectionCaps,
     Connections,
@@ -297,7 +297,7 @@ class Server:
             self.take_snapshot()
         self.host.close()  # the sessions closing below have nothing left to submit
         for conn in list(self.connections):
-            conn.close(WSCloseCode.GOING_AWAY, "server shutting down")
+            conn.close(CloseCode.GOING_AWAY, "server shutting down")
         if self._server is not None:
             await self._server.wait_closed()
         self.journal.close()
@@ -495,9 +495,9 @@ class Server:
             revoked = self.store.invalid_keys({p.key_id for p in live.values()}, now)
         for conn, principal in live.items():
             if conn in expired:
-                conn.close(WSCloseCode.POLICY_VIOLATION, "api key expired")
+                conn.close(CloseCode.POLICY_VIOLATION, "api key expired")
             elif principal.key_id in revoked:
-                conn.close(WSCloseCode.POLICY_VIOLATION, "api key revoked")
+                conn.close(CloseCode.POLICY_VIOLATION, "api key revoked")
 
     def _reload_instruments(self) -> None:
         instruments = self.store.list_instruments()
