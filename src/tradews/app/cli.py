@@ -13,6 +13,8 @@ import ipaddress
 import json
 import logging
 import re
+import shlex
+import shutil
 import signal
 import ssl
 import sys
@@ -389,7 +391,7 @@ def serve(
                 )
             out.print("\nStream BTC_USD quotes from the command line:")
             out.print(
-                f"  tradews quotes BTC_USD --url {url} --key {creds.api_key} "
+                f"  {command_name()} quotes BTC_USD --url {url} --key {creds.api_key} "
                 f"--secret {creds.api_secret}"
             )
             out.print("\nOr from any WebSocket client, send these two text frames:")
@@ -430,6 +432,18 @@ def serve(
     _run_async(run())
     store.close()
     lock.release()
+
+
+def command_name() -> str:
+    """How to run this ``tradews`` from a new shell: ``tradews`` when that is the one on PATH,
+    else its full path (e.g. ``.venv/bin/tradews`` of a checkout that was never activated)."""
+    script = Path(sys.argv[0])
+    if script.name != "tradews":  # python -m tradews
+        return f"{shlex.quote(sys.executable)} -m tradews"
+    found = shutil.which("tradews")
+    if found is not None and Path(found).resolve() == script.resolve():
+        return "tradews"
+    return shlex.quote(str(script.absolute()))
 
 
 def is_loopback(host: str) -> bool:
