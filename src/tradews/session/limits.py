@@ -55,17 +55,37 @@ class TokenBucket:
 
     def _refill(self, now_ms: int) -> None:
         if now_ms > self._stamp:
-            self.tokens = min(self._burst, self.tokens + (now_ms - self._stamp) * self._per_ms)
+            tokens = self.tokens + (now_ms - self._stamp) * self._per_ms
+            self.tokens = tokens if tokens < self._burst else self._burst
             self._stamp = now_ms
 
     def wait_ms(self, cost: float, now_ms: int) -> int:
-        """0 if ``cost`` tokens are there now, else the milliseconds until they will be."""
-        self._refill(now_ms)
-        missing = min(cost, self._burst) - self.tokens
+        """0 if ``cost`` tokens are there now, else the milliseconds until they will be.
+        (Every call goes through here: plain comparisons, no min().)"""
+        if now_ms > self._stamp:
+            self._refill(now_ms)
+        if cost > self._burst:
+            cost = self._burst
+        missing = cost - self.tokens
         return 0 if missing <= 0 else int(missing / self._per_ms) + 1
 
     def take(self, cost: float) -> None:
-        self.tokens -= min(cost, self._burst)
+        self.tokens -= cost if cost < self._burst else self._burst
+
+    def try_take(self, cost: float, now_ms: int) -> int:
+        """Take ``cost`` tokens and return 0, or take nothing and return the milliseconds until
+        they will be there: :meth:`wait_ms` and :meth:`take` in one call (the hot path)."""
+        if now_ms > self._stamp:
+            tokens = self.tokens + (now_ms - self._stamp) * self._per_ms
+            self.tokens = tokens if tokens < self._burst else self._burst
+            self._stamp = now_ms
+        if cost > self._burst:
+            cost = self._burst
+        missing = cost - self.tokens
+        if missing <= 0:
+            self.tokens -= cost
+            return 0
+        return int(missing / self._per_ms) + 1
 
     @property
     def limit(self) -> int:

@@ -356,21 +356,31 @@ class Session(Generic[C]):
 
     # Rate limits ---------------------------------------------------------------------------
 
-    def _buckets(self, now_ms: int) -> list[TokenBucket]:
+    def _shared_bucket(self, now_ms: int) -> TokenBucket | None:
+        """The key's bucket once logged in, else the client address's (if known)."""
         rates = self._services.rates
         if self.principal is not None:
-            return [self._bucket, rates.keys.get(self.principal.key_id, now_ms)]
+            return rates.keys.get(self.principal.key_id, now_ms)
         if self.peer is not None:
-            return [self._bucket, rates.addresses.get(self.peer, now_ms)]
-        return [self._bucket]
+            return rates.addresses.get(self.peer, now_ms)
+        return None
+
+    def _buckets(self, now_ms: int) -> list[TokenBucket]:
+        shared = self._shared_bucket(now_ms)
+        return [self._bucket] if shared is None else [self._bucket, shared]
 
     def _charge(self, cost: int, now_ms: int) -> ApiError | None:
-        """Take ``cost`` from every bucket that applies, or none and return the refusal."""
-        buckets = self._buckets(now_ms)
-        wait = max(b.wait_ms(cost, now_ms) for b in buckets)
+        """Take ``cost`` from every bucket that applies, or none and return the refusal.
+        (On every call: the common case is two calls, one per bucket.)"""
+        own = self._bucket
+        wait = own.try_take(cost, now_ms)
         if not wait:
-            for b in buckets:
-                b.take(cost)
+            shared = self._shared_bucket(now_ms)
+            if shared is not None:
+                wait = shared.try_take(cost, now_ms)
+                if wait:
+                    own.tokens += cost if cost < own.limit else own.limit  # give it back
+        if not wait:
             self._refusals = 0
             return None
         self._refusals += 1
