@@ -176,6 +176,7 @@ def test_json_frames_get_documented_answers(data: bytes) -> None:
             assert item["jsonrpc"] == "2.0"
             if "error" in item:
                 assert item["error"]["code"] in DOCUMENTED, item
+                assert "id" in item, "an error response always has an id (null if unknown)"
                 assert len(frame) < 4000 or "result" in frame.decode(), "an error echoes input"
             else:
                 assert "result" in item or "method" in item

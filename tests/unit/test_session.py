@@ -7,9 +7,6 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from tradews.api.errors import ApiError, ErrorCode
 from tradews.app.catalog import Catalog
 from tradews.app.demo import DEMO_INSTRUMENTS
@@ -140,59 +137,6 @@ def test_market_data_snapshot_without_trades() -> None:
     rows = {r["symbol"]: r for r in snapshot["params"]["instruments"]}
     assert rows["BTC_USD"]["last"] is None and rows["BTC_USD"]["bid"] is None
     assert rows["BTC_USD"]["volume24h"] == "0.0000"
-
-
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
-requests = st.fixed_dictionaries(
-    {},
-    optional={
-        "jsonrpc": st.sampled_from(["2.0", "1.0", 2]),
-        "method": st.sampled_from(["rpc.login", "time", "quote_request", "quote_cancel",
-                                   "market_data_request", "rpc.discover", "nope"]) | json_values,
-        "params": json_values,
-        "id": json_values,
-    },
-)  # fmt: skip
-
-
-def owes_a_reply(data: bytes) -> bool:
-    """Whether the specification requires an answer: to anything but a notification or a batch
-    of notifications (objects without an id)."""
-    try:
-        request = json.loads(data)
-    except ValueError:
-        return True
-    if isinstance(request, dict):
-        return "id" in request
-    if isinstance(request, list):
-        return not request or any(not isinstance(r, dict) or "id" in r for r in request)
-    return True  # a JSON value that is no request at all
-
-
-@settings(max_examples=400, deadline=None)
-@given(st.one_of(st.binary(max_size=64), requests.map(lambda r: json.dumps(r).encode()),
-                 st.lists(requests, max_size=4).map(lambda r: json.dumps(r).encode())))  # fmt: skip
-def test_any_input_gets_valid_json_rpc_and_never_an_internal_error(data: bytes) -> None:
-    s = Session(make_services(), "c")
-    call(s, "rpc.login", {"apiKey": "k", "apiSecret": "s"})
-    frames = s.receive(data, 5_000)
-    if owes_a_reply(data):
-        assert frames, "only notifications go unanswered"
-    for frame in frames:
-        message = json.loads(frame)
-        for item in message if isinstance(message, list) else [message]:
-            assert item["jsonrpc"] == "2.0"
-            if "error" in item:
-                assert item["error"]["code"] != -32603, item
-                assert "id" in item
-            else:
-                assert "result" in item or item.get("method") in ("quote", "market_data")
 
 
 def test_quote_quantity_decimal_places() -> None:
