@@ -380,7 +380,7 @@ class Server:
         self.view.apply(events, _send)
 
     def _fatal(self, error: BaseException) -> None:
-        log.critical("trading halted: the journal cannot be written (%s); exiting", error)
+        log.critical("trading halted (%r): the restart rebuilds the state from the journal", error)
         self.fatal.set()
 
     def submit(self, command: AnyCommand) -> None:
