@@ -158,6 +158,29 @@ _SCHEMA = [
         set_at      INTEGER NOT NULL
     );
     """,
+    # version 6: the private streams' messages (orders, fills, balances), numbered per account
+    # and channel, kept for the retention time to resume a stream (adapters/sqlite_journal.py).
+    # Rows go in time order, so pruning takes the lowest rowids; the index serves a replay.
+    # IF NOT EXISTS: it does not matter where among other migrations it runs.
+    """
+    CREATE TABLE IF NOT EXISTS account_events (
+        account_id  INTEGER NOT NULL,
+        channel     INTEGER NOT NULL,
+        stream_seq  INTEGER NOT NULL,
+        seq         INTEGER NOT NULL,
+        at          INTEGER NOT NULL,
+        kind        INTEGER NOT NULL,
+        event       BLOB NOT NULL
+    );
+    CREATE UNIQUE INDEX IF NOT EXISTS account_events_stream
+        ON account_events(account_id, channel, stream_seq);
+    CREATE TABLE IF NOT EXISTS account_events_pruned (
+        account_id  INTEGER NOT NULL,
+        channel     INTEGER NOT NULL,
+        through     INTEGER NOT NULL,
+        PRIMARY KEY (account_id, channel)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 _DUMMY_HASH = hashlib.sha256(b"tradews: no such key").digest()

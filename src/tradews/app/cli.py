@@ -42,6 +42,7 @@ from tradews.domain.pricing import DEFAULT_BAND_BPS, ReferencePrice
 from tradews.engine.engine import Market
 from tradews.session.limits import Rate, RateLimits
 from tradews.session.session import FeeSchedule, SessionLimits
+from tradews.session.streams import BUFFER_PER_STREAM, BUFFER_TOTAL
 
 app = typer.Typer(
     help="tradews: a self-hosted real-time trading server (JSON-RPC 2.0 over WebSocket).",
@@ -221,6 +222,19 @@ def serve(
     output_budget_mib: Annotated[
         float, typer.Option(help="Unread output (MiB) all clients together may hold.")
     ] = 256.0,
+    stream_retention: Annotated[
+        str,
+        typer.Option(
+            help="How long the orders and balances streams' messages are kept for clients to "
+            "resume from after a reconnect: e.g. 7d, 12h."
+        ),
+    ] = "7d",
+    stream_buffer: Annotated[
+        int,
+        typer.Option(
+            help="The latest messages of each orders or balances stream also kept in memory."
+        ),
+    ] = BUFFER_PER_STREAM,
 ) -> None:
     """Run the WebSocket server."""
     from tradews.app.demo import seed_demo
@@ -271,6 +285,9 @@ def serve(
     if band <= 0 or band >= 10_000:
         fail("--rfq-band-bps must be above 0 and below 10000")
     max_age_ms = parse_duration_ms(price_max_age, "--price-max-age")
+    retention_ms = parse_duration_ms(stream_retention, "--stream-retention")
+    if stream_buffer < 1:
+        fail("--stream-buffer must be positive")
     store = open_store(db, key_file)
     lock = ProcessLock(store.path)
     if not lock.try_acquire():
@@ -312,6 +329,9 @@ def serve(
         admin_token=admin_token,
         login_window_ms=max(1, round(login_window * 1000)),
         plain_login=plain_login,
+        stream_retention_ms=retention_ms,
+        stream_buffer=stream_buffer,
+        stream_buffer_total=max(stream_buffer, BUFFER_TOTAL),
     )
     try:
         server = Server(settings, store)

@@ -10,7 +10,10 @@ Timers live here; every decision they trigger is made by the pure layers:
 - the *market data* timer sends one snapshot to every ``market_data`` subscriber;
 - the *watcher* polls ``PRAGMA data_version``: it lists new instruments, takes the operator's
   reference prices, hands the operator's inbox (deposits, withdrawals) to the engine, and closes
-  connections whose API key was revoked or has expired;
+  connections whose API key was revoked or has expired; once a second it has the private
+  streams' messages older than the retention pruned (a chunk at a time, with a journal batch);
+- private stream subscribers catching up (``subscribe`` with ``since``) are sent a page at a
+  time, between other work, while their connection is writable (``_pump_streams``);
 - in demo mode, the simulated market makers requote and a taker trades now and then.
 """
 
@@ -33,7 +36,7 @@ from picows import WSCloseCode
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from tradews.adapters import clock
-from tradews.adapters.sqlite_journal import SqliteJournal
+from tradews.adapters.sqlite_journal import SqliteJournal, SqliteStreamArchive
 from tradews.adapters.sqlite_store import Operations, SqliteStore, StoreError
 from tradews.adapters.ws_server import (
     Connection,
@@ -64,11 +67,18 @@ from tradews.session.login import DEFAULT_WINDOW_MS, LoginPolicy
 from tradews.session.market_data import MarketDataDesk
 from tradews.session.quote_desk import QuoteDesk, stream_tokens
 from tradews.session.session import FeeSchedule, Services, SessionLimits
+from tradews.session.streams import (
+    BUFFER_PER_STREAM,
+    BUFFER_TOTAL,
+    PrivateStreams,
+    StreamRecord,
+)
 from tradews.session.view import TradingView
 
 log = logging.getLogger(__name__)
 
 DAY_MS = 24 * 60 * 60 * 1000
+STREAM_PRUNE_EVERY_MS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +110,11 @@ class ServerSettings:
     admin_token: str | None = None
     login_window_ms: int = DEFAULT_WINDOW_MS  # signed logins: how far off a timestamp may be
     plain_login: bool = True  # accept rpc.login with apiSecret at all
+    # Private streams (orders, balances): how long their messages are kept to resume from, and
+    # how many of the latest are also kept in memory per stream and in all.
+    stream_retention_ms: int = 7 * DAY_MS
+    stream_buffer: int = BUFFER_PER_STREAM
+    stream_buffer_total: int = BUFFER_TOTAL
 
 
 def result_text(result: Result) -> str:
@@ -133,8 +148,18 @@ class Server:
         self.replay_seconds = time.perf_counter() - started
         self._snapshot_at = self.snapshot_seq or 0
         self.state_hash_at_start = self.engine.state_hash()
-        self.view: TradingView[Connection] = TradingView(self.catalog)
+        self.archive = SqliteStreamArchive(store.path)
+        streams: PrivateStreams[Connection] = PrivateStreams(
+            self.catalog,
+            self.archive,
+            buffer_per_stream=settings.stream_buffer,
+            buffer_total=settings.stream_buffer_total,
+        )
+        self.view: TradingView[Connection] = TradingView(self.catalog, streams)
         self._seed_view(now)
+        self.view.streams.wake = self._wake_streams
+        self._streams_pumping = False
+        self._streams_pruned_at = 0
         self.references: dict[str, Fraction] = {}  # the demo walks' prices, in ticks
         self.reference_prices = ReferencePrices(
             self.references, default_max_age_ms=settings.price_max_age_ms
@@ -187,6 +212,7 @@ class Server:
 
     def _seed_view(self, now: int) -> None:
         engine = self.engine
+        self.view.seed_seq(engine.seq)
         for symbol, book in engine.books.items():
             self.view.seed_book(symbol, book.depth(Side.BUY), book.depth(Side.SELL), engine.seq)
         for (account_id, asset), (available, locked) in engine.ledger.items():
@@ -268,6 +294,7 @@ class Server:
             await self._server.wait_closed()
         self.host.close()
         self.journal.close()
+        self.archive.close()
 
     async def _every(self, fn: Callable[[], None], interval: float) -> None:
         """Run ``fn`` every ``interval`` seconds on a fixed schedule, catching up without bursts."""
@@ -343,8 +370,31 @@ class Server:
 
     # Engine output --------------------------------------------------------------------------
 
-    def _publish(self, events: Sequence[object]) -> None:
-        self.view.apply(events, _send)
+    def _publish(self, events: Sequence[object], records: Sequence[StreamRecord]) -> None:
+        self.view.apply(events, _send, records)
+
+    def _wake_streams(self) -> None:
+        """A private stream subscriber has messages to catch up on: pump soon."""
+        if not self._streams_pumping:
+            self._streams_pumping = True
+            asyncio.get_running_loop().call_soon(self._pump_streams)
+
+    def _pump_streams(self) -> None:
+        """Send catching-up subscribers a few pages, then let the loop do other work; go on at
+        once while a writable one has more, else at the next pulse (or when woken)."""
+        self._streams_pumping = False
+        if self.view.streams.pump(_writable, _send, _stream_lost):
+            self._wake_streams()
+
+    def _prune_streams(self, now: int) -> None:
+        """Have the journal prune a chunk of the private streams' messages older than the
+        retention, unless a subscriber is catching up (it may be reading the oldest)."""
+        before = now - self.settings.stream_retention_ms
+        if self.view.streams.behind:
+            return
+        oldest = self.archive.oldest_at()
+        if oldest is not None and oldest < before:
+            self.host.prune(before)
 
     def _fatal(self, error: BaseException) -> None:
         log.critical("trading halted: the journal cannot be written (%s); exiting", error)
@@ -407,6 +457,8 @@ class Server:
         for conn, frame in self.quotes.due(now, _writable):
             conn.send_quote(frame)
         self.view.publish_tickers(now, _send)
+        if self.view.streams.behind:  # some may have become writable since
+            self._wake_streams()
         self.connections.output.recount()
 
     def _publish_market_data(self) -> None:
@@ -424,6 +476,9 @@ class Server:
         if now - self._pruned_at >= 10_000:
             self.services.rates.prune(now)
             self._pruned_at = now
+        if now - self._streams_pruned_at >= STREAM_PRUNE_EVERY_MS:
+            self._streams_pruned_at = now
+            self._prune_streams(now)
         version = self.store.data_version()
         changed = version != self._data_version
         self._data_version = version
@@ -482,6 +537,12 @@ def _send(conn: Connection, push: Push) -> None:
 
 def _writable(conn: Connection) -> bool:
     return conn.writable
+
+
+def _stream_lost(conn: Connection, reason: str) -> None:
+    """A subscriber's stream lost messages it was catching up on (pruned meanwhile): close the
+    connection; its client reconnects, is told the resume is unavailable, and starts afresh."""
+    conn.close(WSCloseCode.INTERNAL_ERROR, reason)
 
 
 def _log_rejection(result: Result) -> None:
