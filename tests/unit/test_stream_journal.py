@@ -1,0 +1,129 @@
+"""The private streams in SQLite: numbered as their batch is written, read back, pruned."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from tradews.adapters.sqlite_journal import (
+    PRUNE_CHUNK,
+    JournalEntry,
+    SqliteJournal,
+    SqliteStreamArchive,
+)
+from tradews.adapters.sqlite_store import SqliteStore
+from tradews.engine.events import BalanceChanged, BookChanged, OrderUpdated, TradeExecuted
+from tradews.session.streams import BALANCES, ORDERS, Kind, StreamRecord
+
+MAKER, TAKER = 1, 2
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    path = tmp_path / "streams.db"
+    SqliteStore(path).close()  # the schema
+    return path
+
+
+def order(seq: int, account: int, order_id: int, status: str = "new") -> OrderUpdated:
+    return OrderUpdated(
+        seq, account, order_id, None, "BTC_USD", 1, 1, 100, 10, 10, 1, False, status, None, 5, 6
+    )
+
+
+def balance(seq: int, account: int, available: int) -> BalanceChanged:
+    return BalanceChanged(seq, account, "USD", available, 0)
+
+
+def trade(seq: int) -> TradeExecuted:
+    return TradeExecuted(seq, seq, "BTC_USD", 100, 10, 1, 1, 2, MAKER, TAKER, 3, 4, None, 7)
+
+
+def entry(seq: int, *events: object, at: int = 1_000) -> JournalEntry:
+    return JournalEntry(seq, at, b"command", events)
+
+
+def numbers(records: list[list[StreamRecord]]) -> list[list[tuple[int, str, int]]]:
+    return [[(r.account_id, r.channel, r.stream_seq) for r in rs] for rs in records]
+
+
+def test_records_are_numbered_per_stream_in_order_and_numbering_survives_a_restart(
+    db: Path,
+) -> None:
+    journal = SqliteJournal(db)
+    first = journal.append(
+        [
+            entry(
+                1, order(1, MAKER, 1), balance(1, MAKER, 90), BookChanged(1, "BTC_USD", 1, 100, 10)
+            ),
+            entry(2, order(2, TAKER, 2), trade(2), balance(2, TAKER, 5), balance(2, MAKER, 80)),
+        ]
+    )
+    assert numbers(first) == [
+        [(MAKER, ORDERS, 1), (MAKER, BALANCES, 1)],
+        [(TAKER, ORDERS, 1), (MAKER, ORDERS, 2), (TAKER, ORDERS, 2), (TAKER, BALANCES, 1),
+         (MAKER, BALANCES, 2)],
+    ]  # fmt: skip
+    assert journal.append([entry(3)]) == [[]]  # a command with no private message
+    journal.close()
+    again = SqliteJournal(db)  # a restart: the counters come back from the table
+    assert numbers(again.append([entry(4, order(4, MAKER, 1, "cancelled"))])) == [
+        [(MAKER, ORDERS, 3)]
+    ]
+    again.close()
+
+
+def test_a_batch_that_fails_to_write_gives_no_number_away(db: Path) -> None:
+    journal = SqliteJournal(db)
+    journal.append([entry(1, balance(1, MAKER, 1))])
+    with pytest.raises(sqlite3.IntegrityError):
+        journal.append([entry(1, balance(1, MAKER, 2))])  # seq 1 is taken: nothing is written
+    assert numbers(journal.append([entry(2, balance(2, MAKER, 3))])) == [[(MAKER, BALANCES, 2)]]
+    journal.close()
+
+
+def test_stored_records_read_back_as_they_were_written(db: Path) -> None:
+    journal = SqliteJournal(db)
+    written = journal.append([entry(1, order(1, MAKER, 1)), entry(2, trade(2))])
+    archive = SqliteStreamArchive(db)
+    read = archive.read(MAKER, ORDERS, 0, 10, 10)
+    assert [(r.stream_seq, r.kind) for r in read] == [(1, Kind.ORDER), (2, Kind.FILL_AS_MAKER)]
+    assert [msgspec.structs.astuple(r.event) for r in read] == [
+        msgspec.structs.astuple(r.event) for rs in written for r in rs if r.account_id == MAKER
+    ]
+    assert [r.stream_seq for r in archive.read(MAKER, ORDERS, 1, 10, 10)] == [2]
+    assert archive.read(MAKER, ORDERS, 0, 1, 10)[-1].stream_seq == 1  # up to ``upto`` only
+    # A head read as of engine seq 1 does not count the records of command 2.
+    assert (archive.head(MAKER, ORDERS, 1), archive.head(MAKER, ORDERS, 2)) == (1, 2)
+    assert archive.head(TAKER, BALANCES, 2) == 0
+    archive.close()
+    journal.close()
+
+
+def test_pruning_goes_a_chunk_at_a_time_and_numbers_never_go_back(db: Path) -> None:
+    journal = SqliteJournal(db)
+    old = PRUNE_CHUNK + 10
+    journal.append([entry(n, balance(n, MAKER, n), at=n) for n in range(1, old + 1)])
+    journal.append([entry(old + 1, balance(old + 1, TAKER, 1), at=10_000)])
+    archive = SqliteStreamArchive(db)
+    assert archive.oldest_at() == 1
+    journal.append([], prune_before=5_000)
+    assert archive.floor(MAKER, BALANCES) == PRUNE_CHUNK  # one chunk
+    assert archive.oldest_at() == PRUNE_CHUNK + 1
+    journal.append([], prune_before=5_000)
+    assert archive.floor(MAKER, BALANCES) == old  # the rest; nothing newer than the cutoff
+    assert archive.read(MAKER, BALANCES, 0, old, 10) == []
+    assert [r.stream_seq for r in archive.read(TAKER, BALANCES, 0, 5, 5)] == [1]
+    assert archive.oldest_at() == 10_000 and archive.floor(TAKER, BALANCES) == 0
+    # Every message of MAKER's stream is gone; its head and its next number are still known.
+    assert archive.head(MAKER, BALANCES, old + 1) == old
+    journal.close()
+    again = SqliteJournal(db)
+    assert numbers(again.append([entry(old + 2, balance(old + 2, MAKER, 0))])) == [
+        [(MAKER, BALANCES, old + 1)]
+    ]
+    again.close()
+    archive.close()
