@@ -245,11 +245,12 @@ class PrivateStreams(Generic[C]):
         elif since < head and not self._buffered_from(stream_key(channel, account_id), since):
             floor = 0 if self._archive is None else self._archive.floor(account_id, channel)
             if self._archive is None or since < floor:
+                kept = f"from {floor + 1} to {head}" if floor < head else "none before the next"
+                state = "orders_open" if channel == ORDERS else "balances"
                 raise ApiError(
                     ErrorCode.RESUME_UNAVAILABLE,
                     f"the {channel} stream no longer keeps the messages after streamSeq {since} "
-                    f"(it keeps {floor + 1}-{head}): subscribe without since and read the "
-                    f"current state ({'orders_open' if channel == ORDERS else 'balances'})",
+                    f"(it keeps {kept}): subscribe without since and read {state}",
                 )
         reader = _Reader(account_id, channel, sub_id, conn, since)
         self._readers.setdefault(reader.key, {})[sub_id] = reader
