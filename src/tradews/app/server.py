@@ -383,6 +383,8 @@ class Server:
         """Send catching-up subscribers a few pages, then let the loop do other work; go on at
         once while a writable one has more, else at the next pulse (or when woken)."""
         self._streams_pumping = False
+        if not self._tasks:  # stopped (the archive is closed): nothing more is sent
+            return
         if self.view.streams.pump(_writable, _send, _stream_lost):
             self._wake_streams()
 
