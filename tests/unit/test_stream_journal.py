@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from tradews.adapters.sqlite_journal import (
-    PRUNE_CHUNK,
+    PRUNE_ROWS,
     JournalEntry,
     SqliteJournal,
     SqliteStreamArchive,
@@ -103,27 +103,59 @@ def test_stored_records_read_back_as_they_were_written(db: Path) -> None:
     journal.close()
 
 
+def test_a_stream_is_found_from_any_message_among_other_accounts_and_streams(db: Path) -> None:
+    """Rows are per account and command; a stream's message is found by a binary search over
+    them, whatever lies between: other accounts' rows, rows of the account's other stream."""
+    journal = SqliteJournal(db)
+    seq = 0
+    for n in range(1, 301):
+        seq += 1 + n % 7  # other accounts' commands in between
+        events: list[object] = [balance(seq, MAKER, n)]
+        if n % 3:  # some commands touch only the balances stream
+            events.insert(0, order(seq, MAKER, n))
+        if n % 5 == 0:
+            events.append(balance(seq, TAKER, n))
+        journal.append([entry(seq, *events)])
+    archive = SqliteStreamArchive(db)
+    orders = archive.head(MAKER, ORDERS, seq)
+    assert (orders, archive.head(MAKER, BALANCES, seq)) == (200, 300)
+    for channel, head in ((ORDERS, orders), (BALANCES, 300)):
+        for after in range(head + 1):
+            got = [r.stream_seq for r in archive.read(MAKER, channel, after, head, 4)]
+            assert got == list(range(after + 1, min(after + 4, head) + 1)), (channel, after)
+            assert all(r.channel == channel for r in archive.read(MAKER, channel, after, head, 4))
+    assert [r.stream_seq for r in archive.read(TAKER, BALANCES, 0, 100, 100)] == list(range(1, 61))
+    archive.close()
+    journal.close()
+
+
 def test_pruning_goes_a_chunk_at_a_time_and_numbers_never_go_back(db: Path) -> None:
     journal = SqliteJournal(db)
-    old = PRUNE_CHUNK + 10
+    old = PRUNE_ROWS + 10
     journal.append([entry(n, balance(n, MAKER, n), at=n) for n in range(1, old + 1)])
-    journal.append([entry(old + 1, balance(old + 1, TAKER, 1), at=10_000)])
+    journal.append([entry(old + 1, order(old + 1, TAKER, 1), at=2)])
+    journal.append([entry(old + 2, balance(old + 2, TAKER, 1), at=10_000)])
     archive = SqliteStreamArchive(db)
-    assert archive.oldest_at() == 1
     journal.append([], prune_before=5_000)
-    assert archive.floor(MAKER, BALANCES) == PRUNE_CHUNK  # one chunk
-    assert archive.oldest_at() == PRUNE_CHUNK + 1
+    assert archive.floor(MAKER, BALANCES) == PRUNE_ROWS  # as many rows as one prune takes
+    assert archive.floor(TAKER, ORDERS) == 0  # not reached yet
     journal.append([], prune_before=5_000)
-    assert archive.floor(MAKER, BALANCES) == old  # the rest; nothing newer than the cutoff
+    assert archive.floor(MAKER, BALANCES) == old  # the rest
+    assert (archive.floor(TAKER, ORDERS), archive.floor(TAKER, BALANCES)) == (1, 0)
     assert archive.read(MAKER, BALANCES, 0, old, 10) == []
-    assert [r.stream_seq for r in archive.read(TAKER, BALANCES, 0, 5, 5)] == [1]
-    assert archive.oldest_at() == 10_000 and archive.floor(TAKER, BALANCES) == 0
+    assert archive.read(TAKER, ORDERS, 0, 1, 10) == []
+    assert [r.stream_seq for r in archive.read(TAKER, BALANCES, 0, 5, 5)] == [1]  # newer: kept
     # Every message of MAKER's stream is gone; its head and its next number are still known.
-    assert archive.head(MAKER, BALANCES, old + 1) == old
+    assert archive.head(MAKER, BALANCES, old + 2) == old
+    journal.append([], prune_before=5_000)  # nothing more to prune
+    assert archive.floor(TAKER, BALANCES) == 0
     journal.close()
     again = SqliteJournal(db)
-    assert numbers(again.append([entry(old + 2, balance(old + 2, MAKER, 0))])) == [
+    assert numbers(again.append([entry(old + 3, balance(old + 3, MAKER, 0))])) == [
         [(MAKER, BALANCES, old + 1)]
+    ]
+    assert numbers(again.append([entry(old + 4, order(old + 4, TAKER, 1, "cancelled"))])) == [
+        [(TAKER, ORDERS, 2)]
     ]
     again.close()
     archive.close()

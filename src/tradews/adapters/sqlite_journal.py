@@ -6,14 +6,20 @@ and ``trades`` read) and the operator inbox's outcome are written in the *same* 
 the commands that produced them, so after any crash the journal and the read models agree.
 
 The private streams' messages (``session/streams.py``) are numbered here, as their batch is
-written, and stored in ``account_events`` in the same transaction: one row per message with its
-account, channel, ``streamSeq``, engine seq, time, kind, and the engine event it is made from (a
-msgpack array of the event's fields, in declaration order, like the journal's commands). Each
-stream's counter is read from the table the first time the stream is written to after a start.
-Rows older than the retention are pruned in chunks, inside a batch's transaction (the writer
-owns the database's write lock, so a prune never makes a journal write wait for it), and the
-last pruned ``streamSeq`` of each stream is kept in ``account_events_pruned``: counters never
-go back, and a resume from before it is refused.
+written, and stored in ``account_events`` in the same transaction: one row per account and
+command, clustered by account (``WITHOUT ROWID``, keyed by account and engine seq), holding that
+command's messages for the account (kind, ``streamSeq``, and the engine event each is made from,
+as a msgpack array of its fields like the journal's commands) and where each of the account's
+streams stands after it. One row, on the account's own page, is what a command adds to its
+batch's write for each account it touches: separate rows per message, or an index by stream,
+would write two or three more pages per commit, and on the acknowledgement path each page
+written costs tens of microseconds. Each account's counters are read from its last row the
+first time it is written to after a start.
+
+Rows older than the retention are pruned inside a batch's transaction (the writer owns the
+database's write lock, so a prune never makes a journal write wait for it), account by account,
+a bounded number at a time; where each stream stood at its last pruned row is kept in
+``account_events_pruned``, so counters never go back and a resume from before it is refused.
 
 Durability: with ``synchronous=FULL`` (the default) a commit returns after the WAL is fsynced, so
 an acknowledged fact survives power loss; ``NORMAL`` survives a killed process but not a power
@@ -32,12 +38,22 @@ import msgspec
 
 from tradews.engine.commands import AnyCommand, decoder
 from tradews.engine.events import BalanceChanged, OrderUpdated, TradeExecuted
-from tradews.session.streams import PRIVATE_CHANNELS, Kind, StreamRecord, records_of
+from tradews.session.streams import (
+    BALANCES,
+    CHANNEL_OF_KIND,
+    ORDERS,
+    PRIVATE_CHANNELS,
+    Kind,
+    StreamRecord,
+    records_of,
+)
 
-# account_events.channel: the stream's channel as a small integer (never renumbered)
-CHANNEL_CODES = {"orders": 1, "balances": 2}
-assert set(CHANNEL_CODES) == set(PRIVATE_CHANNELS)
-PRUNE_CHUNK = 2000  # rows one batch's transaction prunes at most
+# The account_events (and account_events_pruned) column holding each stream's streamSeq.
+COLUMNS = {ORDERS: "orders_seq", BALANCES: "balances_seq"}
+assert set(COLUMNS) == set(PRIVATE_CHANNELS)
+PRUNE_ROWS = 2000  # rows one batch's transaction prunes at most
+PRUNE_ACCOUNTS = 100  # accounts it looks at, at most
+_LAST = (1 << 63) - 1
 
 
 # The stored form of an event: its fields as an array (a third of a map's size). Decoding into
@@ -61,7 +77,9 @@ _event_decoders: dict[int, msgspec.msgpack.Decoder[Any]] = {
     Kind.FILL_AS_TAKER: msgspec.msgpack.Decoder(_StoredTrade),
     Kind.BALANCE: msgspec.msgpack.Decoder(_StoredBalance),
 }
-_event_encoder = msgspec.msgpack.Encoder()
+_encoder = msgspec.msgpack.Encoder()
+# account_events.messages: [[kind, streamSeq, [the event's fields...]], ...]
+_messages_decoder = msgspec.msgpack.Decoder(list[tuple[int, int, msgspec.Raw]])
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,22 +103,24 @@ def _connect(path: str | Path) -> sqlite3.Connection:
     return db
 
 
-def _head(db: sqlite3.Connection, account_id: int, code: int, upto_seq: int | None) -> int:
-    """The last streamSeq of a stream (among commands up to ``upto_seq``), pruned included."""
+def _heads(db: sqlite3.Connection, account_id: int, upto_seq: int = _LAST) -> dict[str, int]:
+    """Where each of an account's streams stands (its last streamSeq) as of engine seq
+    ``upto_seq``, pruned messages included."""
     row = db.execute(
-        "SELECT stream_seq FROM account_events WHERE account_id = ? AND channel = ?"
-        " AND seq <= ? ORDER BY stream_seq DESC LIMIT 1",
-        (account_id, code, (1 << 63) - 1 if upto_seq is None else upto_seq),
+        "SELECT orders_seq, balances_seq FROM account_events WHERE account_id = ? AND seq <= ?"
+        " ORDER BY seq DESC LIMIT 1",
+        (account_id, upto_seq),
     ).fetchone()
-    return max(0 if row is None else int(row[0]), _floor(db, account_id, code))
+    return _floors(db, account_id) if row is None else {ORDERS: row[0], BALANCES: row[1]}
 
 
-def _floor(db: sqlite3.Connection, account_id: int, code: int) -> int:
+def _floors(db: sqlite3.Connection, account_id: int) -> dict[str, int]:
+    """Where each of an account's streams stood at its last pruned row (0: none pruned)."""
     row = db.execute(
-        "SELECT through FROM account_events_pruned WHERE account_id = ? AND channel = ?",
-        (account_id, code),
+        "SELECT orders_seq, balances_seq FROM account_events_pruned WHERE account_id = ?",
+        (account_id,),
     ).fetchone()
-    return 0 if row is None else int(row[0])
+    return {ORDERS: 0, BALANCES: 0} if row is None else {ORDERS: row[0], BALANCES: row[1]}
 
 
 class SqliteJournal:
@@ -111,6 +131,7 @@ class SqliteJournal:
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         # Each private stream's last streamSeq, read from account_events on first use.
         self._stream_heads: dict[tuple[int, str], int] = {}
+        self._prune_after = 0  # the account the next prune starts after
 
     def close(self) -> None:
         self._db.close()
@@ -151,28 +172,33 @@ class SqliteJournal:
     def _number(
         self, entries: Sequence[JournalEntry]
     ) -> tuple[list[list[StreamRecord]], list[tuple[object, ...]], dict[tuple[int, str], int]]:
-        """Number each entry's private stream records; return them, their rows, and the
-        streams' new heads (kept only once the batch is committed)."""
+        """Number each entry's private stream records; return them, the account_events rows
+        to write, and the streams' new heads (kept only once the batch is committed)."""
         known = self._stream_heads
         heads: dict[tuple[int, str], int] = {}
         numbered: list[list[StreamRecord]] = []
         rows: list[tuple[object, ...]] = []
-        encode = _event_encoder.encode
+        encode = _encoder.encode
         for entry in entries:
             records = []
+            messages: dict[int, list[tuple[int, int, tuple[Any, ...]]]] = {}
             for account_id, channel, kind, event in records_of(entry.events):
                 stream = (account_id, channel)
                 last = heads.get(stream)
                 if last is None:
-                    last = known.get(stream)
-                    if last is None:
-                        last = _head(self._db, account_id, CHANNEL_CODES[channel], None)
+                    if stream not in known:
+                        for name, head in _heads(self._db, account_id).items():
+                            known[(account_id, name)] = head
+                    last = known[stream]
                 seq = heads[stream] = last + 1
                 records.append(StreamRecord(account_id, channel, seq, kind, event))
-                rows.append(
-                    (account_id, CHANNEL_CODES[channel], seq, entry.seq, entry.at, int(kind),
-                     encode(msgspec.structs.astuple(event)))
-                )  # fmt: skip
+                messages.setdefault(account_id, []).append(
+                    (int(kind), seq, msgspec.structs.astuple(event))
+                )
+            for account_id, mine in messages.items():
+                # where each of the account's streams stands after this command
+                stands = [heads.get((account_id, c), known[(account_id, c)]) for c in COLUMNS]
+                rows.append((account_id, entry.seq, entry.at, *stands, encode(mine)))
             numbered.append(records)
         return numbered, rows, heads
 
@@ -224,8 +250,8 @@ class SqliteJournal:
                 db.executemany("INSERT INTO trades VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", trades)
             if stream_rows:
                 db.executemany(
-                    "INSERT INTO account_events(account_id, channel, stream_seq, seq, at, kind,"
-                    " event) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO account_events(account_id, seq, at, orders_seq, balances_seq,"
+                    " messages) VALUES (?, ?, ?, ?, ?, ?)",
                     stream_rows,
                 )
             if inbox:
@@ -242,28 +268,52 @@ class SqliteJournal:
         return numbered
 
     def _prune(self, before: int) -> None:
-        """Delete up to PRUNE_CHUNK of the oldest stream rows written before ``before``,
-        recording each stream's last deleted streamSeq. Rows are in time order by rowid, so
-        this reads a chunk from the start of the table and stops at the first one to keep."""
+        """Delete rows written before ``before``: an account's oldest rows, for up to
+        PRUNE_ACCOUNTS accounts from where the last prune stopped and PRUNE_ROWS rows, and
+        record where each stream stood at the last row deleted. An account's rows are in time
+        order, so what is read is what is deleted, and one row more."""
         db = self._db
-        last = None
-        oldest = db.execute(
-            "SELECT rowid, at FROM account_events ORDER BY rowid LIMIT ?", (PRUNE_CHUNK,)
-        ).fetchall()
-        for rowid, at in oldest:
-            if at >= before:
+        left = PRUNE_ROWS
+        account = self._prune_after
+        for _ in range(PRUNE_ACCOUNTS):
+            row = db.execute(
+                "SELECT account_id FROM account_events WHERE account_id > ?"
+                " ORDER BY account_id LIMIT 1",
+                (account,),
+            ).fetchone()
+            if row is None:
+                account = 0  # the next prune starts from the first account again
                 break
-            last = rowid
-        if last is None:
-            return
-        db.execute(
-            "INSERT INTO account_events_pruned(account_id, channel, through)"
-            " SELECT account_id, channel, MAX(stream_seq) FROM account_events WHERE rowid <= ?"
-            " GROUP BY account_id, channel"
-            " ON CONFLICT(account_id, channel) DO UPDATE SET through = MAX(through, excluded.through)",
-            (last,),
-        )
-        db.execute("DELETE FROM account_events WHERE rowid <= ?", (last,))
+            account = int(row[0])
+            oldest = db.execute(
+                "SELECT seq, at, orders_seq, balances_seq FROM account_events"
+                " WHERE account_id = ? ORDER BY seq LIMIT ?",
+                (account, left),
+            )
+            last, count = None, 0
+            for seq, at, orders_seq, balances_seq in oldest:
+                if at >= before:
+                    break
+                last, count = (seq, orders_seq, balances_seq), count + 1
+            oldest.close()
+            if last is None:
+                continue
+            seq, orders_seq, balances_seq = last
+            db.execute(
+                "INSERT INTO account_events_pruned(account_id, orders_seq, balances_seq)"
+                " VALUES (?, ?, ?) ON CONFLICT(account_id) DO UPDATE SET"
+                " orders_seq = MAX(orders_seq, excluded.orders_seq),"
+                " balances_seq = MAX(balances_seq, excluded.balances_seq)",
+                (account, orders_seq, balances_seq),
+            )
+            db.execute(
+                "DELETE FROM account_events WHERE account_id = ? AND seq <= ?", (account, seq)
+            )
+            left -= count
+            if left <= 0:
+                account -= 1  # it may have more: the next prune starts with it
+                break
+        self._prune_after = account
 
 
 class SqliteStreamArchive:
@@ -277,25 +327,61 @@ class SqliteStreamArchive:
         self._db.close()
 
     def head(self, account_id: int, channel: str, upto_seq: int) -> int:
-        return _head(self._db, account_id, CHANNEL_CODES[channel], upto_seq)
+        return _heads(self._db, account_id, upto_seq)[channel]
 
     def floor(self, account_id: int, channel: str) -> int:
-        return _floor(self._db, account_id, CHANNEL_CODES[channel])
+        return _floors(self._db, account_id)[channel]
 
     def read(
         self, account_id: int, channel: str, after: int, upto: int, limit: int
     ) -> list[StreamRecord]:
-        rows = self._db.execute(
-            "SELECT stream_seq, kind, event FROM account_events WHERE account_id = ?"
-            " AND channel = ? AND stream_seq > ? AND stream_seq <= ? ORDER BY stream_seq LIMIT ?",
-            (account_id, CHANNEL_CODES[channel], after, upto, limit),
-        )
-        return [
-            StreamRecord(account_id, channel, seq, Kind(kind), _event_decoders[kind].decode(blob))
-            for seq, kind, blob in rows
-        ]
+        out: list[StreamRecord] = []
+        start = self._first_row_after(account_id, COLUMNS[channel], after)
+        while start is not None and len(out) < limit:
+            rows = self._db.execute(
+                "SELECT seq, messages FROM account_events WHERE account_id = ? AND seq >= ?"
+                " ORDER BY seq LIMIT ?",
+                (account_id, start, limit),
+            ).fetchall()
+            start = rows[-1][0] + 1 if len(rows) == limit else None
+            for _, blob in rows:
+                for kind, stream_seq, event in _messages_decoder.decode(blob):
+                    if CHANNEL_OF_KIND[Kind(kind)] != channel or stream_seq <= after:
+                        continue
+                    if stream_seq > upto or len(out) == limit:
+                        return out
+                    record = _event_decoders[kind].decode(event)
+                    out.append(StreamRecord(account_id, channel, stream_seq, Kind(kind), record))
+        return out
 
-    def oldest_at(self) -> int | None:
-        """When the oldest stored message was written (ms since the epoch); None if none is."""
-        row = self._db.execute("SELECT at FROM account_events ORDER BY rowid LIMIT 1").fetchone()
-        return None if row is None else int(row[0])
+    def _first_row_after(self, account_id: int, column: str, after: int) -> int | None:
+        """The seq of the account's first row where ``column`` (a stream's streamSeq after the
+        row) is above ``after``: the row with message ``after + 1``. A binary search over the
+        rows' seqs, along which ``column`` never goes down; each probe is one index seek.
+        (``column`` is one of COLUMNS, never a client's text.)"""
+        db = self._db
+        last = db.execute(
+            f"SELECT seq, {column} FROM account_events WHERE account_id = ?"
+            " ORDER BY seq DESC LIMIT 1",
+            (account_id,),
+        ).fetchone()
+        if last is None or last[1] <= after:
+            return None
+        probe = (
+            f"SELECT seq, {column} FROM account_events WHERE account_id = ? AND seq >= ?"
+            " ORDER BY seq LIMIT 1"
+        )
+        # Invariant: ``found`` is a row above ``after``; rows before ``low`` are not, and there
+        # is no row between ``high`` and ``found``.
+        found, low, high = int(last[0]), 0, int(last[0]) - 1
+        while low <= high:
+            middle = (low + high) // 2
+            row = db.execute(probe, (account_id, middle)).fetchone()
+            seq, value = int(row[0]), int(row[1])
+            if seq > high:  # no row from middle to high
+                high = middle - 1
+            elif value > after:
+                found, high = seq, middle - 1
+            else:
+                low = seq + 1
+        return found

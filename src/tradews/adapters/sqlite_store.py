@@ -158,28 +158,25 @@ _SCHEMA = [
         set_at      INTEGER NOT NULL
     );
     """,
-    # version 6: the private streams' messages (orders, fills, balances), numbered per account
-    # and channel, kept for the retention time to resume a stream (adapters/sqlite_journal.py).
-    # Rows go in time order, so pruning takes the lowest rowids; the index serves a replay.
-    # IF NOT EXISTS: it does not matter where among other migrations it runs.
+    # version 6: the private streams' messages (orders, fills, balances), one row per account
+    # and command, clustered by account; kept for the retention time for clients to resume a
+    # stream from (adapters/sqlite_journal.py). IF NOT EXISTS: it does not matter where among
+    # other migrations it runs.
     """
     CREATE TABLE IF NOT EXISTS account_events (
-        account_id  INTEGER NOT NULL,
-        channel     INTEGER NOT NULL,
-        stream_seq  INTEGER NOT NULL,
-        seq         INTEGER NOT NULL,
-        at          INTEGER NOT NULL,
-        kind        INTEGER NOT NULL,
-        event       BLOB NOT NULL
-    );
-    CREATE UNIQUE INDEX IF NOT EXISTS account_events_stream
-        ON account_events(account_id, channel, stream_seq);
-    CREATE TABLE IF NOT EXISTS account_events_pruned (
-        account_id  INTEGER NOT NULL,
-        channel     INTEGER NOT NULL,
-        through     INTEGER NOT NULL,
-        PRIMARY KEY (account_id, channel)
+        account_id    INTEGER NOT NULL,
+        seq           INTEGER NOT NULL,
+        at            INTEGER NOT NULL,
+        orders_seq    INTEGER NOT NULL,
+        balances_seq  INTEGER NOT NULL,
+        messages      BLOB NOT NULL,
+        PRIMARY KEY (account_id, seq)
     ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS account_events_pruned (
+        account_id    INTEGER PRIMARY KEY,
+        orders_seq    INTEGER NOT NULL,
+        balances_seq  INTEGER NOT NULL
+    );
     """,
 ]
 

@@ -60,12 +60,20 @@ PAGE = 100  # records a reader is sent per step; a step waits until its connecti
 
 
 class Kind(enum.IntEnum):
-    """What a record is: stored in ``account_events.kind``, so the numbers never change."""
+    """What a record is: stored with it (``account_events``), so the numbers never change."""
 
     ORDER = 1  # an OrderUpdated: an ``orders`` message
     FILL_AS_MAKER = 2  # a TradeExecuted, the maker's side: a ``fills`` message
     FILL_AS_TAKER = 3  # a TradeExecuted, the taker's side
     BALANCE = 4  # a BalanceChanged: a ``balances`` message
+
+
+CHANNEL_OF_KIND = {
+    Kind.ORDER: ORDERS,
+    Kind.FILL_AS_MAKER: ORDERS,
+    Kind.FILL_AS_TAKER: ORDERS,
+    Kind.BALANCE: BALANCES,
+}
 
 
 StreamEvent = OrderUpdated | TradeExecuted | BalanceChanged
