@@ -103,9 +103,10 @@ def test_stored_records_read_back_as_they_were_written(db: Path) -> None:
     journal.close()
 
 
-def test_a_stream_is_found_from_any_message_among_other_accounts_and_streams(db: Path) -> None:
-    """Rows are per account and command; a stream's message is found by a binary search over
-    them, whatever lies between: other accounts' rows, rows of the account's other stream."""
+def test_a_stream_is_found_from_any_message_indexed_or_not(db: Path) -> None:
+    """A stream's message is found among the account's rows by a binary search over the index,
+    whatever lies between (other accounts' rows, rows of the account's other stream), and in
+    the tail the index does not cover yet."""
     journal = SqliteJournal(db)
     seq = 0
     for n in range(1, 301):
@@ -116,15 +117,23 @@ def test_a_stream_is_found_from_any_message_among_other_accounts_and_streams(db:
         if n % 5 == 0:
             events.append(balance(seq, TAKER, n))
         journal.append([entry(seq, *events)])
+        if n == 200:
+            journal.append([], maintain=0)  # index the first 200; the rest is the tail
     archive = SqliteStreamArchive(db)
     orders = archive.head(MAKER, ORDERS, seq)
     assert (orders, archive.head(MAKER, BALANCES, seq)) == (200, 300)
+    assert archive.head(MAKER, BALANCES, seq - 1) == 299  # a bound in the tail
     for channel, head in ((ORDERS, orders), (BALANCES, 300)):
         for after in range(head + 1):
-            got = [r.stream_seq for r in archive.read(MAKER, channel, after, head, 4)]
-            assert got == list(range(after + 1, min(after + 4, head) + 1)), (channel, after)
-            assert all(r.channel == channel for r in archive.read(MAKER, channel, after, head, 4))
+            got = archive.read(MAKER, channel, after, head, 4)
+            expected = list(range(after + 1, min(after + 4, head) + 1))
+            assert [r.stream_seq for r in got] == expected, (channel, after)
+            assert all(r.channel == channel for r in got)
     assert [r.stream_seq for r in archive.read(TAKER, BALANCES, 0, 100, 100)] == list(range(1, 61))
+    journal.append([], maintain=0)  # all indexed now: the same answers
+    assert [r.stream_seq for r in archive.read(MAKER, BALANCES, 250, 300, 100)] == list(
+        range(251, 301)
+    )
     archive.close()
     journal.close()
 
@@ -136,18 +145,19 @@ def test_pruning_goes_a_chunk_at_a_time_and_numbers_never_go_back(db: Path) -> N
     journal.append([entry(old + 1, order(old + 1, TAKER, 1), at=2)])
     journal.append([entry(old + 2, balance(old + 2, TAKER, 1), at=10_000)])
     archive = SqliteStreamArchive(db)
-    journal.append([], prune_before=5_000)
+    journal.append([], maintain=5_000)
     assert archive.floor(MAKER, BALANCES) == PRUNE_ROWS  # as many rows as one prune takes
-    assert archive.floor(TAKER, ORDERS) == 0  # not reached yet
-    journal.append([], prune_before=5_000)
+    assert archive.floor(TAKER, ORDERS) == 0 and journal.prune_pending
+    journal.append([], maintain=5_000)
     assert archive.floor(MAKER, BALANCES) == old  # the rest
     assert (archive.floor(TAKER, ORDERS), archive.floor(TAKER, BALANCES)) == (1, 0)
+    assert not journal.prune_pending
     assert archive.read(MAKER, BALANCES, 0, old, 10) == []
     assert archive.read(TAKER, ORDERS, 0, 1, 10) == []
     assert [r.stream_seq for r in archive.read(TAKER, BALANCES, 0, 5, 5)] == [1]  # newer: kept
     # Every message of MAKER's stream is gone; its head and its next number are still known.
     assert archive.head(MAKER, BALANCES, old + 2) == old
-    journal.append([], prune_before=5_000)  # nothing more to prune
+    journal.append([], maintain=5_000)  # nothing more to prune
     assert archive.floor(TAKER, BALANCES) == 0
     journal.close()
     again = SqliteJournal(db)
@@ -159,3 +169,18 @@ def test_pruning_goes_a_chunk_at_a_time_and_numbers_never_go_back(db: Path) -> N
     ]
     again.close()
     archive.close()
+
+
+def test_a_table_pruned_empty_goes_on_from_where_its_streams_stood(db: Path) -> None:
+    journal = SqliteJournal(db)
+    journal.append([entry(n, balance(n, MAKER, n), at=n) for n in range(1, 4)])
+    journal.append([], maintain=5_000)  # everything goes: new rows number from 1 again
+    journal.append([entry(4, balance(4, MAKER, 4), at=6_000)])
+    archive = SqliteStreamArchive(db)
+    assert archive.head(MAKER, BALANCES, 4) == 4 and archive.floor(MAKER, BALANCES) == 3
+    assert [r.stream_seq for r in archive.read(MAKER, BALANCES, 3, 4, 10)] == [4]  # the tail
+    journal.append([], maintain=5_000)  # indexed, not pruned
+    assert [r.stream_seq for r in archive.read(MAKER, BALANCES, 3, 4, 10)] == [4]
+    assert archive.head(MAKER, BALANCES, 4) == 4
+    archive.close()
+    journal.close()

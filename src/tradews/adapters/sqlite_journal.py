@@ -7,19 +7,24 @@ the commands that produced them, so after any crash the journal and the read mod
 
 The private streams' messages (``session/streams.py``) are numbered here, as their batch is
 written, and stored in ``account_events`` in the same transaction: one row per account and
-command, clustered by account (``WITHOUT ROWID``, keyed by account and engine seq), holding that
-command's messages for the account (kind, ``streamSeq``, and the engine event each is made from,
-as a msgpack array of its fields like the journal's commands) and where each of the account's
-streams stands after it. One row, on the account's own page, is what a command adds to its
-batch's write for each account it touches: separate rows per message, or an index by stream,
-would write two or three more pages per commit, and on the acknowledgement path each page
-written costs tens of microseconds. Each account's counters are read from its last row the
-first time it is written to after a start.
+command, holding that command's messages for the account (kind, ``streamSeq``, and the engine
+event each is made from, as a msgpack array of its fields like the journal's commands) and where
+each of the account's streams stands after it. The table only grows at its end (rows in write
+order, by rowid), so a batch adds its rows to one or two pages, whatever accounts it touches.
 
-Rows older than the retention are pruned inside a batch's transaction (the writer owns the
-database's write lock, so a prune never makes a journal write wait for it), account by account,
-a bounded number at a time; where each stream stood at its last pruned row is kept in
-``account_events_pruned``, so counters never go back and a resume from before it is refused.
+What finds an account's rows, ``account_events_index`` (account, engine seq -> row), is written
+a second behind, by the upkeep that ``append(maintain=...)`` does: kept per batch, an index by
+account would write a page for every account in the batch, and on the acknowledgement path each
+page written costs tens of microseconds (with ``synchronous=FULL`` every one is synced). Rows
+not yet indexed (the *tail*, after ``account_events_indexed.through``, a second's worth) are
+found by reading the tail. Each account's counters are read the first time it is written to
+after a start.
+
+Rows older than the retention are pruned from the start of the table (write order is time
+order), by the same upkeep, inside a batch's transaction on the writer's thread, so a prune
+never makes a journal write wait for the database's lock; where each stream stood at an
+account's last pruned row is kept in ``account_events_pruned``, so counters never go back and a
+resume from before it is refused.
 
 Durability: with ``synchronous=FULL`` (the default) a commit returns after the WAL is fsynced, so
 an acknowledged fact survives power loss; ``NORMAL`` survives a killed process but not a power
@@ -51,8 +56,7 @@ from tradews.session.streams import (
 # The account_events (and account_events_pruned) column holding each stream's streamSeq.
 COLUMNS = {ORDERS: "orders_seq", BALANCES: "balances_seq"}
 assert set(COLUMNS) == set(PRIVATE_CHANNELS)
-PRUNE_ROWS = 2000  # rows one batch's transaction prunes at most
-PRUNE_ACCOUNTS = 100  # accounts it looks at, at most
+PRUNE_ROWS = 2000  # rows one maintenance prunes at most
 _LAST = (1 << 63) - 1
 
 
@@ -103,14 +107,26 @@ def _connect(path: str | Path) -> sqlite3.Connection:
     return db
 
 
+def _indexed_through(db: sqlite3.Connection) -> int:
+    """The last account_events row that account_events_index covers; later ones are the tail."""
+    return int(db.execute("SELECT through FROM account_events_indexed").fetchone()[0])
+
+
 def _heads(db: sqlite3.Connection, account_id: int, upto_seq: int = _LAST) -> dict[str, int]:
     """Where each of an account's streams stands (its last streamSeq) as of engine seq
-    ``upto_seq``, pruned messages included."""
+    ``upto_seq``, pruned messages included: from its last row in the tail, or else in the
+    index, or else where it stood when pruned."""
     row = db.execute(
-        "SELECT orders_seq, balances_seq FROM account_events WHERE account_id = ? AND seq <= ?"
-        " ORDER BY seq DESC LIMIT 1",
-        (account_id, upto_seq),
+        "SELECT orders_seq, balances_seq FROM account_events WHERE id > ? AND account_id = ?"
+        " AND seq <= ? ORDER BY id DESC LIMIT 1",
+        (_indexed_through(db), account_id, upto_seq),
     ).fetchone()
+    if row is None:
+        row = db.execute(
+            "SELECT orders_seq, balances_seq FROM account_events_index WHERE account_id = ?"
+            " AND seq <= ? ORDER BY seq DESC LIMIT 1",
+            (account_id, upto_seq),
+        ).fetchone()
     return _floors(db, account_id) if row is None else {ORDERS: row[0], BALANCES: row[1]}
 
 
@@ -131,7 +147,8 @@ class SqliteJournal:
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         # Each private stream's last streamSeq, read from account_events on first use.
         self._stream_heads: dict[tuple[int, str], int] = {}
-        self._prune_after = 0  # the account the next prune starts after
+        # Set by a maintenance that pruned as much as it may: more is waiting.
+        self.prune_pending = False
 
     def close(self) -> None:
         self._db.close()
@@ -207,12 +224,13 @@ class SqliteJournal:
         entries: Sequence[JournalEntry],
         snapshot: tuple[int, int, str, bytes] | None = None,
         *,
-        prune_before: int | None = None,
+        maintain: int | None = None,
     ) -> list[list[StreamRecord]]:
         """Write a batch in one transaction (one fsync), with an engine snapshot taken at or
-        before its last command if one is given, and a chunk of the private streams' rows
-        older than ``prune_before`` (ms since the epoch) pruned if it is given. Returns each
-        entry's private stream records, numbered. Raises on failure: nothing is written."""
+        before its last command if one is given, and the private streams' upkeep if
+        ``maintain`` is given (see :meth:`_maintain`; the time before which messages go).
+        Returns each entry's private stream records, numbered. Raises on failure: nothing is
+        written."""
         db = self._db
         numbered, stream_rows, heads = self._number(entries)
         journal_rows = []
@@ -258,8 +276,8 @@ class SqliteJournal:
                 db.executemany("UPDATE inbox SET status = 'done', result = ? WHERE id = ?", inbox)
             if snapshot is not None:
                 self._store_snapshot(snapshot)
-            if prune_before is not None:
-                self._prune(prune_before)
+            if maintain is not None:
+                self._maintain(maintain)
         except BaseException:
             db.execute("ROLLBACK")
             raise
@@ -267,53 +285,52 @@ class SqliteJournal:
         self._stream_heads.update(heads)
         return numbered
 
-    def _prune(self, before: int) -> None:
-        """Delete rows written before ``before``: an account's oldest rows, for up to
-        PRUNE_ACCOUNTS accounts from where the last prune stopped and PRUNE_ROWS rows, and
-        record where each stream stood at the last row deleted. An account's rows are in time
-        order, so what is read is what is deleted, and one row more."""
+    def _maintain(self, before: int) -> None:
+        """Index the tail of account_events, then prune up to PRUNE_ROWS of its oldest rows
+        written before ``before`` (ms since the epoch), recording where each stream stood at
+        its account's last pruned row. Writes nothing when there is nothing to do."""
         db = self._db
-        left = PRUNE_ROWS
-        account = self._prune_after
-        for _ in range(PRUNE_ACCOUNTS):
-            row = db.execute(
-                "SELECT account_id FROM account_events WHERE account_id > ?"
-                " ORDER BY account_id LIMIT 1",
-                (account,),
-            ).fetchone()
-            if row is None:
-                account = 0  # the next prune starts from the first account again
-                break
-            account = int(row[0])
-            oldest = db.execute(
-                "SELECT seq, at, orders_seq, balances_seq FROM account_events"
-                " WHERE account_id = ? ORDER BY seq LIMIT ?",
-                (account, left),
+        through = _indexed_through(db)
+        (last,) = db.execute("SELECT COALESCE(MAX(id), 0) FROM account_events").fetchone()
+        if last > through:
+            db.execute(
+                "INSERT INTO account_events_index(account_id, seq, id, orders_seq, balances_seq)"
+                " SELECT account_id, seq, id, orders_seq, balances_seq FROM account_events"
+                " WHERE id > ? AND id <= ?",
+                (through, last),
             )
-            last, count = None, 0
-            for seq, at, orders_seq, balances_seq in oldest:
-                if at >= before:
-                    break
-                last, count = (seq, orders_seq, balances_seq), count + 1
-            oldest.close()
-            if last is None:
-                continue
-            seq, orders_seq, balances_seq = last
+            db.execute("UPDATE account_events_indexed SET through = ?", (last,))
+        oldest = db.execute(
+            "SELECT id, at FROM account_events ORDER BY id LIMIT ?", (PRUNE_ROWS,)
+        ).fetchall()
+        end = None
+        for row_id, at in oldest:
+            if at >= before:
+                break
+            end = row_id
+        self.prune_pending = end == oldest[-1][0] if oldest and end is not None else False
+        if end is None:
+            return
+        pruned = db.execute(
+            "SELECT account_id, MAX(seq), MAX(orders_seq), MAX(balances_seq) FROM account_events"
+            " WHERE id <= ? GROUP BY account_id",
+            (end,),
+        ).fetchall()
+        for account_id, seq, orders_seq, balances_seq in pruned:
             db.execute(
                 "INSERT INTO account_events_pruned(account_id, orders_seq, balances_seq)"
                 " VALUES (?, ?, ?) ON CONFLICT(account_id) DO UPDATE SET"
                 " orders_seq = MAX(orders_seq, excluded.orders_seq),"
                 " balances_seq = MAX(balances_seq, excluded.balances_seq)",
-                (account, orders_seq, balances_seq),
+                (account_id, orders_seq, balances_seq),
             )
             db.execute(
-                "DELETE FROM account_events WHERE account_id = ? AND seq <= ?", (account, seq)
+                "DELETE FROM account_events_index WHERE account_id = ? AND seq <= ?",
+                (account_id, seq),
             )
-            left -= count
-            if left <= 0:
-                account -= 1  # it may have more: the next prune starts with it
-                break
-        self._prune_after = account
+        db.execute("DELETE FROM account_events WHERE id <= ?", (end,))
+        if end == last:  # emptied: new rows number from 1 again, and are the tail
+            db.execute("UPDATE account_events_indexed SET through = 0")
 
 
 class SqliteStreamArchive:
@@ -335,40 +352,66 @@ class SqliteStreamArchive:
     def read(
         self, account_id: int, channel: str, after: int, upto: int, limit: int
     ) -> list[StreamRecord]:
+        """Indexed rows from the first that holds message ``after + 1``, then the tail."""
+        db = self._db
+        through = _indexed_through(db)
         out: list[StreamRecord] = []
-        start = self._first_row_after(account_id, COLUMNS[channel], after)
-        while start is not None and len(out) < limit:
-            rows = self._db.execute(
-                "SELECT seq, messages FROM account_events WHERE account_id = ? AND seq >= ?"
-                " ORDER BY seq LIMIT ?",
-                (account_id, start, limit),
+        seq = self._first_indexed_after(account_id, COLUMNS[channel], after)
+        while seq is not None:
+            rows = db.execute(
+                "SELECT i.seq, e.messages FROM account_events_index AS i"
+                " JOIN account_events AS e ON e.id = i.id"
+                " WHERE i.account_id = ? AND i.seq >= ? ORDER BY i.seq LIMIT ?",
+                (account_id, seq, limit),
             ).fetchall()
-            start = rows[-1][0] + 1 if len(rows) == limit else None
-            for _, blob in rows:
-                for kind, stream_seq, event in _messages_decoder.decode(blob):
-                    if CHANNEL_OF_KIND[Kind(kind)] != channel or stream_seq <= after:
-                        continue
-                    if stream_seq > upto or len(out) == limit:
-                        return out
-                    record = _event_decoders[kind].decode(event)
-                    out.append(StreamRecord(account_id, channel, stream_seq, Kind(kind), record))
+            if self._take(rows, account_id, channel, after, upto, limit, out):
+                return out
+            seq = rows[-1][0] + 1 if len(rows) == limit else None
+            after = out[-1].stream_seq if out else after
+        rows = db.execute(
+            "SELECT seq, messages FROM account_events WHERE id > ? AND account_id = ? ORDER BY id",
+            (through, account_id),
+        ).fetchall()
+        self._take(rows, account_id, channel, after, upto, limit, out)
         return out
 
-    def _first_row_after(self, account_id: int, column: str, after: int) -> int | None:
-        """The seq of the account's first row where ``column`` (a stream's streamSeq after the
-        row) is above ``after``: the row with message ``after + 1``. A binary search over the
-        rows' seqs, along which ``column`` never goes down; each probe is one index seek.
-        (``column`` is one of COLUMNS, never a client's text.)"""
+    @staticmethod
+    def _take(
+        rows: list[tuple[int, bytes]],
+        account_id: int,
+        channel: str,
+        after: int,
+        upto: int,
+        limit: int,
+        out: list[StreamRecord],
+    ) -> bool:
+        """Add the channel's messages after ``after`` in ``rows`` to ``out``; return True once
+        ``out`` is full or has reached ``upto``."""
+        for _, blob in rows:
+            for kind, stream_seq, event in _messages_decoder.decode(blob):
+                if CHANNEL_OF_KIND[Kind(kind)] != channel or stream_seq <= after:
+                    continue
+                if stream_seq > upto or len(out) == limit:
+                    return True
+                record = _event_decoders[kind].decode(event)
+                out.append(StreamRecord(account_id, channel, stream_seq, Kind(kind), record))
+        return len(out) == limit
+
+    def _first_indexed_after(self, account_id: int, column: str, after: int) -> int | None:
+        """The seq of the account's first indexed row where ``column`` (a stream's streamSeq
+        after the row) is above ``after``: the row with message ``after + 1``; None if that
+        is not indexed yet. A binary search over the rows' seqs, along which ``column`` never
+        goes down; each probe is one index seek. (``column`` is one of COLUMNS.)"""
         db = self._db
         last = db.execute(
-            f"SELECT seq, {column} FROM account_events WHERE account_id = ?"
+            f"SELECT seq, {column} FROM account_events_index WHERE account_id = ?"
             " ORDER BY seq DESC LIMIT 1",
             (account_id,),
         ).fetchone()
         if last is None or last[1] <= after:
             return None
         probe = (
-            f"SELECT seq, {column} FROM account_events WHERE account_id = ? AND seq >= ?"
+            f"SELECT seq, {column} FROM account_events_index WHERE account_id = ? AND seq >= ?"
             " ORDER BY seq LIMIT 1"
         )
         # Invariant: ``found`` is a row above ``after``; rows before ``low`` are not, and there

@@ -62,7 +62,7 @@ class EngineHost:
         self._parked: list[_Parked] = []
         self._writing = False
         self._flush_scheduled = False
-        self._prune_before: int | None = None
+        self._maintain: int | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="journal")
         self.failed: BaseException | None = None
         # Called after each durable batch (the server uses it to decide when to snapshot).
@@ -126,10 +126,11 @@ class EngineHost:
         self._schedule()
         return engine.seq
 
-    def prune(self, before: int) -> None:
-        """Prune a chunk of the private streams' messages written before ``before`` (ms since
-        the epoch) with the next batch (one is written for it if nothing else is waiting)."""
-        self._prune_before = before
+    def maintain_streams(self, before: int) -> None:
+        """Have the next batch (one is written for it if nothing else is waiting) index the
+        private streams' newest messages and prune a chunk of those written before ``before``
+        (ms since the epoch): ``SqliteJournal.append(maintain=...)``."""
+        self._maintain = before
         if not self._parked:
             self._parked.append(_Parked(None, None, None))
         self._schedule()
@@ -158,14 +159,14 @@ class EngineHost:
         entries = [p.entry for p in batch if p.entry is not None]
         snapshots = [p.snapshot for p in batch if p.snapshot is not None]
         snapshot = snapshots[-1] if snapshots else None
-        prune, self._prune_before = self._prune_before, None
+        maintain, self._maintain = self._maintain, None
         self._writing = True
-        if len(entries) <= INLINE_BATCH and prune is None:
+        if len(entries) <= INLINE_BATCH and maintain is None:
             # Light load: write on the loop's own thread. Handing a lone command to the writer
             # thread and back costs two thread wake-ups (about 90 us here), more than the CPU
             # the loop gives up; while it writes, new requests queue in their sockets and make
-            # the next batch bigger, which then goes to the thread. (So does a prune: it takes
-            # milliseconds.)
+            # the next batch bigger, which then goes to the thread. (So does maintenance: it
+            # can take milliseconds.)
             error: BaseException | None = None
             numbered: list[list[StreamRecord]] = []
             try:
@@ -175,7 +176,7 @@ class EngineHost:
             self._written(batch, error, numbered)
             return
         loop = asyncio.get_running_loop()
-        append = functools.partial(self._journal.append, prune_before=prune)
+        append = functools.partial(self._journal.append, maintain=maintain)
         future = loop.run_in_executor(self._executor, append, entries, snapshot)
         future.add_done_callback(
             lambda f: self._written(batch, f.exception(), None if f.exception() else f.result())

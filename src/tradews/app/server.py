@@ -10,8 +10,9 @@ Timers live here; every decision they trigger is made by the pure layers:
 - the *market data* timer sends one snapshot to every ``market_data`` subscriber;
 - the *watcher* polls ``PRAGMA data_version``: it lists new instruments, takes the operator's
   reference prices, hands the operator's inbox (deposits, withdrawals) to the engine, and closes
-  connections whose API key was revoked or has expired; once a second it has the private
-  streams' messages older than the retention pruned (a chunk at a time, with a journal batch);
+  connections whose API key was revoked or has expired; once a second (more often while there
+  is more to prune) it has the private streams' newest messages indexed and those older than
+  the retention pruned, a chunk at a time, with a journal batch;
 - private stream subscribers catching up (``subscribe`` with ``since``) are sent a page at a
   time, between other work, while their connection is writable (``_pump_streams``);
 - in demo mode, the simulated market makers requote and a taker trades now and then.
@@ -78,7 +79,8 @@ from tradews.session.view import TradingView
 log = logging.getLogger(__name__)
 
 DAY_MS = 24 * 60 * 60 * 1000
-STREAM_PRUNE_EVERY_MS = 1000
+STREAM_UPKEEP_MS = 1000
+_PRUNE_NOTHING = 0  # a time before every message: index them, prune none
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +161,7 @@ class Server:
         self._seed_view(now)
         self.view.streams.wake = self._wake_streams
         self._streams_pumping = False
-        self._streams_pruned_at = 0
+        self._streams_kept_at = 0
         self.references: dict[str, Fraction] = {}  # the demo walks' prices, in ticks
         self.reference_prices = ReferencePrices(
             self.references, default_max_age_ms=settings.price_max_age_ms
@@ -388,12 +390,12 @@ class Server:
         if self.view.streams.pump(_writable, _send, _stream_lost):
             self._wake_streams()
 
-    def _prune_streams(self, now: int) -> None:
-        """Have the journal prune a chunk of the private streams' messages older than the
-        retention, unless a subscriber is catching up (it may be reading the oldest). With
-        nothing to prune, that is a few index seeks and a transaction that writes nothing."""
-        if not self.view.streams.behind:
-            self.host.prune(now - self.settings.stream_retention_ms)
+    def _maintain_streams(self, now: int) -> None:
+        """Have the journal index the private streams' newest messages and prune a chunk of
+        those older than the retention; not while a subscriber is catching up (it may be
+        reading the oldest). With nothing to do, the batch writes nothing."""
+        before = now - self.settings.stream_retention_ms
+        self.host.maintain_streams(_PRUNE_NOTHING if self.view.streams.behind else before)
 
     def _fatal(self, error: BaseException) -> None:
         log.critical("trading halted: the journal cannot be written (%s); exiting", error)
@@ -475,9 +477,9 @@ class Server:
         if now - self._pruned_at >= 10_000:
             self.services.rates.prune(now)
             self._pruned_at = now
-        if now - self._streams_pruned_at >= STREAM_PRUNE_EVERY_MS:
-            self._streams_pruned_at = now
-            self._prune_streams(now)
+        if now - self._streams_kept_at >= STREAM_UPKEEP_MS or self.journal.prune_pending:
+            self._streams_kept_at = now
+            self._maintain_streams(now)
         version = self.store.data_version()
         changed = version != self._data_version
         self._data_version = version
