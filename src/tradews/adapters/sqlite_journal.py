@@ -198,7 +198,7 @@ class SqliteJournal:
         encode = _encoder.encode
         for entry in entries:
             records = []
-            messages: dict[int, list[tuple[int, int, tuple[Any, ...]]]] = {}
+            messages: dict[int, list[tuple[Kind, int, tuple[Any, ...]]]] = {}
             for account_id, channel, kind, event in records_of(entry.events):
                 stream = (account_id, channel)
                 last = heads.get(stream)
@@ -210,7 +210,7 @@ class SqliteJournal:
                 seq = heads[stream] = last + 1
                 records.append(StreamRecord(account_id, channel, seq, kind, event))
                 messages.setdefault(account_id, []).append(
-                    (int(kind), seq, msgspec.structs.astuple(event))
+                    (kind, seq, msgspec.structs.astuple(event))
                 )
             for account_id, mine in messages.items():
                 # where each of the account's streams stands after this command
