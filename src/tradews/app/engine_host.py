@@ -130,6 +130,8 @@ class EngineHost:
         """Have the next batch (one is written for it if nothing else is waiting) index the
         private streams' newest messages and prune a chunk of those written before ``before``
         (ms since the epoch): ``SqliteJournal.append(maintain=...)``."""
+        if self.failed is not None:
+            return
         self._maintain = before
         if not self._parked:
             self._parked.append(_Parked(None, None, None))
@@ -195,7 +197,8 @@ class EngineHost:
             log.critical("journal write failed; stopping the engine: %r", error)
             self._on_fatal(error)
             return
-        self.batches += 1
+        if numbered:  # upkeep and reads alone are not counted as journal batches
+            self.batches += 1
         publish = self._publish
         records = iter(numbered)  # one list per entry, in the batch's order
         for parked in batch:
