@@ -250,35 +250,38 @@ async def restart_and_resume(tmp_path: Path, encoding: str, sig: int) -> None:
     keys = prepare(db)
     alice, bob = keys["alice"], keys["bob"]
     server = ServerProcess.start(db, demo=False)
-    client = await connect(server, alice, encoding)
-    seen = Stream(StreamTracker())
-    for channel in CHANNELS:
-        await seen.tracker.subscribe(client, channel)
-    start = dict(seen.last)
-    assert start == {"orders": 0, "balances": 2}  # the offline deposits were numbered
-    trader, counterparty = (
-        await connect(server, alice, encoding),
-        await connect(server, bob, encoding),
-    )
-    acked = await trade(trader, counterparty, 0)
-    await seen.read_until(client, await heads(server, alice, encoding))
-    await client.close()
-    for n in range(1, 4):  # while it is away
-        acked += await trade(trader, counterparty, n)
-    if sig == signal.SIGKILL:
-        # Die with commands in flight: what was acknowledged must be there after the restart.
-        burst = asyncio.create_task(churn(trader, 10_000, acked))
-        count = len(acked)
+    try:
+        client = await connect(server, alice, encoding)
+        seen = Stream(StreamTracker())
+        for channel in CHANNELS:
+            await seen.tracker.subscribe(client, channel)
+        start = dict(seen.last)
+        assert start == {"orders": 0, "balances": 2}  # the offline deposits were numbered
+        trader, counterparty = (
+            await connect(server, alice, encoding),
+            await connect(server, bob, encoding),
+        )
+        acked = await trade(trader, counterparty, 0)
+        await seen.read_until(client, await heads(server, alice, encoding))
+        await client.close()
+        for n in range(1, 4):  # while it is away
+            acked += await trade(trader, counterparty, n)
+        if sig == signal.SIGKILL:
+            # Die with commands in flight: what was acknowledged must be there after the restart.
+            burst = asyncio.create_task(churn(trader, 10_000, acked))
+            count = len(acked)
 
-        async def progress() -> int:
-            return len(acked) - count
+            async def progress() -> int:
+                return len(acked) - count
 
-        await eventually(progress, lambda n: n >= 20, what="the burst under way")
-    server.process.send_signal(sig)
-    server.process.wait()
-    if sig == signal.SIGKILL:
-        with pytest.raises((ConnectionClosed, TimeoutError)):
-            await burst
+            await eventually(progress, lambda n: n >= 20, what="the burst under way")
+        server.process.send_signal(sig)
+        server.process.wait()
+        if sig == signal.SIGKILL:
+            with pytest.raises((ConnectionClosed, TimeoutError)):
+                await burst
+    finally:
+        server.stop()  # a no-op once killed; stops it if the test failed before
     for c in (trader, counterparty):
         c.abort()
 
