@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from decimal import Decimal
+from pathlib import Path
 from typing import TypeVar
 
 from tradews.client import Client, Notification
+from tradews.testing import run_cli
 
 T = TypeVar("T")
 
@@ -65,3 +67,23 @@ def balance(rows: list[dict[str, str]], asset: str) -> tuple[Decimal, Decimal]:
         if row["asset"] == asset:
             return Decimal(row["available"]), Decimal(row["locked"])
     return Decimal(0), Decimal(0)
+
+
+def funded_accounts(db: Path, names: Iterable[str]) -> dict[str, dict[str, str]]:
+    """ETH_USD (tick 0.01, lot 0.001) and, per name, an enterprise account with an API key and
+    10,000,000 USD and 10,000 ETH; all made before any server runs, so the deposits take the
+    offline path (this process is the engine for one command). Returns the keys by name."""
+    run_cli(
+        "instrument", "add", "ETH_USD", "--base", "ETH", "--quote", "USD",
+        "--tick", "0.01", "--lot", "0.001", db=db,
+    )  # fmt: skip
+    keys = {}
+    for name in names:
+        run_cli("account", "create", name, "--tier", "enterprise", db=db)
+        keys[name] = run_cli("key", "create", name, "--json", db=db)
+        for asset, amount in (("USD", "10000000"), ("ETH", "10000")):
+            out = run_cli(
+                "deposit", name, asset, amount, "--ref", f"{name}-{asset}", "--json", db=db
+            )
+            assert out["ok"] and out["via"] == "offline"
+    return keys

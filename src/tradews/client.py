@@ -10,7 +10,8 @@
 with the server's code, message and data. Notifications (quotes, market data) are queued in
 arrival order and read with :meth:`Client.notifications` or :meth:`Client.next_notification`.
 When the connection ends, pending calls raise :class:`ConnectionClosed` and the notification
-iterator stops.
+iterator stops. :class:`StreamTracker` resumes the private streams (``orders``, ``balances``)
+on a new connection from the last message seen, and :class:`BookReplica` keeps a book.
 """
 
 from __future__ import annotations
@@ -109,6 +110,73 @@ class ConnectionClosed(ClientError):
 class Notification:
     method: str
     params: Any
+
+
+class StreamGap(ClientError):
+    """A private stream message came after a gap: resume from the last one seen."""
+
+
+RESUME_UNAVAILABLE = 2009
+
+
+class StreamTracker:
+    """The last ``streamSeq`` seen on each private stream of one account (``orders``, which
+    carries order updates and fills, and ``balances``), so that a new connection picks up
+    exactly where the old one stopped: nothing lost, nothing twice.
+
+        tracker = StreamTracker()
+        await tracker.subscribe(client, "orders")
+        async for note in client.notifications():
+            if tracker.observe(note):
+                handle(note)
+        # ... the connection drops; on a new, logged-in one:
+        resumed = await tracker.resume(client)  # {"orders": True}: nothing was missed
+
+    A stream that cannot be resumed (its messages after the last one seen are no longer kept)
+    is subscribed afresh and reported False: read ``orders_open`` / ``balances`` again.
+    """
+
+    CHANNEL_OF = {"orders": "orders", "fills": "orders", "balances": "balances"}
+
+    def __init__(self) -> None:
+        self.last: dict[str, int] = {}
+
+    async def subscribe(self, client: Client, channel: str) -> Any:
+        """Subscribe to ``channel``: resumed if this tracker has seen it, else from now on."""
+        reply = await client.subscribe(channel, since=self.last.get(channel))
+        self.last.setdefault(channel, int(reply["streamSeq"]))
+        return reply
+
+    async def resume(self, client: Client) -> dict[str, bool]:
+        """Subscribe ``client`` to every tracked stream from its last message; returns, per
+        channel, whether it resumed (False: started afresh, the state must be read again)."""
+        out = {}
+        for channel, last in list(self.last.items()):
+            try:
+                await client.subscribe(channel, since=last)
+                out[channel] = True
+            except RpcError as exc:
+                if exc.code != RESUME_UNAVAILABLE:
+                    raise
+                reply = await client.subscribe(channel)
+                self.last[channel] = int(reply["streamSeq"])
+                out[channel] = False
+        return out
+
+    def observe(self, note: Notification) -> bool:
+        """Take a notification; return False for a private stream message already seen (to
+        skip), True for anything else. Raises :class:`StreamGap` if messages were skipped."""
+        channel = self.CHANNEL_OF.get(note.method)
+        seq = note.params.get("streamSeq") if isinstance(note.params, dict) else None
+        if channel is None or seq is None or channel not in self.last:
+            return True  # not a numbered message of a tracked stream (a balances snapshot row)
+        last = self.last[channel]
+        if seq <= last:
+            return False
+        if seq != last + 1:
+            raise StreamGap(f"{channel}: streamSeq {seq} after {last}")
+        self.last[channel] = seq
+        return True
 
 
 def _now_ms() -> int:
@@ -398,8 +466,19 @@ class Client:
             params["clientOrderId"] = client_order_id
         return await self.call("order_place", params)
 
-    async def subscribe(self, channel: str) -> Any:
-        return await self.call("subscribe", {"channel": channel})
+    async def subscribe(
+        self, channel: str, *, depth: int | None = None, since: int | None = None
+    ) -> Any:
+        """Subscribe to a channel; returns ``{"channel": ...}``, with ``streamSeq`` for orders
+        and balances. ``since`` (orders and balances) resumes the stream: every message with a
+        greater ``streamSeq`` is replayed, then live ones follow; :class:`RpcError` 2009 if
+        they are no longer kept. ``depth``: levels per side of a book channel."""
+        params: dict[str, Any] = {"channel": channel}
+        if depth is not None:
+            params["depth"] = depth
+        if since is not None:
+            params["since"] = since
+        return await self.call("subscribe", params)
 
     async def time(self) -> int:
         """The server's clock (ms). Also the application-level heartbeat: any message counts

@@ -14,30 +14,15 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import eventually
+from tests.helpers import eventually, funded_accounts
 from tradews.client import Client, ConnectionClosed
-from tradews.testing import ServerProcess, run_cli
+from tradews.testing import ServerProcess
 
 TRADERS = ("t1", "t2", "t3", "t4")
 
 
 def prepare(db: Path) -> dict[str, dict[str, str]]:
-    """Instruments, accounts, keys and funds, all made before any server runs: the deposits
-    take the offline path (this process is the engine for one command)."""
-    run_cli(
-        "instrument", "add", "ETH_USD", "--base", "ETH", "--quote", "USD",
-        "--tick", "0.01", "--lot", "0.001", db=db,
-    )  # fmt: skip
-    keys = {}
-    for name in TRADERS:
-        run_cli("account", "create", name, "--tier", "enterprise", db=db)
-        keys[name] = run_cli("key", "create", name, "--json", db=db)
-        for asset, amount in (("USD", "10000000"), ("ETH", "10000")):
-            out = run_cli(
-                "deposit", name, asset, amount, "--ref", f"{name}-{asset}", "--json", db=db
-            )
-            assert out["ok"] and out["via"] == "offline"
-    return keys
+    return funded_accounts(db, TRADERS)
 
 
 def state(server: ServerProcess) -> dict[str, Any]:

@@ -19,7 +19,9 @@ def test_an_invariant_violation_in_apply_is_fatal(tmp_path: Path) -> None:
     replies: list[Result] = []
     published: list[object] = []
     journal = SqliteJournal(tmp_path / "journal.db")
-    host = EngineHost(engine, journal, published.append, fatal.append)
+    host = EngineHost(
+        engine, journal, lambda events, records: published.append(events), fatal.append
+    )
     try:
         assert host.submit(CancelOrder(1, BUYER, bid.order_id, None), replies.append) is False
         assert isinstance(host.failed, InvariantViolation)

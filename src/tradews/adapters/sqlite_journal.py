@@ -5,6 +5,27 @@ into a fresh engine rebuilds the exact state. The order and trade tables (what `
 and ``trades`` read) and the operator inbox's outcome are written in the *same* transaction as
 the commands that produced them, so after any crash the journal and the read models agree.
 
+The private streams' messages (``session/streams.py``) are numbered here, as their batch is
+written, and stored in ``account_events`` in the same transaction: one row per account and
+command, holding that command's messages for the account (kind, ``streamSeq``, and the engine
+event each is made from, as a msgpack array of its fields like the journal's commands) and where
+each of the account's streams stands after it. The table only grows at its end (rows in write
+order, by rowid), so a batch adds its rows to one or two pages, whatever accounts it touches.
+
+What finds an account's rows, ``account_events_index`` (account, engine seq -> row), is written
+a second behind, by the upkeep that ``append(maintain=...)`` does: kept per batch, an index by
+account would write a page for every account in the batch, and on the acknowledgement path each
+page written costs tens of microseconds (with ``synchronous=FULL`` every one is synced). Rows
+not yet indexed (the *tail*, after ``account_events_indexed.through``, a second's worth) are
+found by reading the tail. Each account's counters are read the first time it is written to
+after a start.
+
+Rows older than the retention are pruned from the start of the table (write order is time
+order), by the same upkeep, inside a batch's transaction on the writer's thread, so a prune
+never makes a journal write wait for the database's lock; where each stream stood at an
+account's last pruned row is kept in ``account_events_pruned``, so counters never go back and a
+resume from before it is refused.
+
 Durability: with ``synchronous=FULL`` (the default) a commit returns after the WAL is fsynced, so
 an acknowledged fact survives power loss; ``NORMAL`` survives a killed process but not a power
 cut, and is an order of magnitude faster per commit.
@@ -16,9 +37,53 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import msgspec
 
 from tradews.engine.commands import AnyCommand, decoder
-from tradews.engine.events import OrderUpdated, TradeExecuted
+from tradews.engine.events import BalanceChanged, OrderUpdated, TradeExecuted
+from tradews.session.streams import (
+    BALANCES,
+    CHANNEL_OF_KIND,
+    ORDERS,
+    PRIVATE_CHANNELS,
+    Kind,
+    StreamRecord,
+    records_of,
+)
+
+# The account_events (and account_events_pruned) column holding each stream's streamSeq.
+COLUMNS = {ORDERS: "orders_seq", BALANCES: "balances_seq"}
+assert set(COLUMNS) == set(PRIVATE_CHANNELS)
+PRUNE_ROWS = 2000  # rows one maintenance prunes at most
+_LAST = (1 << 63) - 1
+
+
+# The stored form of an event: its fields as an array (a third of a map's size). Decoding into
+# these array_like twins validates every field, and accepts rows written before a field with a
+# default was appended to an event.
+class _StoredOrder(OrderUpdated, frozen=True, array_like=True):
+    pass
+
+
+class _StoredTrade(TradeExecuted, frozen=True, array_like=True):
+    pass
+
+
+class _StoredBalance(BalanceChanged, frozen=True, array_like=True):
+    pass
+
+
+_event_decoders: dict[int, msgspec.msgpack.Decoder[Any]] = {
+    Kind.ORDER: msgspec.msgpack.Decoder(_StoredOrder),
+    Kind.FILL_AS_MAKER: msgspec.msgpack.Decoder(_StoredTrade),
+    Kind.FILL_AS_TAKER: msgspec.msgpack.Decoder(_StoredTrade),
+    Kind.BALANCE: msgspec.msgpack.Decoder(_StoredBalance),
+}
+_encoder = msgspec.msgpack.Encoder()
+# account_events.messages: [[kind, streamSeq, [the event's fields...]], ...]
+_messages_decoder = msgspec.msgpack.Decoder(list[tuple[int, int, msgspec.Raw]])
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,16 +98,57 @@ class JournalEntry:
     inbox_result: str | None = None
 
 
+def _connect(path: str | Path) -> sqlite3.Connection:
+    # Used from the journal's writer thread, created on the loop's: hence the flag. Only one
+    # thread uses a connection at a time (the host hands batches over one by one).
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA busy_timeout=5000")
+    return db
+
+
+def _indexed_through(db: sqlite3.Connection) -> int:
+    """The last account_events row that account_events_index covers; later ones are the tail."""
+    return int(db.execute("SELECT through FROM account_events_indexed").fetchone()[0])
+
+
+def _heads(db: sqlite3.Connection, account_id: int, upto_seq: int = _LAST) -> dict[str, int]:
+    """Where each of an account's streams stands (its last streamSeq) as of engine seq
+    ``upto_seq``, pruned messages included: from its last row in the tail, or else in the
+    index, or else where it stood when pruned."""
+    row = db.execute(
+        "SELECT orders_seq, balances_seq FROM account_events WHERE id > ? AND account_id = ?"
+        " AND seq <= ? ORDER BY id DESC LIMIT 1",
+        (_indexed_through(db), account_id, upto_seq),
+    ).fetchone()
+    if row is None:
+        row = db.execute(
+            "SELECT orders_seq, balances_seq FROM account_events_index WHERE account_id = ?"
+            " AND seq <= ? ORDER BY seq DESC LIMIT 1",
+            (account_id, upto_seq),
+        ).fetchone()
+    return _floors(db, account_id) if row is None else {ORDERS: row[0], BALANCES: row[1]}
+
+
+def _floors(db: sqlite3.Connection, account_id: int) -> dict[str, int]:
+    """Where each of an account's streams stood at its last pruned row (0: none pruned)."""
+    row = db.execute(
+        "SELECT orders_seq, balances_seq FROM account_events_pruned WHERE account_id = ?",
+        (account_id,),
+    ).fetchone()
+    return {ORDERS: 0, BALANCES: 0} if row is None else {ORDERS: row[0], BALANCES: row[1]}
+
+
 class SqliteJournal:
     def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError("synchronous must be FULL or NORMAL")
-        # Used from the journal's writer thread, created on the loop's: hence the flag. Only
-        # one thread uses it at a time (the host hands batches over one by one).
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = _connect(path)
         self._db.execute(f"PRAGMA synchronous={synchronous}")
-        self._db.execute("PRAGMA busy_timeout=5000")
+        # Each private stream's last streamSeq, read from account_events on first use.
+        self._stream_heads: dict[tuple[int, str], int] = {}
+        # Set by a maintenance that pruned as much as it may: more is waiting.
+        self.prune_pending = False
 
     def close(self) -> None:
         self._db.close()
@@ -80,14 +186,53 @@ class SqliteJournal:
             " (SELECT seq FROM snapshots ORDER BY seq DESC LIMIT 3)"
         )
 
+    def _number(
+        self, entries: Sequence[JournalEntry]
+    ) -> tuple[list[list[StreamRecord]], list[tuple[object, ...]], dict[tuple[int, str], int]]:
+        """Number each entry's private stream records; return them, the account_events rows
+        to write, and the streams' new heads (kept only once the batch is committed)."""
+        known = self._stream_heads
+        heads: dict[tuple[int, str], int] = {}
+        numbered: list[list[StreamRecord]] = []
+        rows: list[tuple[object, ...]] = []
+        encode = _encoder.encode
+        for entry in entries:
+            records = []
+            messages: dict[int, list[tuple[Kind, int, tuple[Any, ...]]]] = {}
+            for account_id, channel, kind, event in records_of(entry.events):
+                stream = (account_id, channel)
+                last = heads.get(stream)
+                if last is None:
+                    if stream not in known:
+                        for name, head in _heads(self._db, account_id).items():
+                            known[(account_id, name)] = head
+                    last = known[stream]
+                seq = heads[stream] = last + 1
+                records.append(StreamRecord(account_id, channel, seq, kind, event))
+                messages.setdefault(account_id, []).append(
+                    (kind, seq, msgspec.structs.astuple(event))
+                )
+            for account_id, mine in messages.items():
+                # where each of the account's streams stands after this command
+                stands = [heads.get((account_id, c), known[(account_id, c)]) for c in COLUMNS]
+                rows.append((account_id, entry.seq, entry.at, *stands, encode(mine)))
+            numbered.append(records)
+        return numbered, rows, heads
+
     def append(
         self,
         entries: Sequence[JournalEntry],
         snapshot: tuple[int, int, str, bytes] | None = None,
-    ) -> None:
+        *,
+        maintain: int | None = None,
+    ) -> list[list[StreamRecord]]:
         """Write a batch in one transaction (one fsync), with an engine snapshot taken at or
-        before its last command if one is given. Raises on failure: nothing is written."""
+        before its last command if one is given, and the private streams' upkeep if
+        ``maintain`` is given (see :meth:`_maintain`; the time before which messages go).
+        Returns each entry's private stream records, numbered. Raises on failure: nothing is
+        written."""
         db = self._db
+        numbered, stream_rows, heads = self._number(entries)
         journal_rows = []
         orders: dict[int, tuple[object, ...]] = {}
         trades = []
@@ -121,11 +266,165 @@ class SqliteJournal:
                 )
             if trades:
                 db.executemany("INSERT INTO trades VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", trades)
+            if stream_rows:
+                db.executemany(
+                    "INSERT INTO account_events(account_id, seq, at, orders_seq, balances_seq,"
+                    " messages) VALUES (?, ?, ?, ?, ?, ?)",
+                    stream_rows,
+                )
             if inbox:
                 db.executemany("UPDATE inbox SET status = 'done', result = ? WHERE id = ?", inbox)
             if snapshot is not None:
                 self._store_snapshot(snapshot)
+            if maintain is not None:
+                self._maintain(maintain)
         except BaseException:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+        self._stream_heads.update(heads)
+        return numbered
+
+    def _maintain(self, before: int) -> None:
+        """Index the tail of account_events, then prune up to PRUNE_ROWS of its oldest rows
+        written before ``before`` (ms since the epoch), recording where each stream stood at
+        its account's last pruned row. Writes nothing when there is nothing to do."""
+        db = self._db
+        through = _indexed_through(db)
+        (last,) = db.execute("SELECT COALESCE(MAX(id), 0) FROM account_events").fetchone()
+        if last > through:
+            db.execute(
+                "INSERT INTO account_events_index(account_id, seq, id, orders_seq, balances_seq)"
+                " SELECT account_id, seq, id, orders_seq, balances_seq FROM account_events"
+                " WHERE id > ? AND id <= ?",
+                (through, last),
+            )
+            db.execute("UPDATE account_events_indexed SET through = ?", (last,))
+        oldest = db.execute(
+            "SELECT id, at FROM account_events ORDER BY id LIMIT ?", (PRUNE_ROWS,)
+        ).fetchall()
+        end = None
+        for row_id, at in oldest:
+            if at >= before:
+                break
+            end = row_id
+        self.prune_pending = end == oldest[-1][0] if oldest and end is not None else False
+        if end is None:
+            return
+        pruned = db.execute(
+            "SELECT account_id, MAX(seq), MAX(orders_seq), MAX(balances_seq) FROM account_events"
+            " WHERE id <= ? GROUP BY account_id",
+            (end,),
+        ).fetchall()
+        for account_id, seq, orders_seq, balances_seq in pruned:
+            db.execute(
+                "INSERT INTO account_events_pruned(account_id, orders_seq, balances_seq)"
+                " VALUES (?, ?, ?) ON CONFLICT(account_id) DO UPDATE SET"
+                " orders_seq = MAX(orders_seq, excluded.orders_seq),"
+                " balances_seq = MAX(balances_seq, excluded.balances_seq)",
+                (account_id, orders_seq, balances_seq),
+            )
+            db.execute(
+                "DELETE FROM account_events_index WHERE account_id = ? AND seq <= ?",
+                (account_id, seq),
+            )
+        db.execute("DELETE FROM account_events WHERE id <= ?", (end,))
+        if end == last:  # emptied: new rows number from 1 again, and are the tail
+            db.execute("UPDATE account_events_indexed SET through = 0")
+
+
+class SqliteStreamArchive:
+    """Reads the private streams' stored messages (the ``StreamArchive`` port), on a connection
+    of its own: it is used on the event loop while the journal writes on its thread."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._db = _connect(path)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def head(self, account_id: int, channel: str, upto_seq: int) -> int:
+        return _heads(self._db, account_id, upto_seq)[channel]
+
+    def floor(self, account_id: int, channel: str) -> int:
+        return _floors(self._db, account_id)[channel]
+
+    def read(
+        self, account_id: int, channel: str, after: int, upto: int, limit: int
+    ) -> list[StreamRecord]:
+        """Indexed rows from the first that holds message ``after + 1``, then the tail."""
+        db = self._db
+        through = _indexed_through(db)
+        out: list[StreamRecord] = []
+        seq = self._first_indexed_after(account_id, COLUMNS[channel], after)
+        while seq is not None:
+            rows = db.execute(
+                "SELECT i.seq, e.messages FROM account_events_index AS i"
+                " JOIN account_events AS e ON e.id = i.id"
+                " WHERE i.account_id = ? AND i.seq >= ? ORDER BY i.seq LIMIT ?",
+                (account_id, seq, limit),
+            ).fetchall()
+            if self._take(rows, account_id, channel, after, upto, limit, out):
+                return out
+            seq = rows[-1][0] + 1 if len(rows) == limit else None
+            after = out[-1].stream_seq if out else after
+        rows = db.execute(
+            "SELECT seq, messages FROM account_events WHERE id > ? AND account_id = ? ORDER BY id",
+            (through, account_id),
+        ).fetchall()
+        self._take(rows, account_id, channel, after, upto, limit, out)
+        return out
+
+    @staticmethod
+    def _take(
+        rows: list[tuple[int, bytes]],
+        account_id: int,
+        channel: str,
+        after: int,
+        upto: int,
+        limit: int,
+        out: list[StreamRecord],
+    ) -> bool:
+        """Add the channel's messages after ``after`` in ``rows`` to ``out``; return True once
+        ``out`` is full or has reached ``upto``."""
+        for _, blob in rows:
+            for kind, stream_seq, event in _messages_decoder.decode(blob):
+                if CHANNEL_OF_KIND[Kind(kind)] != channel or stream_seq <= after:
+                    continue
+                if stream_seq > upto or len(out) == limit:
+                    return True
+                record = _event_decoders[kind].decode(event)
+                out.append(StreamRecord(account_id, channel, stream_seq, Kind(kind), record))
+        return len(out) == limit
+
+    def _first_indexed_after(self, account_id: int, column: str, after: int) -> int | None:
+        """The seq of the account's first indexed row where ``column`` (a stream's streamSeq
+        after the row) is above ``after``: the row with message ``after + 1``; None if that
+        is not indexed yet. A binary search over the rows' seqs, along which ``column`` never
+        goes down; each probe is one index seek. (``column`` is one of COLUMNS.)"""
+        db = self._db
+        last = db.execute(
+            f"SELECT seq, {column} FROM account_events_index WHERE account_id = ?"
+            " ORDER BY seq DESC LIMIT 1",
+            (account_id,),
+        ).fetchone()
+        if last is None or last[1] <= after:
+            return None
+        probe = (
+            f"SELECT seq, {column} FROM account_events_index WHERE account_id = ? AND seq >= ?"
+            " ORDER BY seq LIMIT 1"
+        )
+        # Invariant: ``found`` is a row above ``after``; rows before ``low`` are not, and there
+        # is no row between ``high`` and ``found``.
+        found, low, high = int(last[0]), 0, int(last[0]) - 1
+        while low <= high:
+            middle = (low + high) // 2
+            row = db.execute(probe, (account_id, middle)).fetchone()
+            seq, value = int(row[0]), int(row[1])
+            if seq > high:  # no row from middle to high
+                high = middle - 1
+            elif value > after:
+                found, high = seq, middle - 1
+            else:
+                low = seq + 1
+        return found

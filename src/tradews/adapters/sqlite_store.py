@@ -158,6 +158,37 @@ _SCHEMA = [
         set_at      INTEGER NOT NULL
     );
     """,
+    # version 6: the private streams' messages (orders, fills, balances), one row per account
+    # and command, in write order; the index that finds an account's rows, written a second
+    # behind (adapters/sqlite_journal.py); where each stream stood when its oldest rows were
+    # pruned. IF NOT EXISTS: it does not matter where among other migrations it runs.
+    """
+    CREATE TABLE IF NOT EXISTS account_events (
+        id            INTEGER PRIMARY KEY,
+        account_id    INTEGER NOT NULL,
+        seq           INTEGER NOT NULL,
+        at            INTEGER NOT NULL,
+        orders_seq    INTEGER NOT NULL,
+        balances_seq  INTEGER NOT NULL,
+        messages      BLOB NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS account_events_index (
+        account_id    INTEGER NOT NULL,
+        seq           INTEGER NOT NULL,
+        id            INTEGER NOT NULL,
+        orders_seq    INTEGER NOT NULL,
+        balances_seq  INTEGER NOT NULL,
+        PRIMARY KEY (account_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS account_events_indexed (through INTEGER NOT NULL);
+    INSERT INTO account_events_indexed(through)
+        SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM account_events_indexed);
+    CREATE TABLE IF NOT EXISTS account_events_pruned (
+        account_id    INTEGER PRIMARY KEY,
+        orders_seq    INTEGER NOT NULL,
+        balances_seq  INTEGER NOT NULL
+    );
+    """,
 ]
 
 _DUMMY_HASH = hashlib.sha256(b"tradews: no such key").digest()

@@ -32,6 +32,7 @@ code   name                         meaning
 2006   UNKNOWN_CHANNEL              no such stream channel
 2007   ALREADY_SUBSCRIBED           this connection already has that subscription
 2008   DESK_LIMIT                   the desk cannot quote this size now (inventory or limits)
+2009   RESUME_UNAVAILABLE           a private stream cannot resume from ``since``: no longer kept
 3001   BATCH_TOO_LARGE              a batch holds more requests than the server accepts
 3002   RATE_LIMITED                 over the rate limit; ``data.retryAfter`` says when to retry
 4001   REJECTED                     the engine refused the command; ``data.reason`` says why
@@ -74,6 +75,7 @@ class ErrorCode(IntEnum):
     UNKNOWN_CHANNEL = 2006
     ALREADY_SUBSCRIBED = 2007
     DESK_LIMIT = 2008
+    RESUME_UNAVAILABLE = 2009
     BATCH_TOO_LARGE = 3001
     RATE_LIMITED = 3002
     REJECTED = 4001

@@ -164,6 +164,7 @@ class MarketData(_Out, frozen=True):
 ClientOrderId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 # Ids are positive and fit the signed 64-bit integers the journal and database store.
 Id64 = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
+StreamSeq = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 
 
 class OrderPlaceParams(_Params, frozen=True):
@@ -202,6 +203,11 @@ class TradesParams(_Params, frozen=True):
 class ChannelParams(_Params, frozen=True):
     channel: Channel
     depth: int | None = None  # book channels: 10, 25, 100 (the default) or 500 levels a side
+
+
+class SubscribeParams(ChannelParams, frozen=True):
+    # orders and balances: replay every message with a greater streamSeq, then go on live
+    since: StreamSeq | None = None
 
 
 class QuoteAcceptParams(_Params, frozen=True):
@@ -248,6 +254,7 @@ class OrderState(_Out, frozen=True):
     created_at: int
     updated_at: int
     seq: int
+    stream_seq: int | None = None  # on the ``orders`` stream only (not on replies)
 
 
 class Fill(_Out, frozen=True):
@@ -265,12 +272,14 @@ class Fill(_Out, frozen=True):
     quote_id: str | None
     timestamp: int
     seq: int
+    stream_seq: int | None = None  # on the ``orders`` stream only (not on replies)
 
 
 class Balance(_Out, frozen=True):
     asset: str
     available: str
     locked: str
+    stream_seq: int | None = None  # on the ``balances`` stream's updates (not on snapshots)
 
 
 class PublicTrade(_Out, frozen=True):
@@ -316,6 +325,9 @@ class Ticker(_Out, frozen=True):
 
 class Subscribed(_Out, frozen=True):
     channel: str
+    # orders and balances: the stream's last streamSeq as of the reply; a replay (``since``)
+    # runs up to at least there, and live messages follow it
+    stream_seq: int | None = None
 
 
 class ConnectionWarning(_Out, frozen=True):

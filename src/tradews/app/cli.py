@@ -52,6 +52,7 @@ from tradews.domain.pricing import DEFAULT_BAND_BPS, ReferencePrice
 from tradews.engine.engine import Market
 from tradews.session.limits import Rate, RateLimits
 from tradews.session.session import FeeSchedule, SessionLimits
+from tradews.session.streams import BUFFER_PER_STREAM, BUFFER_TOTAL
 
 app = typer.Typer(
     help="tradews: a self-hosted real-time trading server (JSON-RPC 2.0 over WebSocket).",
@@ -249,6 +250,19 @@ def serve(
         float,
         typer.Option(help="Seconds a ping may go unanswered before the connection is closed."),
     ] = PING_TIMEOUT,
+    stream_retention: Annotated[
+        str,
+        typer.Option(
+            help="How long the orders and balances streams' messages are kept for clients to "
+            "resume from after a reconnect: e.g. 7d, 12h."
+        ),
+    ] = "7d",
+    stream_buffer: Annotated[
+        int,
+        typer.Option(
+            help="The latest messages of each orders or balances stream also kept in memory."
+        ),
+    ] = BUFFER_PER_STREAM,
 ) -> None:
     """Run the WebSocket server."""
     from tradews.app.demo import seed_demo
@@ -310,6 +324,9 @@ def serve(
     for origin in allow_origin or []:
         if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
             fail(f"--allow-origin must look like https://host[:port] or '*', got {origin!r}")
+    retention_ms = parse_duration_ms(stream_retention, "--stream-retention")
+    if stream_buffer < 1:
+        fail("--stream-buffer must be positive")
     store = open_store(db, key_file)
     lock = ProcessLock(store.path)
     if not lock.try_acquire():
@@ -355,6 +372,9 @@ def serve(
         tls=tls,
         ping_interval=ping_interval,
         ping_timeout=ping_timeout,
+        stream_retention_ms=retention_ms,
+        stream_buffer=stream_buffer,
+        stream_buffer_total=max(stream_buffer, BUFFER_TOTAL),
     )
     try:
         server = Server(settings, store)

@@ -15,6 +15,7 @@ from the journal.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,10 +27,13 @@ from tradews.domain.instrument import Instrument
 from tradews.domain.orders import Reject
 from tradews.engine.commands import AnyCommand, encoder
 from tradews.engine.engine import Engine, Rejected, Result
+from tradews.session.streams import StreamRecord
 
 log = logging.getLogger(__name__)
 
 Reply = Callable[[Result], None]
+# Publishes one durable command: its events, and its private stream messages as numbered.
+Publish = Callable[[Sequence[object], Sequence[StreamRecord]], None]
 
 # Batches this small are written on the event loop's thread (see EngineHost._flush).
 INLINE_BATCH = 2
@@ -48,7 +52,7 @@ class EngineHost:
         self,
         engine: Engine,
         journal: SqliteJournal,
-        publish: Callable[[Sequence[object]], None],
+        publish: Publish,
         on_fatal: Callable[[BaseException], None],
     ) -> None:
         self.engine = engine
@@ -58,6 +62,7 @@ class EngineHost:
         self._parked: list[_Parked] = []
         self._writing = False
         self._flush_scheduled = False
+        self._maintain: int | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="journal")
         self.failed: BaseException | None = None
         self.closed = False  # after close(): no more commands
@@ -122,6 +127,17 @@ class EngineHost:
         self._schedule()
         return engine.seq
 
+    def maintain_streams(self, before: int) -> None:
+        """Have the next batch (one is written for it if nothing else is waiting) index the
+        private streams' newest messages and prune a chunk of those written before ``before``
+        (ms since the epoch): ``SqliteJournal.append(maintain=...)``."""
+        if self.failed is not None:
+            return
+        self._maintain = before
+        if not self._parked:
+            self._parked.append(_Parked(None, None, None))
+        self._schedule()
+
     def after_writes(self, read: Callable[[], Any], reply: Callable[[Any], None]) -> None:
         """Answer a read now, but deliver it only after every earlier command is durable,
         so a query never reveals what has not been acknowledged."""
@@ -146,41 +162,58 @@ class EngineHost:
         entries = [p.entry for p in batch if p.entry is not None]
         snapshots = [p.snapshot for p in batch if p.snapshot is not None]
         snapshot = snapshots[-1] if snapshots else None
+        maintain, self._maintain = self._maintain, None
         self._writing = True
-        if len(entries) <= INLINE_BATCH:
+        if len(entries) <= INLINE_BATCH and maintain is None:
             # Light load: write on the loop's own thread. Handing a lone command to the writer
             # thread and back costs two thread wake-ups (about 90 us here), more than the CPU
             # the loop gives up; while it writes, new requests queue in their sockets and make
-            # the next batch bigger, which then goes to the thread.
+            # the next batch bigger, which then goes to the thread. (So does maintenance: it
+            # can take milliseconds.)
             error: BaseException | None = None
+            numbered: list[list[StreamRecord]] = []
             try:
-                self._journal.append(entries, snapshot)
+                numbered = self._journal.append(entries, snapshot)
             except Exception as exc:
                 error = exc
-            self._written(batch, error)
+            self._written(batch, error, numbered)
             return
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor, self._journal.append, entries, snapshot)
-        future.add_done_callback(lambda f: self._written(batch, f.exception()))
+        append = functools.partial(self._journal.append, maintain=maintain)
+        future = loop.run_in_executor(self._executor, append, entries, snapshot)
+        future.add_done_callback(
+            lambda f: self._written(batch, f.exception(), None if f.exception() else f.result())
+        )
 
-    def _written(self, batch: list[_Parked], error: BaseException | None) -> None:
+    def _written(
+        self,
+        batch: list[_Parked],
+        error: BaseException | None,
+        numbered: list[list[StreamRecord]] | None,
+    ) -> None:
         self._writing = False
-        if error is not None:
+        if error is not None or numbered is None:
+            error = error or RuntimeError("the journal returned nothing")
             self.failed = error
             log.critical("journal write failed; stopping the engine: %r", error)
             self._on_fatal(error)
             return
-        self.batches += 1
+        if numbered:  # upkeep and reads alone are not counted as journal batches
+            self.batches += 1
         publish = self._publish
+        records = iter(numbered)  # one list per entry, in the batch's order
         for parked in batch:
             if parked.reply is not None:
                 try:
                     parked.reply(parked.result)
                 except Exception:
                     log.exception("reply callback failed")
-            if parked.entry is not None and parked.entry.events:
+            if parked.entry is None:
+                continue
+            stream = next(records)
+            if parked.entry.events:
                 try:
-                    publish(parked.entry.events)
+                    publish(parked.entry.events, stream)
                 except Exception:
                     log.exception("publishing events failed")
         if self.after_batch is not None:

@@ -15,6 +15,11 @@ Timers live here; every decision they trigger is made by the pure layers:
   connections whose API key was revoked or has expired;
 - the *deadline* timer (as often as the watcher) fires the dead-man's switches that are due
   (``ExpireDeadlines``); the engine says when the next one is, so it scans nothing;
+  connections whose API key was revoked or has expired; once a second (more often while there
+  is more to prune) it has the private streams' newest messages indexed and those older than
+  the retention pruned, a chunk at a time, with a journal batch;
+- private stream subscribers catching up (``subscribe`` with ``since``) are sent a page at a
+  time, between other work, while their connection is writable (``_pump_streams``);
 - in demo mode, the simulated market makers requote and a taker trades now and then.
 """
 
@@ -37,7 +42,7 @@ import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from tradews.adapters import clock
-from tradews.adapters.sqlite_journal import SqliteJournal
+from tradews.adapters.sqlite_journal import SqliteJournal, SqliteStreamArchive
 from tradews.adapters.sqlite_store import Operations, SqliteStore, StoreError
 from tradews.adapters.ws_server import (
     PING_INTERVAL,
@@ -72,11 +77,19 @@ from tradews.session.login import DEFAULT_WINDOW_MS, LoginPolicy
 from tradews.session.market_data import MarketDataDesk
 from tradews.session.quote_desk import QuoteDesk, stream_tokens
 from tradews.session.session import FeeSchedule, Services, SessionLimits
+from tradews.session.streams import (
+    BUFFER_PER_STREAM,
+    BUFFER_TOTAL,
+    PrivateStreams,
+    StreamRecord,
+)
 from tradews.session.view import TradingView
 
 log = logging.getLogger(__name__)
 
 DAY_MS = 24 * 60 * 60 * 1000
+STREAM_UPKEEP_MS = 1000
+_PRUNE_NOTHING = 0  # a time before every message: index them, prune none
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +128,11 @@ class ServerSettings:
     # the timeout (at most the interval).
     ping_interval: float = PING_INTERVAL
     ping_timeout: float = PING_TIMEOUT
+    # Private streams (orders, balances): how long their messages are kept to resume from, and
+    # how many of the latest are also kept in memory per stream and in all.
+    stream_retention_ms: int = 7 * DAY_MS
+    stream_buffer: int = BUFFER_PER_STREAM
+    stream_buffer_total: int = BUFFER_TOTAL
 
 
 def result_text(result: Result) -> str:
@@ -148,8 +166,18 @@ class Server:
         self.replay_seconds = time.perf_counter() - started
         self._snapshot_at = self.snapshot_seq or 0
         self.state_hash_at_start = self.engine.state_hash()
-        self.view: TradingView[Connection] = TradingView(self.catalog)
+        self.archive = SqliteStreamArchive(store.path)
+        streams: PrivateStreams[Connection] = PrivateStreams(
+            self.catalog,
+            self.archive,
+            buffer_per_stream=settings.stream_buffer,
+            buffer_total=settings.stream_buffer_total,
+        )
+        self.view: TradingView[Connection] = TradingView(self.catalog, streams)
         self._seed_view(now)
+        self.view.streams.wake = self._wake_streams
+        self._streams_pumping = False
+        self._streams_kept_at = 0
         self.references: dict[str, Fraction] = {}  # the demo walks' prices, in ticks
         self.reference_prices = ReferencePrices(
             self.references, default_max_age_ms=settings.price_max_age_ms
@@ -202,6 +230,7 @@ class Server:
 
     def _seed_view(self, now: int) -> None:
         engine = self.engine
+        self.view.seed_seq(engine.seq)
         for symbol, book in engine.books.items():
             self.view.seed_book(symbol, book.depth(Side.BUY), book.depth(Side.SELL), engine.seq)
         for (account_id, asset), (available, locked) in engine.ledger.items():
@@ -301,6 +330,7 @@ class Server:
         if self._server is not None:
             await self._server.wait_closed()
         self.journal.close()
+        self.archive.close()
 
     async def _every(self, fn: Callable[[], None], interval: float) -> None:
         """Run ``fn`` every ``interval`` seconds on a fixed schedule, catching up without bursts."""
@@ -376,8 +406,30 @@ class Server:
 
     # Engine output --------------------------------------------------------------------------
 
-    def _publish(self, events: Sequence[object]) -> None:
-        self.view.apply(events, _send)
+    def _publish(self, events: Sequence[object], records: Sequence[StreamRecord]) -> None:
+        self.view.apply(events, _send, records)
+
+    def _wake_streams(self) -> None:
+        """A private stream subscriber has messages to catch up on: pump soon."""
+        if not self._streams_pumping:
+            self._streams_pumping = True
+            asyncio.get_running_loop().call_soon(self._pump_streams)
+
+    def _pump_streams(self) -> None:
+        """Send catching-up subscribers a few pages, then let the loop do other work; go on at
+        once while a writable one has more, else at the next pulse (or when woken)."""
+        self._streams_pumping = False
+        if not self._tasks:  # stopped (the archive is closed): nothing more is sent
+            return
+        if self.view.streams.pump(_writable, _send, _stream_lost):
+            self._wake_streams()
+
+    def _maintain_streams(self, now: int) -> None:
+        """Have the journal index the private streams' newest messages and prune a chunk of
+        those older than the retention; not while a subscriber is catching up (it may be
+        reading the oldest). With nothing to do, the batch writes nothing."""
+        before = now - self.settings.stream_retention_ms
+        self.host.maintain_streams(_PRUNE_NOTHING if self.view.streams.behind else before)
 
     def _fatal(self, error: BaseException) -> None:
         log.critical("trading halted (%r): the restart rebuilds the state from the journal", error)
@@ -462,6 +514,8 @@ class Server:
         for conn, frame in self.quotes.due(now, _writable):
             conn.send_quote(frame)
         self.view.publish_tickers(now, _send)
+        if self.view.streams.behind:  # some may have become writable since
+            self._wake_streams()
         self.connections.output.recount()
 
     def _publish_market_data(self) -> None:
@@ -479,6 +533,9 @@ class Server:
         if now - self._pruned_at >= 10_000:
             self.services.rates.prune(now)
             self._pruned_at = now
+        if now - self._streams_kept_at >= STREAM_UPKEEP_MS or self.journal.prune_pending:
+            self._streams_kept_at = now
+            self._maintain_streams(now)
         version = self.store.data_version()
         changed = version != self._data_version
         self._data_version = version
@@ -537,6 +594,12 @@ def _send(conn: Connection, push: Push) -> None:
 
 def _writable(conn: Connection) -> bool:
     return conn.writable
+
+
+def _stream_lost(conn: Connection, reason: str) -> None:
+    """A subscriber's stream lost messages it was catching up on (pruned meanwhile): close the
+    connection; its client reconnects, is told the resume is unavailable, and starts afresh."""
+    conn.close(CloseCode.INTERNAL_ERROR, reason)
 
 
 def _log_rejection(result: Result) -> None:

@@ -58,7 +58,10 @@ def _order_ref(m: Any) -> dict[str, Any]:
 def _subscribe(m: pb.SubscribeRequest) -> tuple[str, dict[str, Any]]:
     target = m.WhichOneof("target")
     if target == "channel":
-        return "subscribe", _put(_put({}, "channel", m.channel), "depth", m.depth)
+        d = _put(_put({}, "channel", m.channel), "depth", m.depth)
+        if m.HasField("since"):  # 0 is a value here: from the first message kept
+            d["since"] = m.since
+        return "subscribe", d
     if target == "quotes":
         q = m.quotes
         d = _put(_put({}, "symbol", q.symbol), "type", q.type)
@@ -168,6 +171,7 @@ def order_state(o: api.OrderState) -> pb.OrderState:
         created_at=o.created_at,
         updated_at=o.updated_at,
         seq=o.seq,
+        stream_seq=o.stream_seq or 0,
     )
 
 
@@ -185,11 +189,14 @@ def fill(f: api.Fill) -> pb.Fill:
         quote_id=_s(f.quote_id),
         timestamp=f.timestamp,
         seq=f.seq,
+        stream_seq=f.stream_seq or 0,
     )
 
 
 def balance(b: api.Balance) -> pb.Balance:
-    return pb.Balance(asset=b.asset, available=b.available, locked=b.locked)
+    return pb.Balance(
+        asset=b.asset, available=b.available, locked=b.locked, stream_seq=b.stream_seq or 0
+    )
 
 
 def _fields(struct: msgspec.Struct, message: type[Any], **overrides: Any) -> Any:
@@ -220,6 +227,8 @@ def _result(method: str, value: Any) -> pb.ServerMessage:
             m.subscribed.interval_ms = value.interval_ms
         else:
             m.subscribed.subscription = value.channel
+            if value.stream_seq is not None:
+                m.subscribed.stream_seq = value.stream_seq
     elif method in ("order_place", "order_cancel", "order_amend", "order_status"):
         return pb.ServerMessage(order_response=pb.OrderResponse(order=order_state(value)))
     elif method == "quote_accept":
@@ -460,6 +469,8 @@ def request_message(
     elif method == "subscribe":
         m.subscribe.channel = _str(p, "channel")
         m.subscribe.depth = int(p.get("depth") or 0)
+        if p.get("since") is not None:
+            m.subscribe.since = int(p["since"])
     elif method in ("quote_cancel", "market_data_cancel", "unsubscribe"):
         key = {"quote_cancel": "subscription", "unsubscribe": "channel"}.get(method)
         m.unsubscribe.subscription = _str(p, key) if key else "market_data"
@@ -527,6 +538,7 @@ def order_dict(o: pb.OrderState) -> dict[str, Any]:
         "createdAt": o.created_at,
         "updatedAt": o.updated_at,
         "seq": o.seq,
+        **_stream_seq(o),
     }
 
 
@@ -544,11 +556,17 @@ def fill_dict(f: pb.Fill) -> dict[str, Any]:
         "quoteId": _none(f.quote_id),
         "timestamp": f.timestamp,
         "seq": f.seq,
+        **_stream_seq(f),
     }
 
 
 def _balance_dict(b: pb.Balance) -> dict[str, Any]:
-    return {"asset": b.asset, "available": b.available, "locked": b.locked}
+    return {"asset": b.asset, "available": b.available, "locked": b.locked, **_stream_seq(b)}
+
+
+def _stream_seq(m: Any) -> dict[str, int]:
+    """``streamSeq`` where JSON has it: on private stream pushes, which start at 1."""
+    return {"streamSeq": m.stream_seq} if m.stream_seq else {}
 
 
 _TICKER_FIELDS = ("last", "bid", "bid_size", "ask", "ask_size", "open24h", "high24h", "low24h",
@@ -594,6 +612,8 @@ def response_value(method: str, m: pb.ServerMessage) -> Any:
         if method == "market_data_request":
             return {"subscription": s.subscription, "symbols": list(s.symbols),
                     "intervalMs": s.interval_ms}  # fmt: skip
+        if s.HasField("stream_seq"):
+            return {"channel": s.subscription, "streamSeq": s.stream_seq}
         return {"channel": s.subscription}
     if member == "order_response":
         r = m.order_response

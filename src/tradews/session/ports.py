@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from tradews.domain.instrument import Instrument
 from tradews.engine.commands import AnyCommand
 from tradews.engine.engine import Result
 from tradews.engine.events import OrderUpdated, TradeExecuted
+
+if TYPE_CHECKING:
+    from tradews.session.streams import StreamRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,3 +88,23 @@ class History(Protocol):
     def closed_order(
         self, account_id: int, order_id: int | None, client_order_id: str | None
     ) -> OrderUpdated | None: ...
+
+
+class StreamArchive(Protocol):
+    """The private streams' stored messages (``session/streams.py``), read to resume a stream
+    further back than the in-memory buffer reaches."""
+
+    def head(self, account_id: int, channel: str, upto_seq: int) -> int:
+        """The last streamSeq of the stream among the records of commands up to engine seq
+        ``upto_seq`` (later ones may be stored but not yet published); 0 if it has none."""
+        ...
+
+    def floor(self, account_id: int, channel: str) -> int:
+        """The last streamSeq of the stream that is no longer kept (0: every one is)."""
+        ...
+
+    def read(
+        self, account_id: int, channel: str, after: int, upto: int, limit: int
+    ) -> list[StreamRecord]:
+        """At most ``limit`` records with ``after < streamSeq <= upto``, in order."""
+        ...

@@ -58,6 +58,7 @@ from tradews.api.messages import (
     QuoteSubscription,
     RateBudget,
     Subscribed,
+    SubscribeParams,
     SubscriptionParams,
     SymbolFilterParams,
     TimeResult,
@@ -242,8 +243,9 @@ METHODS: dict[str, Method] = {
                "Dead-man's switch: cancel all your open orders at now + timeoutMs unless called "
                "again before (0 disarms). Returns {deadline}.", CancelAllAfterResult,
                scope=Scope.TRADE),
-        Method("subscribe", ChannelParams,
-               "Subscribe to book.SYMBOL, trades.SYMBOL, ticker.SYMBOL, orders or balances.",
+        Method("subscribe", SubscribeParams,
+               "Subscribe to book.SYMBOL, trades.SYMBOL, ticker.SYMBOL, orders or balances; "
+               "orders and balances resume after a streamSeq given as 'since'.",
                Subscribed, cost=2),
         Method("unsubscribe", ChannelParams, "Stop a channel subscription. Returns true.", bool),
     )
@@ -287,6 +289,8 @@ class Session(Generic[C]):
         self._channels: dict[str, str] = {}  # channel name -> view key
         self._market_data = False
         self._follow_ups: list[bytes | Push] = []
+        # Run once the reply and follow-ups they come with are sent (private streams start).
+        self._after_reply: list[Callable[[], None]] = []
         self._id = next(_session_ids)
         self._quote_ids = itertools.count(1)  # per connection: ids reveal no one else's activity
         self._bucket = TokenBucket(services.rates.limits.connection, 0)
@@ -342,16 +346,20 @@ class Session(Generic[C]):
                 replies.append(self._with_budget(reply, now_ms))
         follow_ups = [f if isinstance(f, bytes) else codec.push(f) for f in self._follow_ups]
         self._follow_ups.clear()
+        after_reply, self._after_reply = self._after_reply, []
         if any(slot is not None for slot, _, _ in deferred):
             # The reply waits for durability; what follows it (a stream's first message) waits
             # with it, so that a reply always comes before its stream.
-            self._await_deferred(frame.is_batch, replies, deferred, follow_ups)
+            self._await_deferred(frame.is_batch, replies, deferred, follow_ups, after_reply)
             return out
         for _, _, d in deferred:
             d.start(lambda value: None)
         if replies:
             out.append(codec.pack(replies, frame.is_batch))
         out.extend(follow_ups)
+        # Nothing is published before the caller sends ``out``: streams may start now.
+        for start in after_reply:
+            start()
         return out
 
     # Rate limits ---------------------------------------------------------------------------
@@ -425,6 +433,7 @@ class Session(Generic[C]):
         replies: list[Any],
         deferred: list[tuple[int | None, Call, Deferred]],
         follow_ups: list[bytes],
+        after_reply: list[Callable[[], None]],
     ) -> None:
         """Send the reply (or the whole batch's reply), then the follow-ups, when every deferred
         part is done."""
@@ -445,6 +454,8 @@ class Session(Generic[C]):
                 self._send(codec.pack(replies, is_batch))
                 for frame in follow_ups:
                     self._send(frame)
+                for start in after_reply:
+                    start()
                 self._frames_waiting -= 1
                 self._close_if_logged_out()
 
@@ -661,18 +672,33 @@ class Session(Generic[C]):
         self._market_data = False
         return True
 
-    def _m_subscribe(self, p: ChannelParams, now_ms: int) -> Subscribed:
+    def _m_subscribe(self, p: SubscribeParams, now_ms: int) -> Subscribed:
         view = self._services.view
         key = view.channel_key(p.channel, self._account(), p.depth)
+        private = view.private(key)
+        if p.since is not None and private is None:
+            raise ApiError(
+                ErrorCode.INVALID_PARAMS, data="since applies to the orders and balances channels"
+            )
         if p.channel in self._channels:
             raise ApiError(
                 ErrorCode.ALREADY_SUBSCRIBED,
                 f"already subscribed to {p.channel}; unsubscribe first to start over",
             )
         self._check_subscription_room()
+        if private is None:
+            self._channels[p.channel] = key
+            self._follow_ups.extend(view.subscribe(key, self._id, self._conn, now_ms))
+            return Subscribed(channel=p.channel)
+        # A private stream: from ``since``, or from now with the current balances first. It is
+        # served once this reply is sent, from where the stream stands now (the reply says).
+        streams = view.streams
+        head = streams.subscribe(*private, self._id, self._conn, p.since)
         self._channels[p.channel] = key
-        self._follow_ups.extend(view.subscribe(key, self._id, self._conn, now_ms))
-        return Subscribed(channel=p.channel)
+        if p.since is None:
+            self._follow_ups.extend(view.current(key, now_ms))
+        self._after_reply.append(functools.partial(streams.start, *private, self._id))
+        return Subscribed(channel=p.channel, stream_seq=head)
 
     def _m_unsubscribe(self, p: ChannelParams, now_ms: int) -> bool:
         key = self._channels.pop(p.channel, None)

@@ -6,7 +6,7 @@ instead, which moves only when the engine host publishes a durable batch. So a s
 deltas that follow it always line up, and nothing unacknowledged leaks out.
 
 Channels: ``book.SYMBOL``, ``trades.SYMBOL``, ``ticker.SYMBOL`` (public), ``orders`` and
-``balances`` (private to the subscriber's account).
+``balances`` (private to the subscriber's account, numbered and resumable: ``session/streams.py``).
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ from tradews.domain.instrument import Instrument
 from tradews.domain.ledger import format_atoms
 from tradews.domain.market_stats import RollingStats, StatsSnapshot
 from tradews.engine.events import BalanceChanged, BookChanged, OrderUpdated, TradeExecuted
-from tradews.session.formats import fills_for, order_state, public_trade
+from tradews.session.formats import public_trade
 from tradews.session.ports import InstrumentCatalog
+from tradews.session.streams import PRIVATE_CHANNELS, PrivateStreams, StreamRecord, stream_key
 
 C = TypeVar("C")
 
 PUBLIC_KINDS = ("book", "trades", "ticker")
-PRIVATE_CHANNELS = ("orders", "balances")
 BUY, SELL = 1, 2
 # The depths a book subscription may ask for; each (symbol, depth) is one group of subscribers
 # whose messages are built once, whoever and however many they are.
@@ -109,8 +109,13 @@ class _DepthGroup:
 
 
 class TradingView(Generic[C]):
-    def __init__(self, catalog: InstrumentCatalog) -> None:
+    def __init__(
+        self, catalog: InstrumentCatalog, streams: PrivateStreams[C] | None = None
+    ) -> None:
         self._catalog = catalog
+        # The private channels, orders and balances: numbered, buffered and resumable (without
+        # storage, only as far back as the buffer reaches).
+        self.streams: PrivateStreams[C] = streams or PrivateStreams(catalog)
         self._books: dict[str, _Book] = {}
         self._stats: dict[str, RollingStats] = {}
         self._balances: dict[int, dict[str, tuple[int, int]]] = {}
@@ -136,6 +141,10 @@ class TradingView(Generic[C]):
 
     def seed_trade(self, symbol: str, price: int, quantity: int, at: int) -> None:
         self._stats_of(symbol).observe(price, quantity, at)
+
+    def seed_seq(self, seq: int) -> None:
+        """The engine seq the view starts from: every record stored up to it is published."""
+        self.seq = self.streams.seq = seq
 
     # Reading ------------------------------------------------------------------------------
 
@@ -174,7 +183,7 @@ class TradingView(Generic[C]):
 
         ``depth`` is for book channels only (one of ``BOOK_DEPTHS``; default 100)."""
         if channel in PRIVATE_CHANNELS:
-            key = f"{channel}#{account_id}"
+            key = stream_key(channel, account_id)
         else:
             kind, _, symbol = channel.partition(".")
             if kind not in PUBLIC_KINDS or not symbol:
@@ -198,8 +207,15 @@ class TradingView(Generic[C]):
             raise ApiError(ErrorCode.INVALID_PARAMS, data="depth applies to book channels only")
         return key
 
+    @staticmethod
+    def private(key: str) -> tuple[str, int] | None:
+        """``(channel, account_id)`` of a private channel's key; None for a public one."""
+        channel, _, account = key.partition("#")
+        return (channel, int(account)) if account else None
+
     def subscribe(self, key: str, sub_id: int, conn: C, now_ms: int) -> list[Push]:
-        """Add a subscriber; return what it gets first (a book snapshot, current balances)."""
+        """Add a subscriber to a public channel; return what it gets first (a book snapshot,
+        the current ticker). Private channels are subscribed to through :attr:`streams`."""
         self._subs.setdefault(key, {})[sub_id] = conn
         return self.current(key, now_ms)
 
@@ -216,6 +232,9 @@ class TradingView(Generic[C]):
         return []
 
     def unsubscribe(self, key: str, sub_id: int) -> bool:
+        private = self.private(key)
+        if private is not None:
+            return self.streams.unsubscribe(*private, sub_id)
         subs = self._subs.get(key)
         if subs is None or sub_id not in subs:
             return False
@@ -228,37 +247,33 @@ class TradingView(Generic[C]):
         return True
 
     def subscriber_count(self) -> int:
-        return sum(len(s) for s in self._subs.values())
+        return sum(len(s) for s in self._subs.values()) + self.streams.subscriber_count()
 
     # Publishing ---------------------------------------------------------------------------
 
-    def apply(self, events: Sequence[object], send: Callable[[C, Push], None]) -> None:
-        """Move the view forward by one command's durable events and notify subscribers."""
+    def apply(
+        self,
+        events: Sequence[object],
+        send: Callable[[C, Push], None],
+        records: Sequence[StreamRecord] = (),
+    ) -> None:
+        """Move the view forward by one command's durable events and notify subscribers.
+        ``records`` are the command's private stream messages, numbered by the journal."""
         book_changes: dict[str, list[BookChanged]] = {}
         for e in events:
             if isinstance(e, BookChanged):
                 book_changes.setdefault(e.symbol, []).append(e)
             elif isinstance(e, OrderUpdated):
-                self._on_order(e, send)
+                self._on_order(e)
             elif isinstance(e, TradeExecuted):
                 self._on_trade(e, send)
             elif isinstance(e, BalanceChanged):
                 self._balances.setdefault(e.account_id, {})[e.asset] = (e.available, e.locked)
-                subs = self._subs.get(f"balances#{e.account_id}")
-                if subs:
-                    frame = Push(
-                        "balances",
-                        Balance(
-                            asset=e.asset,
-                            available=format_atoms(e.available),
-                            locked=format_atoms(e.locked),
-                        ),
-                    )
-                    for conn in subs.values():
-                        send(conn, frame)
             seq = getattr(e, "seq", 0)
             if seq > self.seq:
                 self.seq = seq
+        for record in records:
+            self.streams.publish(record, send)
         for symbol, changes in book_changes.items():
             book = self._book(symbol)
             for c in changes:
@@ -274,19 +289,12 @@ class TradingView(Generic[C]):
                     for conn in subs.values():
                         send(conn, delta)
 
-    def _on_order(self, e: OrderUpdated, send: Callable[[C, Push], None]) -> None:
+    def _on_order(self, e: OrderUpdated) -> None:
         mine = self._open.setdefault(e.account_id, {})
         if e.status in ("new", "partially_filled"):
             mine[e.order_id] = e
         else:
             mine.pop(e.order_id, None)
-        subs = self._subs.get(f"orders#{e.account_id}")
-        if subs:
-            inst = self._catalog.get(e.symbol)
-            assert inst is not None
-            frame = Push("orders", order_state(e, inst))
-            for conn in subs.values():
-                send(conn, frame)
 
     def _on_trade(self, t: TradeExecuted, send: Callable[[C, Push], None]) -> None:
         inst = self._catalog.get(t.symbol)
@@ -298,15 +306,6 @@ class TradingView(Generic[C]):
             frame = Push("trades", public_trade(t, inst))
             for conn in subs.values():
                 send(conn, frame)
-        accounts = {t.maker_account_id, t.taker_account_id}
-        for account_id in accounts:
-            subs = self._subs.get(f"orders#{account_id}")
-            if not subs:
-                continue
-            for fill in fills_for(account_id, t, inst):
-                frame = Push("fills", fill)
-                for conn in subs.values():
-                    send(conn, frame)
 
     def publish_tickers(self, now_ms: int, send: Callable[[C, Push], None]) -> None:
         """Send ``ticker.SYMBOL`` to subscribers of the symbols that changed since last time."""

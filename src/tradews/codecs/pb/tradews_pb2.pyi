@@ -127,16 +127,18 @@ class LoginRequest(_message.Message):
     def __init__(self, api_key: _Optional[str] = ..., api_secret: _Optional[str] = ..., timestamp: _Optional[int] = ..., nonce: _Optional[str] = ..., signature: _Optional[str] = ...) -> None: ...
 
 class SubscribeRequest(_message.Message):
-    __slots__ = ("channel", "quotes", "market_data", "depth")
+    __slots__ = ("channel", "quotes", "market_data", "depth", "since")
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     QUOTES_FIELD_NUMBER: _ClassVar[int]
     MARKET_DATA_FIELD_NUMBER: _ClassVar[int]
     DEPTH_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
     channel: str
     quotes: QuoteStreamRequest
     market_data: bool
     depth: int
-    def __init__(self, channel: _Optional[str] = ..., quotes: _Optional[_Union[QuoteStreamRequest, _Mapping]] = ..., market_data: _Optional[bool] = ..., depth: _Optional[int] = ...) -> None: ...
+    since: int
+    def __init__(self, channel: _Optional[str] = ..., quotes: _Optional[_Union[QuoteStreamRequest, _Mapping]] = ..., market_data: _Optional[bool] = ..., depth: _Optional[int] = ..., since: _Optional[int] = ...) -> None: ...
 
 class QuoteStreamRequest(_message.Message):
     __slots__ = ("symbol", "type", "quantity")
@@ -305,20 +307,22 @@ class LoginResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class SubscribeResponse(_message.Message):
-    __slots__ = ("subscription", "symbol", "quantity", "valid_for_ms", "symbols", "interval_ms")
+    __slots__ = ("subscription", "symbol", "quantity", "valid_for_ms", "symbols", "interval_ms", "stream_seq")
     SUBSCRIPTION_FIELD_NUMBER: _ClassVar[int]
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
     QUANTITY_FIELD_NUMBER: _ClassVar[int]
     VALID_FOR_MS_FIELD_NUMBER: _ClassVar[int]
     SYMBOLS_FIELD_NUMBER: _ClassVar[int]
     INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    STREAM_SEQ_FIELD_NUMBER: _ClassVar[int]
     subscription: str
     symbol: str
     quantity: str
     valid_for_ms: int
     symbols: _containers.RepeatedScalarFieldContainer[str]
     interval_ms: int
-    def __init__(self, subscription: _Optional[str] = ..., symbol: _Optional[str] = ..., quantity: _Optional[str] = ..., valid_for_ms: _Optional[int] = ..., symbols: _Optional[_Iterable[str]] = ..., interval_ms: _Optional[int] = ...) -> None: ...
+    stream_seq: int
+    def __init__(self, subscription: _Optional[str] = ..., symbol: _Optional[str] = ..., quantity: _Optional[str] = ..., valid_for_ms: _Optional[int] = ..., symbols: _Optional[_Iterable[str]] = ..., interval_ms: _Optional[int] = ..., stream_seq: _Optional[int] = ...) -> None: ...
 
 class Ack(_message.Message):
     __slots__ = ()
@@ -343,14 +347,16 @@ class CancelAllResponse(_message.Message):
     def __init__(self, order_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Balance(_message.Message):
-    __slots__ = ("asset", "available", "locked")
+    __slots__ = ("asset", "available", "locked", "stream_seq")
     ASSET_FIELD_NUMBER: _ClassVar[int]
     AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     LOCKED_FIELD_NUMBER: _ClassVar[int]
+    STREAM_SEQ_FIELD_NUMBER: _ClassVar[int]
     asset: str
     available: str
     locked: str
-    def __init__(self, asset: _Optional[str] = ..., available: _Optional[str] = ..., locked: _Optional[str] = ...) -> None: ...
+    stream_seq: int
+    def __init__(self, asset: _Optional[str] = ..., available: _Optional[str] = ..., locked: _Optional[str] = ..., stream_seq: _Optional[int] = ...) -> None: ...
 
 class BalancesResponse(_message.Message):
     __slots__ = ("balances",)
@@ -401,7 +407,7 @@ class OrderResponse(_message.Message):
     def __init__(self, order: _Optional[_Union[OrderState, _Mapping]] = ..., fill: _Optional[_Union[Fill, _Mapping]] = ..., orders: _Optional[_Union[OrderList, _Mapping]] = ...) -> None: ...
 
 class OrderState(_message.Message):
-    __slots__ = ("order_id", "client_order_id", "symbol", "side", "type", "price", "quantity", "filled_quantity", "remaining_quantity", "time_in_force", "post_only", "status", "reason", "created_at", "updated_at", "seq")
+    __slots__ = ("order_id", "client_order_id", "symbol", "side", "type", "price", "quantity", "filled_quantity", "remaining_quantity", "time_in_force", "post_only", "status", "reason", "created_at", "updated_at", "seq", "stream_seq")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
@@ -418,6 +424,7 @@ class OrderState(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
+    STREAM_SEQ_FIELD_NUMBER: _ClassVar[int]
     order_id: int
     client_order_id: str
     symbol: str
@@ -434,7 +441,8 @@ class OrderState(_message.Message):
     created_at: int
     updated_at: int
     seq: int
-    def __init__(self, order_id: _Optional[int] = ..., client_order_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., type: _Optional[_Union[OrderType, str]] = ..., price: _Optional[str] = ..., quantity: _Optional[str] = ..., filled_quantity: _Optional[str] = ..., remaining_quantity: _Optional[str] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., post_only: _Optional[bool] = ..., status: _Optional[str] = ..., reason: _Optional[str] = ..., created_at: _Optional[int] = ..., updated_at: _Optional[int] = ..., seq: _Optional[int] = ...) -> None: ...
+    stream_seq: int
+    def __init__(self, order_id: _Optional[int] = ..., client_order_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., type: _Optional[_Union[OrderType, str]] = ..., price: _Optional[str] = ..., quantity: _Optional[str] = ..., filled_quantity: _Optional[str] = ..., remaining_quantity: _Optional[str] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., post_only: _Optional[bool] = ..., status: _Optional[str] = ..., reason: _Optional[str] = ..., created_at: _Optional[int] = ..., updated_at: _Optional[int] = ..., seq: _Optional[int] = ..., stream_seq: _Optional[int] = ...) -> None: ...
 
 class OrderList(_message.Message):
     __slots__ = ("orders",)
@@ -443,7 +451,7 @@ class OrderList(_message.Message):
     def __init__(self, orders: _Optional[_Iterable[_Union[OrderState, _Mapping]]] = ...) -> None: ...
 
 class Fill(_message.Message):
-    __slots__ = ("trade_id", "order_id", "symbol", "side", "price", "quantity", "fee", "fee_asset", "liquidity", "quote_id", "timestamp", "seq")
+    __slots__ = ("trade_id", "order_id", "symbol", "side", "price", "quantity", "fee", "fee_asset", "liquidity", "quote_id", "timestamp", "seq", "stream_seq")
     TRADE_ID_FIELD_NUMBER: _ClassVar[int]
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
@@ -456,6 +464,7 @@ class Fill(_message.Message):
     QUOTE_ID_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
+    STREAM_SEQ_FIELD_NUMBER: _ClassVar[int]
     trade_id: int
     order_id: int
     symbol: str
@@ -468,7 +477,8 @@ class Fill(_message.Message):
     quote_id: str
     timestamp: int
     seq: int
-    def __init__(self, trade_id: _Optional[int] = ..., order_id: _Optional[int] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., price: _Optional[str] = ..., quantity: _Optional[str] = ..., fee: _Optional[str] = ..., fee_asset: _Optional[str] = ..., liquidity: _Optional[str] = ..., quote_id: _Optional[str] = ..., timestamp: _Optional[int] = ..., seq: _Optional[int] = ...) -> None: ...
+    stream_seq: int
+    def __init__(self, trade_id: _Optional[int] = ..., order_id: _Optional[int] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., price: _Optional[str] = ..., quantity: _Optional[str] = ..., fee: _Optional[str] = ..., fee_asset: _Optional[str] = ..., liquidity: _Optional[str] = ..., quote_id: _Optional[str] = ..., timestamp: _Optional[int] = ..., seq: _Optional[int] = ..., stream_seq: _Optional[int] = ...) -> None: ...
 
 class MarketUpdate(_message.Message):
     __slots__ = ("book", "trade", "ticker", "quote", "snapshot")
