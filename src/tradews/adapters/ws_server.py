@@ -457,6 +457,8 @@ class Connection(WebSocketEndpoint):
         if transport is None or transport.is_close_frame_sent:
             return
         transport.underlying_transport.resume_reading()
+        if self._registry.on_drained is not None:
+            self._registry.on_drained()
         if self._stale:
             stale, self._stale = self._stale, set()
             for push in self.session.refresh(stale, self._clock()):
@@ -623,6 +625,9 @@ class Connections:
         self._all: set[Connection] = set()
         self._per_address: dict[str, int] = {}
         self._anonymous: dict[Connection, None] = {}  # in order of arrival: of deadline too
+        # Called when a connection that was behind has caught up (the server resumes what it
+        # paged out for it, such as a private stream's replay).
+        self.on_drained: Callable[[], None] | None = None
 
     def admit(self, conn: Connection) -> str | None:
         """Register ``conn``; return why it must be refused (it is then registered anyway,

@@ -215,6 +215,7 @@ class Server:
             login=LoginPolicy(window_ms=settings.login_window_ms, plain_login=settings.plain_login),
         )
         self.connections = Connections(settings.caps, settings.output)
+        self.connections.on_drained = self._wake_streams_if_behind
         self._check: tuple[int, dict[str, object]] | None = None  # (seq, full state check)
         self._walks: dict[str, RandomWalk] = {}
         self._demo: DemoMarket | None = None
@@ -414,6 +415,12 @@ class Server:
         if not self._streams_pumping:
             self._streams_pumping = True
             asyncio.get_running_loop().call_soon(self._pump_streams)
+
+    def _wake_streams_if_behind(self) -> None:
+        """A connection caught up on its reading: a replay paused for it can go on now rather
+        than at the next pulse."""
+        if self.view.streams.behind:
+            self._wake_streams()
 
     def _pump_streams(self) -> None:
         """Send catching-up subscribers a few pages, then let the loop do other work; go on at
