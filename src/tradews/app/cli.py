@@ -393,7 +393,8 @@ def serve(
         try:
             await server.start()
         except OSError as exc:
-            fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+            where = "" if "admin listener" in str(exc) else f"{host}:{port}: "
+            fail(f"cannot listen on {where}{exc.strerror or exc}")
         url = f"{'wss' if tls else 'ws'}://{host}:{server.port}"
         instruments = ", ".join(i.symbol for i in server.catalog.all()) or "none"
         out.print(f"[bold green]tradews {__version__}[/bold green] listening on {url}")

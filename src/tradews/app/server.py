@@ -262,18 +262,7 @@ class Server:
         await self.host.drain()  # so is the desk's demo inventory
         healthz = (b"/healthz", lambda query: (b"ok\n", "text/plain; charset=utf-8"))
         if self.settings.admin:
-            self._admin = await create_admin_server(
-                dict(
-                    [
-                        healthz,
-                        (b"/metrics", lambda q: (render_metrics(self), CONTENT_TYPE_LATEST)),
-                        (b"/state", lambda q: (self.state_report(q), "application/json")),
-                    ]
-                ),
-                self.settings.admin_token,
-                self.settings.admin_host,
-                self.settings.admin_port,
-            )
+            self._admin = await self._listen_admin(healthz)
         tls = self.settings.tls
         self._server = await create_server(
             listener_factory(
@@ -306,6 +295,28 @@ class Server:
         gc.collect()
         gc.freeze()
         gc.set_threshold(50_000, 20, 20)
+
+    async def _listen_admin(
+        self, healthz: tuple[bytes, Callable[[dict[str, str]], tuple[bytes, str]]]
+    ) -> asyncio.Server:
+        settings = self.settings
+        try:
+            return await create_admin_server(
+                {
+                    healthz[0]: healthz[1],
+                    b"/metrics": lambda q: (render_metrics(self), CONTENT_TYPE_LATEST),
+                    b"/state": lambda q: (self.state_report(q), "application/json"),
+                },
+                settings.admin_token,
+                settings.admin_host,
+                settings.admin_port,
+            )
+        except OSError as exc:
+            raise OSError(
+                exc.errno,
+                f"admin listener {settings.admin_host}:{settings.admin_port}: "
+                f"{exc.strerror or exc} (--admin-port, or --no-admin)",
+            ) from None
 
     async def stop(self) -> None:
         """Stop accepting, finish what is being made durable, tell clients we are going away."""
