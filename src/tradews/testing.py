@@ -42,9 +42,17 @@ class ServerProcess:
 
     @classmethod
     def start(
-        cls, db: Path, *, demo: bool = True, args: tuple[str, ...] = (), timeout: float = 20
+        cls,
+        db: Path,
+        *,
+        demo: bool = True,
+        args: tuple[str, ...] = (),
+        timeout: float = 20,
+        command: str = "serve",
     ) -> ServerProcess:
-        cmd = [sys.executable, "-m", "tradews", "serve", "--db", str(db), "--port", "0"]
+        """Start ``tradews COMMAND`` (``serve``, ``engine`` or ``gateway``) and wait for its
+        banner."""
+        cmd = [sys.executable, "-m", "tradews", command, "--db", str(db), "--port", "0"]
         cmd += ["--admin-port", "0"]
         if demo:
             cmd.append("--demo")
@@ -114,6 +122,79 @@ class ServerProcess:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self.stop()
+
+
+@dataclass
+class Deployment:
+    """A distributed deployment on this machine: one engine and some gateways, on one database
+    and one bus (``nats://127.0.0.1:4222/<namespace>``).
+
+        with Deployment.start(db, bus, gateways=2) as d:
+            client = await Client.connect(d.gateways[0].url)
+    """
+
+    db: Path
+    bus: str
+    engine: ServerProcess
+    gateways: list[ServerProcess] = field(default_factory=list)
+    args: tuple[str, ...] = ()
+
+    @classmethod
+    def start(
+        cls,
+        db: Path,
+        bus: str,
+        *,
+        gateways: int = 2,
+        demo: bool = True,
+        args: tuple[str, ...] = (),
+        engine_args: tuple[str, ...] = (),
+    ) -> Deployment:
+        engine = ServerProcess.start(
+            db, demo=demo, command="engine", args=("--bus", bus, *args, *engine_args)
+        )
+        deployment = cls(db, bus, engine, args=args)
+        try:
+            for _ in range(gateways):
+                deployment.add_gateway()
+        except BaseException:
+            deployment.stop()
+            raise
+        return deployment
+
+    @property
+    def api_key(self) -> str:
+        return self.engine.api_key
+
+    @property
+    def api_secret(self) -> str:
+        return self.engine.api_secret
+
+    def add_gateway(self, *args: str) -> ServerProcess:
+        gateway = ServerProcess.start(
+            self.db, demo=False, command="gateway", args=("--bus", self.bus, *self.args, *args)
+        )
+        self.gateways.append(gateway)
+        return gateway
+
+    def restart_engine(self, *args: str) -> ServerProcess:
+        """Start an engine again (after it stopped or was killed); with the lease free it
+        recovers at once, else it waits as a standby: this returns once it has the lease."""
+        self.engine = ServerProcess.start(
+            self.db, demo=False, command="engine", args=("--bus", self.bus, *self.args, *args)
+        )
+        return self.engine
+
+    def stop(self) -> None:
+        for gateway in self.gateways:
+            gateway.stop()
+        self.engine.stop()
+
+    def __enter__(self) -> Deployment:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 

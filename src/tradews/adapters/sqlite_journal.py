@@ -96,6 +96,8 @@ class JournalEntry:
     events: Sequence[object]
     inbox_id: int | None = None
     inbox_result: str | None = None
+    msg_id: str | None = None
+    reply: bytes | None = None
 
 
 def _connect(path: str | Path) -> sqlite3.Connection:

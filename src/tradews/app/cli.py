@@ -18,6 +18,7 @@ import shutil
 import signal
 import ssl
 import sys
+import time
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
@@ -263,8 +264,20 @@ def serve(
             help="The latest messages of each orders or balances stream also kept in memory."
         ),
     ] = BUFFER_PER_STREAM,
+    bus: Annotated[
+        str | None,
+        typer.Option(
+            envvar="TRADEWS_BUS",
+            help="NATS JetStream URL joining the engine and its gateways "
+            "(nats://host:4222[/namespace]); `tradews engine` and `tradews gateway` only.",
+        ),
+    ] = None,
+    shard: Annotated[
+        str, typer.Option(help="The engine's shard (set of instruments) this process serves.")
+    ] = "main",
+    role: Annotated[str, typer.Option(hidden=True)] = "all",
 ) -> None:
-    """Run the WebSocket server."""
+    """Run the WebSocket server: engine and API in one process (the default deployment)."""
     from tradews.app.demo import seed_demo
     from tradews.app.server import Server, ServerSettings
 
@@ -327,10 +340,30 @@ def serve(
     retention_ms = parse_duration_ms(stream_retention, "--stream-retention")
     if stream_buffer < 1:
         fail("--stream-buffer must be positive")
+    bus_url = None
+    if role == "all" and bus is not None:
+        fail("--bus is for `tradews engine` and `tradews gateway`; `serve` runs both in one process")
+    if role != "all":
+        from tradews.adapters.nats_bus import BusError, check_shard, parse_bus_url
+
+        if bus is None:
+            fail(f"`tradews {role}` needs --bus nats://host:4222 (or TRADEWS_BUS)")
+        try:
+            bus_url = parse_bus_url(bus)
+            check_shard(shard)
+        except BusError as exc:
+            fail(str(exc))
+    if role == "gateway" and demo:
+        fail("--demo goes to the engine (`tradews engine --demo`), which owns the demo market")
     store = open_store(db, key_file)
     lock = ProcessLock(store.path)
-    if not lock.try_acquire():
-        fail(f"another tradews server is running on {store.path} (lock {lock.path})")
+    if role != "gateway" and not lock.try_acquire():
+        if role == "all":
+            fail(f"another tradews server is running on {store.path} (lock {lock.path})")
+        err.print(f"standby: another engine holds {lock.path}; taking over when it stops")
+        while not lock.try_acquire():
+            time.sleep(0.25)
+        err.print("standby: the engine lease is ours; recovering")
     try:
         creds = seed_demo(store, clock.now_ms()) if demo else None
     except StoreError as exc:
@@ -375,33 +408,70 @@ def serve(
         stream_retention_ms=retention_ms,
         stream_buffer=stream_buffer,
         stream_buffer_total=max(stream_buffer, BUFFER_TOTAL),
-    )
-    try:
-        server = Server(settings, store)
-    except Exception as exc:  # a journal that does not replay is not something to serve from
-        logging.getLogger("tradews").exception("start-up failed")
-        fail(f"cannot start: {exc}")
-    since = (
-        "" if server.snapshot_seq is None else f" after the snapshot at seq {server.snapshot_seq}"
-    )
-    err.print(
-        f"engine: replayed {server.replayed} commands{since} in {server.replay_seconds:.2f} s, "
-        f"seq {server.engine.seq}, state {server.state_hash_at_start[:16]}"
+        serve_clients=role != "engine",
     )
 
+    def build(gateway: Any = None) -> Server:
+        try:
+            server = Server(settings, store, gateway=gateway)
+        except Exception as exc:  # a journal that does not replay is not something to serve
+            logging.getLogger("tradews").exception("start-up failed")
+            fail(f"cannot start: {exc}")
+        since = (
+            ""
+            if server.snapshot_seq is None
+            else f" after the snapshot at seq {server.snapshot_seq}"
+        )
+        what = "replica" if gateway is not None else "engine"
+        err.print(
+            f"{what}: replayed {server.replayed} commands{since} in "
+            f"{server.replay_seconds:.2f} s, seq {server.engine.seq}, "
+            f"state {server.state_hash_at_start[:16]}"
+        )
+        return server
+
     async def run() -> None:
+        link: Any = None
+        if bus_url is not None:
+            from tradews.adapters.nats_bus import Bus
+
+            bus_link = Bus(bus_url, name=f"tradews-{role}-{shard}")
+            if role == "gateway":
+                from tradews.app.gateway import GatewayLink
+
+                link = GatewayLink(bus_link, shard)
+                await link.follow()
+            else:
+                from tradews.app.engine_node import EngineLink
+
+        server = build(link if role == "gateway" else None)
         try:
             await server.start()
         except OSError as exc:
             where = "" if "admin listener" in str(exc) else f"{host}:{port}: "
             fail(f"cannot listen on {where}{exc.strerror or exc}")
-        url = f"{'wss' if tls else 'ws'}://{host}:{server.port}"
+        engine_link = None
+        if role == "engine":
+            engine_link = EngineLink(server, bus_link, shard, now_ms=clock.now_ms)
+            await engine_link.start()
         instruments = ", ".join(i.symbol for i in server.catalog.all()) or "none"
-        out.print(f"[bold green]tradews {__version__}[/bold green] listening on {url}")
+        if role == "engine":
+            url = bus or ""
+            out.print(
+                f"[bold green]tradews {__version__}[/bold green] engine for shard {shard} "
+                f"on {url}"
+            )
+        else:
+            url = f"{'wss' if tls else 'ws'}://{host}:{server.port}"
+            out.print(f"[bold green]tradews {__version__}[/bold green] listening on {url}")
         out.print(f"database: {store.path}  instruments: {instruments}")
         if server.admin_port is not None:
             out.print(f"admin: http://{admin_host}:{server.admin_port} (/metrics, /state)")
-        if creds is not None:
+        if creds is not None and role == "engine":
+            out.print("\n[bold]Demo account[/bold] 'demo': log in on any gateway with")
+            out.print(f"  apiKey:    {creds.api_key}")
+            out.print(f"  apiSecret: {creds.api_secret}")
+        if creds is not None and role == "all":
             out.print("\n[bold]Demo account[/bold] 'demo' (enterprise tier). A new key each start:")
             out.print(f"  apiKey:    {creds.api_key}")
             out.print(f"  apiSecret: {creds.api_secret}")
@@ -450,12 +520,44 @@ def serve(
             )
             raise typer.Exit(3)
         err.print("stopping: finishing journal writes, closing connections")
+        if engine_link is not None:
+            await engine_link.stop()
         await server.stop()
         err.print(f"stopped at seq {server.engine.seq}, state {server.engine.state_hash()[:16]}")
 
     _run_async(run())
     store.close()
-    lock.release()
+    if role != "gateway":
+        lock.release()
+
+
+def _role_command(role: str, doc: str) -> None:
+    """``tradews engine`` and ``tradews gateway``: ``serve`` with its role set (same options)."""
+    import inspect
+
+    signature = inspect.signature(serve)
+    params = [p for p in signature.parameters.values() if p.name != "role"]
+
+    def command(**kwargs: Any) -> None:
+        serve(**kwargs, role=role)
+
+    command.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    command.__annotations__ = {k: v for k, v in serve.__annotations__.items() if k != "role"}
+    command.__doc__ = doc
+    app.command(name=role)(command)
+
+
+_role_command(
+    "engine",
+    "Run the engine of a distributed deployment: the single writer of its shard, taking "
+    "commands from the bus (--bus) and publishing its journal to the gateways. A second one "
+    "started on the same database waits as a standby.",
+)
+_role_command(
+    "gateway",
+    "Run a gateway of a distributed deployment: the WebSocket API, sending commands to the "
+    "engine over the bus (--bus). Run as many as you need.",
+)
 
 
 def command_name() -> str:

@@ -68,6 +68,8 @@ class EngineHost:
         self.closed = False  # after close(): no more commands
         # Called after each durable batch (the server uses it to decide when to snapshot).
         self.after_batch: Callable[[], None] | None = None
+        # Called with each durable batch's entries, in order (the engine role publishes them).
+        self.after_durable: Callable[[list[JournalEntry]], None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
         self.batches = 0
@@ -80,6 +82,7 @@ class EngineHost:
         *,
         inbox_id: int | None = None,
         inbox_result: Callable[[Result], str] | None = None,
+        msg_id: str | None = None,
     ) -> bool:
         """Apply ``command``; ``reply`` gets its result once it is durable.
 
@@ -106,7 +109,9 @@ class EngineHost:
             self._on_fatal(exc)
             return False
         outcome = None if inbox_result is None else inbox_result(result)
-        entry = JournalEntry(self.engine.seq, command.at, blob, events, inbox_id, outcome)
+        entry = JournalEntry(
+            self.engine.seq, command.at, blob, events, inbox_id, outcome, msg_id=msg_id
+        )
         self._parked.append(_Parked(entry, result, reply))
         self.commands += 1
         self._schedule()
@@ -216,6 +221,13 @@ class EngineHost:
                     publish(parked.entry.events, stream)
                 except Exception:
                     log.exception("publishing events failed")
+        if self.after_durable is not None:
+            durable = [p.entry for p in batch if p.entry is not None]
+            if durable:
+                try:
+                    self.after_durable(durable)
+                except Exception:
+                    log.exception("after-durable hook failed")
         if self.after_batch is not None:
             try:
                 self.after_batch()

@@ -37,6 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -61,6 +62,7 @@ from tradews.app.catalog import Catalog
 from tradews.app.demo import start_ticks
 from tradews.app.demo_market import MAKER, TAKER, DemoMarket, funding
 from tradews.app.engine_host import EngineHost, recover
+from tradews.app.replica import BusTrading
 from tradews.app.metrics import render as render_metrics
 from tradews.app.openrpc import openrpc_raw
 from tradews.app.pricing import DEFAULT_MAX_AGE_MS, DeskPricer, ReferencePrices
@@ -70,7 +72,13 @@ from tradews.domain.ledger import format_atoms
 from tradews.domain.orders import Side
 from tradews.domain.pricing import DEFAULT_BAND_BPS
 from tradews.domain.random_walk import RandomWalk
-from tradews.engine.commands import AnyCommand, EndSession, ExpireDeadlines, decoder
+from tradews.engine.commands import (
+    AnyCommand,
+    EndSession,
+    ExpireDeadlines,
+    ListInstrument,
+    decoder,
+)
 from tradews.engine.engine import Rejected, Result
 from tradews.session.limits import RateLimiter, RateLimits
 from tradews.session.login import DEFAULT_WINDOW_MS, LoginPolicy
@@ -84,6 +92,9 @@ from tradews.session.streams import (
     StreamRecord,
 )
 from tradews.session.view import TradingView
+
+if TYPE_CHECKING:
+    from tradews.app.gateway import GatewayLink
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +144,8 @@ class ServerSettings:
     stream_retention_ms: int = 7 * DAY_MS
     stream_buffer: int = BUFFER_PER_STREAM
     stream_buffer_total: int = BUFFER_TOTAL
+    # False for the engine role of a distributed deployment: its clients are the gateways'.
+    serve_clients: bool = True
 
 
 def result_text(result: Result) -> str:
@@ -148,6 +161,7 @@ class Server:
         settings: ServerSettings,
         store: SqliteStore,
         *,
+        gateway: GatewayLink | None = None,
         now_ms: Callable[[], int] = clock.now_ms,
     ) -> None:
         self.settings = settings
@@ -196,8 +210,18 @@ class Server:
             ),
         )
         self.market: MarketDataDesk[Connection] = MarketDataDesk(self.view, self.catalog.all)
-        self.host = EngineHost(self.engine, self.journal, self._publish, self._fatal)
-        self.host.after_batch = self._snapshot_if_due
+        # All-in-one and engine role: the engine host applies and journals. Gateway role: the
+        # commands go to the engine over the bus, and a replica follows its log.
+        self.gateway = gateway
+        self.engine_host: EngineHost | None = None
+        self.host: EngineHost | BusTrading
+        if gateway is None:
+            self.host = self.engine_host = EngineHost(
+                self.engine, self.journal, self._publish, self._fatal
+            )
+            self.engine_host.after_batch = self._snapshot_if_due
+        else:
+            self.host = gateway.attach(self)
         self.services: Services[Connection] = Services(
             authenticator=store,
             instruments=self.catalog,
@@ -226,8 +250,8 @@ class Server:
         self._inbox_in_flight: set[int] = set()
         self._pruned_at = 0
         self.fatal = asyncio.Event()
-        if self.replayed >= settings.snapshot_every:  # spare the next start this replay
-            self.take_snapshot()
+        if gateway is None and self.replayed >= settings.snapshot_every:
+            self.take_snapshot()  # spare the next start this replay
 
     def _seed_view(self, now: int) -> None:
         engine = self.engine
@@ -242,6 +266,12 @@ class Server:
             self.view.seed_trade(t.symbol, t.price, t.quantity, t.at)
 
     @property
+    def role(self) -> str:
+        if self.gateway is not None:
+            return "gateway"
+        return "all" if self.settings.serve_clients else "engine"
+
+    @property
     def port(self) -> int:
         assert self._server is not None
         return int(self._server.sockets[0].getsockname()[1])
@@ -253,37 +283,45 @@ class Server:
         return int(self._admin.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
-        if self.settings.demo:
-            self._start_demo()
-        # Every connection of the previous run is gone: cancel its sessions' orders, and fire
-        # the switches that came due while the server was down, before any client is served.
-        self.end_sessions()
-        self.expire_deadlines()
-        await self.host.drain()  # so is the desk's demo inventory
+        if self.engine_host is not None:
+            if self.settings.demo:
+                self._start_demo()
+            # Every connection of the previous run is gone: cancel its sessions' orders, and
+            # fire the switches that came due while it was down, before any client is served.
+            self.end_sessions()
+            self.expire_deadlines()
+            self._reload_instruments()  # journal the listing of any the store has and it has not
+            await self.engine_host.drain()  # so is the desk's demo inventory
+        if self.gateway is not None:
+            await self.gateway.start()
         healthz = (b"/healthz", lambda query: (b"ok\n", "text/plain; charset=utf-8"))
         if self.settings.admin:
             self._admin = await self._listen_admin(healthz)
         tls = self.settings.tls
-        self._server = await create_server(
-            listener_factory(
-                self.services,
-                self.connections,
-                self._now_ms,
-                dict([healthz]),
-                OriginPolicy(self.settings.allowed_origins, secure=tls is not None),
-            ),
-            self.settings.host,
-            self.settings.port,
-            tls=tls,
-            ping_interval=self.settings.ping_interval,
-            ping_timeout=self.settings.ping_timeout,
-        )
+        if self.settings.serve_clients:
+            self._server = await create_server(
+                listener_factory(
+                    self.services,
+                    self.connections,
+                    self._now_ms,
+                    dict([healthz]),
+                    OriginPolicy(self.settings.allowed_origins, secure=tls is not None),
+                ),
+                self.settings.host,
+                self.settings.port,
+                tls=tls,
+                ping_interval=self.settings.ping_interval,
+                ping_timeout=self.settings.ping_timeout,
+            )
         loops: list[tuple[Callable[[], None], float]] = [
             (self._pulse, self.settings.tick_interval),
             (self._publish_market_data, self.settings.market_data_interval),
             (self._watch, self.settings.watch_interval),
-            (self.expire_deadlines, self.settings.watch_interval),
         ]
+        if self.engine_host is not None:
+            loops.append((self.expire_deadlines, self.settings.watch_interval))
+        if self.gateway is not None:
+            loops.append((self.gateway.trading.expire, 0.25))
         if self._demo is not None and self.settings.demo_traders:
             loops.append((self._demo_requote, 0.5))
             loops.append((self._demo_take, 1.0))
@@ -329,18 +367,26 @@ class Server:
             self._server.close()
         if self._admin is not None:
             self._admin.close()
-        # Every connection is about to close: their cancel-on-disconnect sessions end now, so
-        # that the cancels are journaled before the last snapshot, not at the next start.
-        self.end_sessions()
-        await self.host.drain()
-        self._tasks = []
-        if self.host.failed is None:
-            self.take_snapshot()
-        self.host.close()  # the sessions closing below have nothing left to submit
+        host = self.engine_host
+        if host is not None:
+            # Every connection is about to close: their cancel-on-disconnect sessions end now,
+            # so that the cancels are journaled before the last snapshot, not at the next start.
+            self.end_sessions()
+            await host.drain()
+            self._tasks = []
+            if host.failed is None:
+                self.take_snapshot()
+            host.close()  # the sessions closing below have nothing left to submit
+        else:
+            self._tasks = []
         for conn in list(self.connections):
             conn.close(CloseCode.GOING_AWAY, "server shutting down")
         if self._server is not None:
             await self._server.wait_closed()
+        if self.gateway is not None:
+            # The closed connections' sessions have ended over the bus (cancel-on-disconnect):
+            # let those commands reach the engine, then leave.
+            await self.gateway.stop()
         self.journal.close()
         self.archive.close()
 
@@ -361,6 +407,8 @@ class Server:
             await asyncio.sleep(delay)
 
     def _snapshot_if_due(self) -> None:
+        if self.engine_host is None:
+            return
         if self.engine.seq - self._snapshot_at >= self.settings.snapshot_every:
             self.take_snapshot()
 
@@ -369,11 +417,11 @@ class Server:
         at once; while serving, the engine host stores it with the batch that completes it, so
         a stored snapshot never runs ahead of the journal however busy the engine is."""
         engine = self.engine
-        if engine.seq == self._snapshot_at:
+        if engine.seq == self._snapshot_at or self.engine_host is None:
             return
         started = time.perf_counter()
         if self._tasks:  # serving
-            self.host.snapshot(self._now_ms())
+            self.engine_host.snapshot(self._now_ms())
         else:
             self.journal.save_snapshot(
                 engine.seq, self._now_ms(), engine.state_hash(), engine.snapshot()
@@ -391,6 +439,7 @@ class Server:
         sequence and hash as the one that stopped."""
         engine = self.engine
         report: dict[str, object] = {
+            "role": self.role,
             "seq": engine.seq,
             "durable": not self.host.busy,
             "openOrders": len(engine.open_orders),
@@ -421,6 +470,16 @@ class Server:
     def _publish(self, events: Sequence[object], records: Sequence[StreamRecord]) -> None:
         self.view.apply(events, _send, records)
 
+    view_publish = _publish  # what a gateway's replica feeds its applied entries to
+
+    def instruments_changed(self) -> None:
+        """An instrument was listed (a gateway's replica applied the engine's listing)."""
+        self._reload_instruments()
+
+    def halt(self, error: BaseException) -> None:
+        """Stop trading for good: the process exits and its restart rebuilds the state."""
+        self._fatal(error)
+
     def _wake_streams(self) -> None:
         """A private stream subscriber has messages to catch up on: pump soon."""
         if not self._streams_pumping:
@@ -446,8 +505,10 @@ class Server:
         """Have the journal index the private streams' newest messages and prune a chunk of
         those older than the retention; not while a subscriber is catching up (it may be
         reading the oldest). With nothing to do, the batch writes nothing."""
+        if self.engine_host is None:
+            return
         before = now - self.settings.stream_retention_ms
-        self.host.maintain_streams(_PRUNE_NOTHING if self.view.streams.behind else before)
+        self.engine_host.maintain_streams(_PRUNE_NOTHING if self.view.streams.behind else before)
 
     def _fatal(self, error: BaseException) -> None:
         log.critical("trading halted (%r): the restart rebuilds the state from the journal", error)
@@ -455,7 +516,8 @@ class Server:
 
     def submit(self, command: AnyCommand) -> None:
         """Submit an internal command (demo, funding); failures are logged, not raised."""
-        self.host.submit(command, _log_rejection)
+        assert self.engine_host is not None
+        self.engine_host.submit(command, _log_rejection)
 
     # Liveness -------------------------------------------------------------------------------
 
@@ -551,7 +613,9 @@ class Server:
         if now - self._pruned_at >= 10_000:
             self.services.rates.prune(now)
             self._pruned_at = now
-        if now - self._streams_kept_at >= STREAM_UPKEEP_MS or self.journal.prune_pending:
+        if self.engine_host is not None and (
+            now - self._streams_kept_at >= STREAM_UPKEEP_MS or self.journal.prune_pending
+        ):
             self._streams_kept_at = now
             self._maintain_streams(now)
         version = self.store.data_version()
@@ -560,7 +624,8 @@ class Server:
         if changed:
             self._reload_instruments()
             self.reference_prices.set_operator_prices(self.store.reference_prices())
-            self._take_inbox()
+            if self.engine_host is not None:
+                self._take_inbox()
         live = {c: c.session.principal for c in self.connections if c.session.principal is not None}
         if not live:
             return
@@ -575,14 +640,15 @@ class Server:
                 conn.close(CloseCode.POLICY_VIOLATION, "api key revoked")
 
     def _reload_instruments(self) -> None:
+        """List the store's new instruments. The engine journals each listing (so a replica
+        lists it at the same point); a gateway's catalog shows what its replica has listed."""
         instruments = self.store.list_instruments()
-        for inst in instruments:
-            if inst.symbol not in self.engine.markets:
-                try:
-                    self.engine.list_instrument(inst)
-                except ValueError as exc:
-                    log.error("cannot list %s: %s", inst.symbol, exc)
-                    continue
+        if self.engine_host is not None:
+            for inst in instruments:
+                if inst.symbol not in self.engine.markets:
+                    self.submit(ListInstrument.of(self._now_ms(), inst))
+                    if inst.symbol not in self.engine.markets:
+                        log.error("cannot list %s (see the log)", inst.symbol)
         self.catalog.replace([i for i in instruments if i.symbol in self.engine.markets])
         if self.settings.demo:
             self._sync_walks()
@@ -598,7 +664,8 @@ class Server:
                 continue
             command = msgspec.structs.replace(command, at=self._now_ms())  # the engine's time
             self._inbox_in_flight.add(inbox_id)
-            self.host.submit(
+            assert self.engine_host is not None
+            self.engine_host.submit(
                 command,
                 lambda _r, i=inbox_id: self._inbox_in_flight.discard(i),  # type: ignore[misc]
                 inbox_id=inbox_id,

@@ -7,6 +7,8 @@ Prices are ticks, quantities lots, amounts atoms (10^-8 of a unit).
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 
@@ -100,6 +102,33 @@ class ExpireDeadlines(Command, frozen=True, tag="expire_deadlines"):
     account's open orders, and disarm it."""
 
 
+class ListInstrument(Command, frozen=True, tag="list"):
+    """Make an instrument tradable from this point of the journal on (a no-op if it is listed).
+
+    Journaled so that every replica lists it at the same point of the sequence as the engine:
+    an order on it before this command is refused everywhere, and accepted everywhere after.
+    Decimal fields are strings, as the store keeps them."""
+
+    symbol: str
+    base: str
+    quote: str
+    tick: str
+    lot: str
+    min_size: str
+    max_size: str | None
+    quote_size: str
+    spread_bps: str
+
+    @classmethod
+    def of(cls, at: int, inst: Any) -> ListInstrument:
+        """The command listing ``inst`` (a ``domain.instrument.Instrument``)."""
+        return cls(
+            at, inst.symbol, inst.base, inst.quote, str(inst.tick), str(inst.lot),
+            str(inst.min_size), None if inst.max_size is None else str(inst.max_size),
+            str(inst.quote_size), str(inst.spread_bps),
+        )  # fmt: skip
+
+
 AnyCommand = (
     PlaceOrder
     | CancelOrder
@@ -111,6 +140,7 @@ AnyCommand = (
     | EndSession
     | CancelAllAfter
     | ExpireDeadlines
+    | ListInstrument
 )
 
 encoder = msgspec.msgpack.Encoder()

@@ -42,6 +42,7 @@ import heapq
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -61,6 +62,7 @@ from tradews.engine.commands import (
     Deposit,
     EndSession,
     ExpireDeadlines,
+    ListInstrument,
     PlaceOrder,
     Withdraw,
 )
@@ -189,6 +191,26 @@ class Engine:
         self.markets[inst.symbol] = Market.of(inst)
         self.books[inst.symbol] = OrderBook(inst.symbol)
 
+    def _list(self, c: ListInstrument) -> Result:
+        if c.symbol in self.markets:
+            return Done()
+        try:
+            inst = Instrument(
+                c.symbol,
+                c.base,
+                c.quote,
+                Decimal(c.tick),
+                Decimal(c.lot),
+                Decimal(c.min_size),
+                None if c.max_size is None else Decimal(c.max_size),
+                Decimal(c.quote_size),
+                Decimal(c.spread_bps),
+            )
+            self.list_instrument(inst)
+        except (ValueError, ArithmeticError) as exc:
+            return Rejected(Reject.UNKNOWN_SYMBOL, f"cannot list {c.symbol}: {exc}")
+        return Done()
+
     # The one entry point --------------------------------------------------------------------
 
     def apply(self, cmd: AnyCommand) -> tuple[Result, list[Event]]:
@@ -218,6 +240,8 @@ class Engine:
             result = self._cancel_all_after(cmd)
         elif isinstance(cmd, ExpireDeadlines):
             result = self._expire_deadlines()
+        elif isinstance(cmd, ListInstrument):
+            result = self._list(cmd)
         else:  # pragma: no cover - the decoder admits nothing else
             raise TypeError(f"unknown command {cmd!r}")
         self._flush_touched()

@@ -1,0 +1,290 @@
+"""The engine and its gateways joined over NATS JetStream.
+
+Two streams per deployment (``<ns>`` is the bus URL's path, ``tradews`` by default):
+
+- ``<NS>_COMMANDS`` (subjects ``<ns>.cmd.<shard>``): what gateways ask an engine to do. Each
+  message is one command (``engine.commands.encoder``) with a ``Nats-Msg-Id`` header unique to
+  the request; JetStream drops a repeat of an id within its duplicate window, and the engine
+  drops a redelivery of one it already journaled (the id is journaled with the command), so a
+  command retried after any fault is applied once. The engine reads it through a durable pull
+  consumer and acknowledges a message only once its command is durable, so a command an engine
+  took and died on is delivered again to the next one.
+- ``<NS>_LOG`` (subjects ``<ns>.log.<shard>``): the journal's tail, published by the engine after
+  each durable batch, in sequence order: ``[seq, msg_id, command]`` per entry, ``Nats-Msg-Id``
+  ``<shard>:<seq>`` (so republishing after a failover repeats nothing). Gateways replay it into a
+  replica of the engine (see ``app/replica.py``).
+
+Everything here is transport. What a message means is decided by the app layer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+
+log = logging.getLogger(__name__)
+
+MSG_ID = "Nats-Msg-Id"
+DUPLICATE_WINDOW_S = 120.0  # JetStream's de-duplication window for command ids
+LOG_MAX_AGE_S = 24 * 3600.0  # how long the log keeps entries (a gateway reads the rest from the store)
+ACK_WAIT_S = 30.0  # a command taken and not acknowledged within this is delivered again
+FETCH_BATCH = 256
+
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
+_log_encoder = msgspec.msgpack.Encoder()
+_log_decoder = msgspec.msgpack.Decoder(tuple[int, str, bytes])
+
+
+class BusError(Exception):
+    """The bus URL is wrong, or NATS cannot be reached or refused a request."""
+
+
+@dataclass(frozen=True, slots=True)
+class BusUrl:
+    servers: str  # nats://host:port
+    namespace: str
+
+    @property
+    def commands_stream(self) -> str:
+        return f"{self.namespace.upper()}_COMMANDS"
+
+    @property
+    def log_stream(self) -> str:
+        return f"{self.namespace.upper()}_LOG"
+
+    def command_subject(self, shard: str) -> str:
+        return f"{self.namespace}.cmd.{shard}"
+
+    def log_subject(self, shard: str) -> str:
+        return f"{self.namespace}.log.{shard}"
+
+
+def parse_bus_url(text: str) -> BusUrl:
+    """``nats://host:port[/namespace]`` (the namespace separates deployments on one NATS)."""
+    parts = urlsplit(text)
+    if parts.scheme not in ("nats", "tls") or not parts.hostname:
+        raise BusError(f"a bus URL looks like nats://host:4222[/namespace], got {text!r}")
+    namespace = parts.path.strip("/") or "tradews"
+    if not _NAME.fullmatch(namespace):
+        raise BusError(f"the bus namespace must be 1-32 of A-Z a-z 0-9 _ -, got {namespace!r}")
+    netloc = parts.netloc
+    return BusUrl(f"{parts.scheme}://{netloc}", namespace)
+
+
+def check_shard(name: str) -> str:
+    if not _NAME.fullmatch(name):
+        raise BusError(f"a shard name is 1-32 of A-Z a-z 0-9 _ -, got {name!r}")
+    return name
+
+
+def encode_log(seq: int, msg_id: str | None, command: bytes) -> bytes:
+    return _log_encoder.encode((seq, msg_id or "", command))
+
+
+def decode_log(data: bytes) -> tuple[int, str, bytes]:
+    return _log_decoder.decode(data)
+
+
+@dataclass(slots=True)
+class Command:
+    """A command message taken by the engine; ``ack`` once it is durable (or a duplicate)."""
+
+    data: bytes
+    msg_id: str
+    redelivered: bool
+    ack: Callable[[], Awaitable[None]]
+
+
+class Bus:
+    """One NATS connection and the JetStream streams of a deployment."""
+
+    def __init__(self, url: BusUrl, *, name: str) -> None:
+        self.url = url
+        self._name = name
+        self._nc: Any = None
+        self._js: Any = None
+        self.connected = asyncio.Event()
+
+    async def connect(self, *, wait: bool = True) -> None:
+        """Connect, retrying every second while NATS is unreachable (``wait``), then make sure
+        the streams exist. Later disconnections are retried for ever by the client library."""
+        import nats  # imported here: only a deployment with a bus needs the client library
+
+        async def disconnected() -> None:
+            self.connected.clear()
+            log.warning("bus: lost NATS at %s; reconnecting", self.url.servers)
+
+        async def reconnected() -> None:
+            self.connected.set()
+            log.warning("bus: NATS at %s is back", self.url.servers)
+
+        async def error(exc: Exception) -> None:
+            log.debug("bus: %r", exc)
+
+        announced = False
+        while True:
+            try:
+                self._nc = await nats.connect(
+                    servers=[self.url.servers],
+                    name=self._name,
+                    connect_timeout=2,
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
+                    disconnected_cb=disconnected,
+                    reconnected_cb=reconnected,
+                    error_cb=error,
+                )
+                break
+            except Exception as exc:
+                if not wait:
+                    raise BusError(f"cannot reach NATS at {self.url.servers}: {exc}") from None
+                if not announced:
+                    log.warning("bus: waiting for NATS at %s (%s)", self.url.servers, exc)
+                    announced = True
+                await asyncio.sleep(1.0)
+        self._js = self._nc.jetstream()
+        await self._ensure_streams()
+        self.connected.set()
+
+    async def _ensure_streams(self) -> None:
+        from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+
+        url = self.url
+        configs = [
+            StreamConfig(
+                name=url.commands_stream,
+                subjects=[f"{url.namespace}.cmd.>"],
+                retention=RetentionPolicy.WORK_QUEUE,
+                storage=StorageType.FILE,
+                duplicate_window=DUPLICATE_WINDOW_S,
+            ),
+            StreamConfig(
+                name=url.log_stream,
+                subjects=[f"{url.namespace}.log.>"],
+                retention=RetentionPolicy.LIMITS,
+                storage=StorageType.FILE,
+                duplicate_window=DUPLICATE_WINDOW_S,
+                max_age=LOG_MAX_AGE_S,
+            ),
+        ]
+        for config in configs:
+            try:
+                await self._js.stream_info(config.name)
+            except Exception:
+                try:
+                    await self._js.add_stream(config)
+                except Exception as exc:
+                    raise BusError(f"cannot create the JetStream stream {config.name}: {exc}") from None
+
+    async def close(self) -> None:
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                await self._nc.drain()
+            self._nc = None
+
+    async def delete_streams(self) -> None:
+        """Remove this namespace's streams (tests, and `tradews bus reset`)."""
+        for name in (self.url.commands_stream, self.url.log_stream):
+            with contextlib.suppress(Exception):
+                await self._js.delete_stream(name)
+
+    # Gateway side ------------------------------------------------------------------------------
+
+    async def send_command(self, shard: str, msg_id: str, data: bytes) -> None:
+        """Store a command in the commands stream (returns once JetStream has it)."""
+        await self._js.publish(
+            self.url.command_subject(shard), data, timeout=5.0, headers={MSG_ID: msg_id}
+        )
+
+    async def follow_log(
+        self, shard: str, on_entry: Callable[[int, str, bytes], None]
+    ) -> Callable[[], Awaitable[None]]:
+        """Deliver every log entry published from now on, in order, to ``on_entry``. An ordered
+        consumer: after a NATS outage it resumes where it stopped, so nothing is skipped.
+        Returns a function that stops following."""
+        from nats.js.api import DeliverPolicy
+
+        async def deliver(msg: Any) -> None:
+            try:
+                seq, msg_id, command = decode_log(msg.data)
+            except msgspec.DecodeError:
+                log.error("bus: an undecodable log entry on %s", msg.subject)
+                return
+            on_entry(seq, msg_id, command)
+
+        sub = await self._js.subscribe(
+            self.url.log_subject(shard),
+            stream=self.url.log_stream,
+            cb=deliver,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.NEW,
+            idle_heartbeat=1.0,
+            pending_msgs_limit=1_000_000,
+            pending_bytes_limit=1 << 30,
+        )
+        return sub.unsubscribe  # type: ignore[no-any-return]
+
+    # Engine side -------------------------------------------------------------------------------
+
+    async def take_commands(self, shard: str) -> Any:
+        """The engine's durable consumer of its shard's commands (one per shard: a standby that
+        takes over continues from the same consumer)."""
+        from nats.js.api import AckPolicy, ConsumerConfig
+
+        return await self._js.pull_subscribe(
+            self.url.command_subject(shard),
+            durable=f"engine-{shard}",
+            stream=self.url.commands_stream,
+            config=ConsumerConfig(
+                ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_S, max_ack_pending=100_000
+            ),
+        )
+
+    async def fetch(self, consumer: Any, timeout: float = 1.0) -> list[Command]:
+        """The commands waiting (up to a batch), or an empty list after ``timeout``."""
+        import nats.errors
+
+        try:
+            msgs = await consumer.fetch(FETCH_BATCH, timeout=timeout)
+        except (nats.errors.TimeoutError, asyncio.TimeoutError):
+            return []
+        return [
+            Command(
+                m.data,
+                (m.headers or {}).get(MSG_ID, ""),
+                m.metadata.num_delivered > 1,
+                m.ack,
+            )
+            for m in msgs
+        ]
+
+    async def last_logged(self, shard: str) -> int:
+        """The engine seq of the newest entry in the shard's log (0 if it has none)."""
+        try:
+            msg = await self._js.get_last_msg(self.url.log_stream, self.url.log_subject(shard))
+        except Exception as exc:
+            if "no message found" in str(exc).lower() or "not found" in str(exc).lower():
+                return 0
+            raise
+        return decode_log(msg.data)[0]
+
+    async def publish_log(self, shard: str, entries: Sequence[tuple[int, str | None, bytes]]) -> None:
+        """Publish journaled entries in order; returns once JetStream has stored every one."""
+        subject = self.url.log_subject(shard)
+        js = self._js
+        acks = [
+            await js.publish_async(
+                subject, encode_log(seq, msg_id, blob), headers={MSG_ID: f"{shard}:{seq}"}
+            )
+            for seq, msg_id, blob in entries
+        ]
+        await asyncio.gather(*acks)

@@ -1,0 +1,91 @@
+"""The gateway role: the WebSocket API of a distributed deployment, for one engine (shard).
+
+A gateway is the all-in-one server without its engine host: sessions, codecs, streams, the RFQ
+desk and the market-data desk are the same code. What changes is where commands go and where
+the state comes from (``app/replica.py``): commands go into the bus's commands stream; the
+engine's log comes back and is applied to a replica, which feeds the view and answers requests.
+
+Start-up order matters and lives here: follow the log (holding entries), *then* let the server
+recover the replica from the store, then apply what was held, then listen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from tradews.adapters.nats_bus import Bus
+from tradews.app.replica import BusTrading, Replica, StreamNumbers
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from tradews.app.server import Server
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE_S = 2.0  # at a stop, how long the last commands (ended sessions) get to reach NATS
+
+
+class GatewayLink:
+    def __init__(self, bus: Bus, shard: str, *, timeout_ms: int = 10_000) -> None:
+        self.bus = bus
+        self.shard = shard
+        self.timeout_ms = timeout_ms
+        self._server: Server | None = None
+        self.replica = Replica(resolved=self._resolved, on_fatal=self._fatal)
+        self.trading: BusTrading | None = None  # set by attach()
+        self._unfollow: Callable[[], Awaitable[None]] | None = None
+
+    async def follow(self) -> None:
+        """Connect to the bus and follow the engine's log; call before building the server."""
+        await self.bus.connect()
+        self._unfollow = await self.bus.follow_log(self.shard, self.replica.on_entry)
+
+    def attach(self, server: Server) -> BusTrading:
+        """The server's trading port (called while the server is being built)."""
+        self._server = server
+        bus, shard = self.bus, self.shard
+        self.trading = BusTrading(
+            lambda msg_id, blob: bus.send_command(shard, msg_id, blob),
+            self.replica,
+            connected=bus.connected.is_set,
+            timeout_ms=self.timeout_ms,
+        )
+        return self.trading
+
+    async def start(self) -> None:
+        """The server has recovered the replica and seeded its view: go live."""
+        server = self._server
+        assert server is not None
+        self.replica.start(
+            server.engine,
+            read_journal=server.journal.read,
+            numbers=StreamNumbers(server.archive),
+            publish=server.view_publish,
+            listed=server.instruments_changed,
+        )
+        log.info(
+            "gateway: replica at seq %d following %s", server.engine.seq, self.bus.url.log_stream
+        )
+
+    def _resolved(self, msg_id: str, result: object) -> None:
+        if self.trading is not None:
+            self.trading.resolved(msg_id, result)  # type: ignore[arg-type]
+
+    def _fatal(self, error: BaseException) -> None:
+        if self._server is not None:
+            self._server.halt(error)
+
+    async def stop(self) -> None:
+        trading = self.trading
+        if trading is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(trading.flush(), STOP_GRACE_S)
+            await trading.close()
+        if self._unfollow is not None:
+            with contextlib.suppress(Exception):
+                await self._unfollow()
+        await self.bus.close()
