@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from tradews.client import Client
-from tradews.testing import ServerProcess
+from tradews.testing import (
+    NATS_URL,
+    Deployment,
+    ServerProcess,
+    drop_bus,
+    fresh_bus_url,
+    nats_reachable,
+)
 
 REQUIRE_SERVICES = os.environ.get("TRADEWS_REQUIRE_SERVICES") == "1"
 
@@ -24,12 +31,27 @@ def require(available: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One demo server shared by the tests that do not change its configuration."""
+@pytest.fixture(scope="session", params=["serve", "gateway"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """One demo server shared by the tests that do not change its configuration, in both
+    deployments: the all-in-one ``tradews serve``, and a gateway of an engine + gateway pair
+    over NATS (the same tests, so the distributed mode is the same product)."""
     db = tmp_path_factory.mktemp("server") / "tradews.db"
-    with ServerProcess.start(db, demo=True) as proc:
-        yield proc
+    if request.param == "serve":
+        with ServerProcess.start(db, demo=True) as proc:
+            yield proc
+        return
+    require(nats_reachable(), f"NATS is not reachable at {NATS_URL}")
+    bus = fresh_bus_url()
+    try:
+        with Deployment.start(db, bus, gateways=1) as deployment:
+            gateway = deployment.gateways[0]
+            gateway.api_key, gateway.api_secret = deployment.api_key, deployment.api_secret
+            yield gateway
+    finally:
+        drop_bus(bus)
 
 
 @pytest.fixture(scope="module", params=["json", "proto"])

@@ -198,6 +198,47 @@ class Deployment:
         self.stop()
 
 
+NATS_URL = os.environ.get("TRADEWS_TEST_NATS", "nats://127.0.0.1:4222")
+
+
+def nats_reachable(url: str = NATS_URL) -> bool:
+    """Whether a NATS server answers at ``url`` (JetStream is checked when a bus connects)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 4222), 1).close()
+    except OSError:
+        return False
+    return True
+
+
+def fresh_bus_url(url: str = NATS_URL) -> str:
+    """A bus URL with a namespace of its own, so deployments on one NATS do not meet."""
+    import secrets
+
+    return f"{url.rstrip('/')}/t{secrets.token_hex(5)}"
+
+
+def drop_bus(bus: str) -> None:
+    """Delete a namespace's JetStream streams (after a test)."""
+    import asyncio
+
+    from tradews.adapters.nats_bus import Bus, parse_bus_url
+
+    async def drop() -> None:
+        link = Bus(parse_bus_url(bus), name="tradews-test-cleanup")
+        await link.connect(wait=False)
+        await link.delete_streams()
+        await link.close()
+
+    try:
+        asyncio.run(drop())
+    except Exception:
+        pass
+
+
 def run_cli(*args: str, db: Path, check: bool = True) -> Any:
     """Run the ``tradews`` command line; return parsed JSON output (or the raw result)."""
     cmd = [sys.executable, "-m", "tradews", *args, "--db", str(db)]

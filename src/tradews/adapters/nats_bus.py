@@ -41,6 +41,8 @@ FETCH_BATCH = 256
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _log_encoder = msgspec.msgpack.Encoder()
 _log_decoder = msgspec.msgpack.Decoder(tuple[int, str, bytes])
+_prices_encoder = msgspec.msgpack.Encoder()
+_prices_decoder = msgspec.msgpack.Decoder(dict[str, tuple[int, int]])
 
 
 class BusError(Exception):
@@ -232,6 +234,39 @@ class Bus:
             pending_bytes_limit=1 << 30,
         )
         return sub.unsubscribe  # type: ignore[no-any-return]
+
+    # Reference prices -------------------------------------------------------------------------
+
+    async def publish_prices(self, prices: dict[str, tuple[int, int]]) -> None:
+        """Publish reference prices (symbol -> ticks as numerator, denominator) on the plain
+        NATS subject ``<ns>.prices``: a feed, perishable, so no stream keeps it."""
+        if self._nc is not None and self.connected.is_set():
+            await self._nc.publish(f"{self.url.namespace}.prices", _prices_encoder.encode(prices))
+
+    async def follow_prices(self, on_prices: Callable[[dict[str, tuple[int, int]]], None]) -> None:
+        async def deliver(msg: Any) -> None:
+            try:
+                prices = _prices_decoder.decode(msg.data)
+            except msgspec.DecodeError:
+                log.error("bus: an undecodable price message on %s", msg.subject)
+                return
+            on_prices(prices)
+
+        await self._nc.subscribe(f"{self.url.namespace}.prices", cb=deliver)
+        # and the current ones now, rather than at the next pulse
+        try:
+            reply = await self._nc.request(f"{self.url.namespace}.prices.now", b"", timeout=1.0)
+        except Exception:
+            return  # no engine answering (yet): the next pulse brings them
+        await deliver(reply)
+
+    async def answer_prices(self, current: Callable[[], dict[str, tuple[int, int]]]) -> None:
+        """Answer a gateway's request for the current reference prices."""
+
+        async def answer(msg: Any) -> None:
+            await msg.respond(_prices_encoder.encode(current()))
+
+        await self._nc.subscribe(f"{self.url.namespace}.prices.now", cb=answer)
 
     # Engine side -------------------------------------------------------------------------------
 

@@ -72,6 +72,7 @@ class EngineLink:
         self._tasks = [
             asyncio.create_task(self._consume(), name="engine-consume"),
             asyncio.create_task(self._publish(), name="engine-publish"),
+            asyncio.create_task(self._publish_prices(), name="engine-prices"),
         ]
 
     async def stop(self) -> None:
@@ -197,6 +198,22 @@ class EngineLink:
                 if ack is not None:
                     self._ack(ack)
             self._outbox.task_done()
+
+
+    async def _publish_prices(self) -> None:
+        """In demo mode the engine walks the prices: tell the gateways' RFQ desks each pulse."""
+        references = self.server.references
+
+        def current() -> dict[str, tuple[int, int]]:
+            return {s: (p.numerator, p.denominator) for s, p in references.items()}
+
+        await self.bus.answer_prices(current)
+        interval = self.server.settings.tick_interval
+        while True:
+            await asyncio.sleep(interval)
+            if references:
+                with contextlib.suppress(Exception):
+                    await self.bus.publish_prices(current())
 
 
 def _quiet(task: asyncio.Task[Any]) -> None:

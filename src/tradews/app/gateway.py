@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from fractions import Fraction
 from typing import TYPE_CHECKING
 
 from tradews.adapters.nats_bus import Bus
@@ -67,6 +68,14 @@ class GatewayLink:
             publish=server.view_publish,
             listed=server.instruments_changed,
         )
+        references = server.references
+
+        def prices(update: dict[str, tuple[int, int]]) -> None:
+            for symbol, (num, den) in update.items():
+                if den > 0:
+                    references[symbol] = Fraction(num, den)
+
+        await self.bus.follow_prices(prices)
         log.info(
             "gateway: replica at seq %d following %s", server.engine.seq, self.bus.url.log_stream
         )
