@@ -114,6 +114,7 @@ class Bus:
         self._nc: Any = None
         self._js: Any = None
         self.connected = asyncio.Event()
+        self._closing = False
 
     async def connect(self, *, wait: bool = True) -> None:
         """Connect, retrying every second while NATS is unreachable (``wait``), then make sure
@@ -122,6 +123,8 @@ class Bus:
 
         async def disconnected() -> None:
             self.connected.clear()
+            if self._closing:
+                return
             log.warning("bus: lost NATS at %s; reconnecting", self.url.servers)
 
         async def reconnected() -> None:
@@ -188,6 +191,7 @@ class Bus:
                     raise BusError(f"cannot create the JetStream stream {config.name}: {exc}") from None
 
     async def close(self) -> None:
+        self._closing = True
         if self._nc is not None:
             with contextlib.suppress(Exception):
                 await self._nc.drain()

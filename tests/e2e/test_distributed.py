@@ -1,0 +1,310 @@
+"""The distributed deployment: one engine and two gateways as separate processes, joined by the
+real NATS JetStream of this machine, sharing one store. Killed with SIGKILL mid-burst, each
+part must lose nothing that any client saw acknowledged."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import require
+from tests.helpers import eventually, funded_accounts, take
+from tradews.adapters.nats_bus import Bus, parse_bus_url
+from tradews.client import Client, ConnectionClosed, RpcError
+from tradews.engine.commands import PlaceOrder, encoder
+from tradews.testing import (
+    NATS_URL,
+    Deployment,
+    ServerProcess,
+    drop_bus,
+    fresh_bus_url,
+    nats_reachable,
+    run_cli,
+)
+
+pytestmark = pytest.mark.timeout(180)
+
+TRADERS = ("t1", "t2", "t3")
+
+
+@pytest.fixture
+def bus() -> Iterator[str]:
+    require(nats_reachable(), f"NATS is not reachable at {NATS_URL}")
+    url = fresh_bus_url()
+    yield url
+    drop_bus(url)
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, bus: str) -> Iterator[tuple[Deployment, dict[str, dict[str, str]]]]:
+    db = tmp_path / "tradews.db"
+    keys = funded_accounts(db, TRADERS)
+    with Deployment.start(db, bus, gateways=2, demo=False) as d:
+        yield d, keys
+
+
+def state(server: ServerProcess) -> dict[str, Any]:
+    return dict(json.loads(server.admin("/state?check=1")))
+
+
+async def login(server: ServerProcess, key: dict[str, str]) -> Client:
+    client = await Client.connect(server.url)
+    await client.login(key["apiKey"], key["apiSecret"])
+    return client
+
+
+async def converged(d: Deployment) -> dict[str, Any]:
+    """Wait until every gateway's replica is at the engine's seq with the same state hash."""
+    want = state(d.engine)
+
+    async def probe() -> list[tuple[int, str]]:
+        return [(s["seq"], s["stateHash"]) for s in map(state, d.gateways)]
+
+    await eventually(
+        probe,
+        lambda seen: all(s == (want["seq"], want["stateHash"]) for s in seen),
+        what=f"gateways at the engine's seq {want['seq']} and hash",
+    )
+    return want
+
+
+async def test_clients_on_two_gateways_trade_and_see_the_same_streams(
+    deployment: tuple[Deployment, dict[str, dict[str, str]]],
+) -> None:
+    d, keys = deployment
+    g0, g1 = d.gateways
+    seller = await login(g0, keys["t1"])
+    await seller.subscribe("orders")
+    buyer = await login(g1, keys["t2"])
+    # t3 watches its own private streams and the book from both gateways
+    watchers = [await login(g, keys["t3"]) for g in (g0, g1)]
+    for w in watchers:
+        await w.subscribe("orders")
+        await w.subscribe("balances")
+        await w.subscribe("book.ETH_USD", depth=10)
+        await w.subscribe("trades.ETH_USD")
+    t3 = watchers[0]
+    await t3.place_order("ETH_USD", "buy", "1.000", price="2990.00", client_order_id="t3-a")
+    await seller.place_order("ETH_USD", "sell", "2.000", price="3000.00", client_order_id="s1")
+    fill = await buyer.place_order("ETH_USD", "buy", "1.500", price="3000.00", client_order_id="b1")
+    assert fill["status"] == "filled"
+    await t3.call("order_cancel", {"clientOrderId": "t3-a"})
+    # the seller, on the other gateway, sees its fill
+    fills = await take(seller, 1, {"fills"})
+    assert Decimal(fills[0].params["quantity"]) == Decimal("1.5")
+    # the same notifications, in the same order, on both gateways: once both replicas are at
+    # the engine's seq, everything is sent; a round trip makes sure it has arrived
+    await converged(d)
+    seen = []
+    for w in watchers:
+        await w.time()
+        seen.append([(n.method, n.params) for n in w.drain_notifications()])
+    methods = {m for m, _ in seen[0]}
+    assert {"orders", "balances", "book", "trades"} <= methods, methods
+    assert seen[0] == seen[1]
+    for c in (seller, buyer, *watchers):
+        await c.close()
+
+
+async def burst(server: ServerProcess, name: str, key: dict[str, str], orders: int,
+                acked: list[str], stop: asyncio.Event) -> None:  # fmt: skip
+    """Crossing orders, 16 in flight; record each acknowledged clientOrderId. Once ``stop`` is
+    set, an order left unanswered owes nothing."""
+    rng = random.Random(name)
+    client = await login(server, key)
+    window = asyncio.Semaphore(16)
+
+    async def one(n: int) -> None:
+        async with window:
+            if stop.is_set():
+                return
+            coid = f"{name}-{n}"
+            try:
+                await client.place_order(
+                    "ETH_USD", rng.choice(("buy", "sell")), f"{rng.randint(1, 9)}.000",
+                    price=f"{3000 + rng.randint(-3, 3)}.00", client_order_id=coid,
+                )  # fmt: skip
+            except (ConnectionClosed, TimeoutError, RpcError):
+                if stop.is_set():
+                    return
+                raise
+            acked.append(coid)
+
+    try:
+        await asyncio.gather(*(one(n) for n in range(orders)))
+    finally:
+        await client.close()
+
+
+async def test_a_gateway_killed_mid_burst_loses_no_acknowledged_order(
+    deployment: tuple[Deployment, dict[str, dict[str, str]]],
+) -> None:
+    d, keys = deployment
+    g0, g1 = d.gateways
+    bystander = await login(g1, keys["t3"])
+    acked: list[str] = []
+    stop = asyncio.Event()
+    task = asyncio.create_task(burst(g0, "t1", keys["t1"], 400, acked, stop))
+    await eventually(lambda: asyncio.sleep(0, len(acked)), lambda n: n >= 100, what="acks")
+    stop.set()
+    g0.stop(signal.SIGKILL)
+    await task
+    # t1 reconnects to the other gateway and finds every order it was told about
+    again = await login(g1, keys["t1"])
+    for coid in acked:
+        order = await again.call("order_status", {"clientOrderId": coid})
+        assert order["clientOrderId"] == coid
+    # the other gateway's client noticed nothing: same connection, still trading
+    placed = await bystander.place_order("ETH_USD", "buy", "1.000", price="2000.00")
+    assert placed["status"] == "new"
+    d.gateways = [g1]
+    await converged(d)
+    await again.close()
+    await bystander.close()
+
+
+async def test_the_engine_killed_mid_burst_restarts_with_every_acknowledged_order(
+    deployment: tuple[Deployment, dict[str, dict[str, str]]],
+) -> None:
+    d, keys = deployment
+    g0, g1 = d.gateways
+    acked: list[str] = []
+    stop = asyncio.Event()
+    tasks = [
+        asyncio.create_task(burst(g, name, keys[name], 300, acked, stop))
+        for g, name in ((g0, "t1"), (g1, "t2"))
+    ]
+    await eventually(lambda: asyncio.sleep(0, len(acked)), lambda n: n >= 150, what="acks")
+    d.engine.stop(signal.SIGKILL)
+    stop.set()
+    await asyncio.gather(*tasks)
+    d.restart_engine()
+    final = await converged(d)
+    assert final["valid"], final
+    for name, gateway in (("t1", g0), ("t2", g1)):
+        client = await login(gateway, keys[name])
+        mine = [c for c in acked if c.startswith(f"{name}-")]
+        for coid in mine:
+            assert (await client.call("order_status", {"clientOrderId": coid}))["clientOrderId"]
+        # and trading goes on through the same gateways
+        await client.place_order("ETH_USD", "buy", "1.000", price="2000.00")
+        await client.close()
+    final = await converged(d)
+    # the engine's state is the journal's: a replay of it gives the same hash
+    d.stop()
+    assert replay_hash(d.db) == (final["seq"], final["stateHash"])
+
+
+def replay_hash(db: Path) -> tuple[int, str]:
+    """Recover an engine from the journal alone (no snapshot) in a fresh process."""
+    code = (
+        "import sys, json\n"
+        "from tradews.adapters.sqlite_journal import SqliteJournal\n"
+        "from tradews.adapters.sqlite_store import Operations, SqliteStore\n"
+        "from tradews.app.engine_host import replay\n"
+        "from tradews.engine.engine import Engine\n"
+        "store = SqliteStore(sys.argv[1])\n"
+        "fee = Operations(store).system_accounts(0)[1]\n"
+        "engine = Engine(store.list_instruments(), fee_account_id=fee)\n"
+        "replay(engine, SqliteJournal(sys.argv[1]))\n"
+        "print(json.dumps([engine.seq, engine.state_hash()]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(db)], capture_output=True, text=True, check=True
+    )
+    seq, digest = json.loads(out.stdout)
+    return seq, digest
+
+
+async def test_a_duplicated_command_is_applied_once(
+    deployment: tuple[Deployment, dict[str, dict[str, str]]], bus: str
+) -> None:
+    d, keys = deployment
+    client = await login(d.gateways[0], keys["t1"])
+    await client.subscribe("orders")
+    names = {a["name"]: a["id"] for a in run_cli("account", "list", "--json", db=d.db)}
+    command = PlaceOrder(
+        0, names["t1"], "ETH_USD", 1, 1, 250_000, 1000, 1, False, "dup-1", 0, 0
+    )
+    link = Bus(parse_bus_url(bus), name="test-duplicates")
+    await link.connect(wait=False)
+    try:
+        for _ in range(3):  # a gateway retrying after a fault sends the same id again
+            await link.send_command("main", "retry-1", encoder.encode(command))
+    finally:
+        await link.close()
+    await take(client, 1, {"orders"})
+    await converged(d)
+    orders = await client.call("orders_open", {"symbol": "ETH_USD"})
+    assert [o["clientOrderId"] for o in orders].count("dup-1") == 1
+    seq_before = state(d.engine)["seq"]
+    await converged(d)
+    assert state(d.engine)["seq"] == seq_before
+    await client.close()
+
+
+async def test_a_standby_engine_takes_over(
+    deployment: tuple[Deployment, dict[str, dict[str, str]]],
+) -> None:
+    d, keys = deployment
+    g0, g1 = d.gateways
+    first = d.engine
+    standby = subprocess.Popen(
+        [sys.executable, "-m", "tradews", "engine", "--db", str(d.db), "--bus", d.bus,
+         "--admin-port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        assert standby.stdout is not None
+        line = await asyncio.to_thread(standby.stdout.readline)
+        assert "standby" in line, line
+        client = await login(g0, keys["t1"])
+        await client.place_order("ETH_USD", "sell", "1.000", price="3100.00", client_order_id="a")
+        first.stop(signal.SIGKILL)
+        taken = await asyncio.to_thread(_read_until, standby, "Press Ctrl+C")
+        assert "the engine lease is ours" in taken
+        other = await login(g1, keys["t2"])
+        fill = await other.place_order("ETH_USD", "buy", "1.000", price="3100.00")
+        assert fill["status"] == "filled"
+        # the other gateway applies the same log entry a moment later
+        await eventually(
+            lambda: client.call("order_status", {"clientOrderId": "a"}),
+            lambda order: order["status"] == "filled",
+            what="the resting order filled, as seen on the other gateway",
+        )
+        await client.close()
+        await other.close()
+    finally:
+        standby.send_signal(signal.SIGTERM)
+        standby.wait(15)
+
+
+def _read_until(process: subprocess.Popen[str], marker: str) -> str:
+    assert process.stdout is not None
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if marker in line:
+            break
+    return "".join(seen)
+
+
+async def test_a_revoked_key_is_refused_by_every_gateway_within_a_second(
+    deployment: tuple[Deployment, dict[str, dict[str, str]]],
+) -> None:
+    d, keys = deployment
+    clients = [await login(g, keys["t1"]) for g in d.gateways]
+    run_cli("key", "revoke", keys["t1"]["apiKey"], db=d.db)
+    for client in clients:
+        closed = await client.wait_closed(timeout=1.5)
+        assert "revoked" in str(closed.reason)
