@@ -342,7 +342,9 @@ def serve(
         fail("--stream-buffer must be positive")
     bus_url = None
     if role == "all" and bus is not None:
-        fail("--bus is for `tradews engine` and `tradews gateway`; `serve` runs both in one process")
+        fail(
+            "--bus is for `tradews engine` and `tradews gateway`; `serve` runs both in one process"
+        )
     if role != "all":
         from tradews.adapters.nats_bus import BusError, check_shard, parse_bus_url
 
@@ -440,7 +442,10 @@ def serve(
                 from tradews.app.gateway import GatewayLink
 
                 link = GatewayLink(bus_link, shard)
-                await link.follow()
+                try:
+                    await link.follow()
+                except BusError as exc:
+                    fail(str(exc))
             else:
                 from tradews.app.engine_node import EngineLink
 
@@ -453,13 +458,15 @@ def serve(
         engine_link = None
         if role == "engine":
             engine_link = EngineLink(server, bus_link, shard, now_ms=clock.now_ms)
-            await engine_link.start()
+            try:
+                await engine_link.start()
+            except BusError as exc:
+                fail(str(exc))
         instruments = ", ".join(i.symbol for i in server.catalog.all()) or "none"
         if role == "engine":
             url = bus or ""
             out.print(
-                f"[bold green]tradews {__version__}[/bold green] engine for shard {shard} "
-                f"on {url}"
+                f"[bold green]tradews {__version__}[/bold green] engine for shard {shard} on {url}"
             )
         else:
             url = f"{'wss' if tls else 'ws'}://{host}:{server.port}"

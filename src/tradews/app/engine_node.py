@@ -45,17 +45,16 @@ RETRY_S = 0.5
 
 
 class EngineLink:
-    def __init__(
-        self, server: Server, bus: Bus, shard: str, *, now_ms: Callable[[], int]
-    ) -> None:
+    def __init__(self, server: Server, bus: Bus, shard: str, *, now_ms: Callable[[], int]) -> None:
         self.server = server
+        server.engine_link = self
         self.bus = bus
         self.shard = shard
         self._now_ms = now_ms
         self._applied: OrderedDict[str, None] = OrderedDict()
         self._acks: dict[str, Callable[[], Any]] = {}
         self._outbox: asyncio.Queue[list[tuple[int, str | None, bytes]]] = asyncio.Queue()
-        self._unpublished = 0
+        self.unpublished = 0
         self._tasks: list[asyncio.Task[None]] = []
         self.taken = 0
         self.duplicates = 0
@@ -107,18 +106,24 @@ class EngineLink:
             await self.bus.publish_log(self.shard, tail)
         self.published_through = self.server.engine.seq
         if self.server.engine.seq > last:
-            log.info("engine: published the log's missing tail, seq %d-%d", last + 1, self.server.engine.seq)
+            log.info(
+                "engine: published the log's missing tail, seq %d-%d",
+                last + 1,
+                self.server.engine.seq,
+            )
 
     # Commands in -------------------------------------------------------------------------------
 
     async def _consume(self) -> None:
+        host = self.server.engine_host
+        assert host is not None
         consumer = None
         while True:
             try:
                 if consumer is None:
                     consumer = await self.bus.take_commands(self.shard)
                     log.info("engine: taking commands for shard %s", self.shard)
-                if self._unpublished >= MAX_UNPUBLISHED or self.server.host.failed is not None:
+                if self.unpublished >= MAX_UNPUBLISHED or host.failed is not None:
                     await asyncio.sleep(0.01)
                     continue
                 for command in await self.bus.fetch(consumer):
@@ -176,7 +181,7 @@ class EngineLink:
 
     def _durable(self, entries: list[JournalEntry]) -> None:
         batch = [(e.seq, e.msg_id, e.blob) for e in entries]
-        self._unpublished += len(batch)
+        self.unpublished += len(batch)
         self._outbox.put_nowait(batch)
 
     async def _publish(self) -> None:
@@ -191,14 +196,13 @@ class EngineLink:
                 except Exception as exc:
                     log.warning("engine: publishing the log failed (%r); retrying", exc)
                     await asyncio.sleep(RETRY_S)
-            self._unpublished -= len(batch)
+            self.unpublished -= len(batch)
             self.published_through = batch[-1][0]
             for _, msg_id, _ in batch:
                 ack = self._acks.pop(msg_id, None) if msg_id else None
                 if ack is not None:
                     self._ack(ack)
             self._outbox.task_done()
-
 
     async def _publish_prices(self) -> None:
         """In demo mode the engine walks the prices: tell the gateways' RFQ desks each pulse."""

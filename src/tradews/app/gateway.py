@@ -80,6 +80,11 @@ class GatewayLink:
             "gateway: replica at seq %d following %s", server.engine.seq, self.bus.url.log_stream
         )
 
+    def expire(self) -> None:
+        """Answer the requests the engine has not confirmed in time (a timer calls this)."""
+        if self.trading is not None:
+            self.trading.expire()
+
     def _resolved(self, msg_id: str, result: object) -> None:
         if self.trading is not None:
             self.trading.resolved(msg_id, result)  # type: ignore[arg-type]

@@ -77,10 +77,48 @@ class ServerCollector(Collector):
             "Calls refused by a rate limit (error 3002).",
             value=s.services.rates.refused,
         )
+        yield from _bus_metrics(s)
         yield CounterMetricFamily(
             "tradews_quotes_skipped_slow_reader",
             "Quotes not sent because the client's socket buffer was full.",
             value=s.quotes.skipped_slow,
+        )
+
+
+def _bus_metrics(s: Server) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    """A distributed deployment's: the gateway's requests awaiting the engine and its replica's
+    gap repairs; the engine's commands taken, duplicates dropped and log not yet published."""
+    if s.gateway is not None and s.gateway.trading is not None:
+        trading, replica = s.gateway.trading, s.gateway.replica
+        yield GaugeMetricFamily(
+            "tradews_bus_pending",
+            "Commands sent to the engine and not yet seen durable in its log.",
+            value=trading.pending,
+        )
+        yield CounterMetricFamily(
+            "tradews_bus_timeouts",
+            "Requests answered 4002 because the engine did not confirm in time.",
+            value=trading.timed_out,
+        )
+        yield CounterMetricFamily(
+            "tradews_replica_gaps_filled",
+            "Times the replica read entries missing from the log from the journal.",
+            value=replica.gaps_filled,
+        )
+    link = s.engine_link
+    if link is not None:
+        yield CounterMetricFamily(
+            "tradews_bus_commands_taken", "Commands taken from the bus.", value=link.taken
+        )
+        yield CounterMetricFamily(
+            "tradews_bus_duplicates",
+            "Redelivered or repeated commands dropped (already applied).",
+            value=link.duplicates,
+        )
+        yield GaugeMetricFamily(
+            "tradews_log_unpublished",
+            "Durable journal entries not yet published to the gateways.",
+            value=link.unpublished,
         )
 
 

@@ -62,10 +62,10 @@ from tradews.app.catalog import Catalog
 from tradews.app.demo import start_ticks
 from tradews.app.demo_market import MAKER, TAKER, DemoMarket, funding
 from tradews.app.engine_host import EngineHost, recover
-from tradews.app.replica import BusTrading
 from tradews.app.metrics import render as render_metrics
 from tradews.app.openrpc import openrpc_raw
 from tradews.app.pricing import DEFAULT_MAX_AGE_MS, DeskPricer, ReferencePrices
+from tradews.app.replica import BusTrading
 from tradews.codecs.push import Push
 from tradews.domain.invariants import InvariantViolation
 from tradews.domain.ledger import format_atoms
@@ -94,6 +94,7 @@ from tradews.session.streams import (
 from tradews.session.view import TradingView
 
 if TYPE_CHECKING:
+    from tradews.app.engine_node import EngineLink
     from tradews.app.gateway import GatewayLink
 
 log = logging.getLogger(__name__)
@@ -213,6 +214,7 @@ class Server:
         # All-in-one and engine role: the engine host applies and journals. Gateway role: the
         # commands go to the engine over the bus, and a replica follows its log.
         self.gateway = gateway
+        self.engine_link: EngineLink | None = None  # set by the engine role's link
         self.engine_host: EngineHost | None = None
         self.host: EngineHost | BusTrading
         if gateway is None:
@@ -321,7 +323,7 @@ class Server:
         if self.engine_host is not None:
             loops.append((self.expire_deadlines, self.settings.watch_interval))
         if self.gateway is not None:
-            loops.append((self.gateway.trading.expire, 0.25))
+            loops.append((self.gateway.expire, 0.25))
         if self._demo is not None and self.settings.demo_traders:
             loops.append((self._demo_requote, 0.5))
             loops.append((self._demo_take, 1.0))
