@@ -5,12 +5,16 @@ part must lose nothing that any client saw acknowledged."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
+import shutil
 import signal
+import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -307,3 +311,83 @@ async def test_a_revoked_key_is_refused_by_every_gateway_within_a_second(
     for client in clients:
         closed = await client.wait_closed(timeout=1.5)
         assert "revoked" in str(closed.reason)
+
+
+@pytest.fixture
+def private_nats(tmp_path: Path) -> Iterator[tuple[str, Callable[[], None], Callable[[], None]]]:
+    """A NATS server (JetStream on) of this test's own, which it may kill and start again."""
+    binary = shutil.which("nats-server") or (
+        "/usr/sbin/nats-server" if Path("/usr/sbin/nats-server").exists() else None
+    )
+    if binary is None:
+        pytest.skip("the nats-server program is not installed")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    store = tmp_path / "nats"
+    cmd = [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)]
+    running: list[subprocess.Popen[bytes]] = []
+
+    def start() -> None:
+        running.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for _ in range(100):
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", port), 0.1).close()
+                return
+            time.sleep(0.05)
+        raise AssertionError("the private nats-server did not start")
+
+    def kill() -> None:
+        for p in running:
+            p.kill()
+            p.wait()
+        running.clear()
+
+    start()
+    try:
+        yield f"nats://127.0.0.1:{port}/outage", kill, start
+    finally:
+        kill()
+
+
+async def test_a_nats_outage_gives_clear_errors_and_heals_by_itself(
+    tmp_path: Path, private_nats: tuple[str, Callable[[], None], Callable[[], None]]
+) -> None:
+    bus, kill, start = private_nats
+    db = tmp_path / "tradews.db"
+    keys = funded_accounts(db, TRADERS)
+    with Deployment.start(db, bus, gateways=1, demo=False) as d:
+        client = await login(d.gateways[0], keys["t1"])
+        await client.place_order("ETH_USD", "buy", "1.000", price="2000.00", client_order_id="a")
+        kill()
+
+        async def refused() -> RpcError | None:
+            try:
+                await client.place_order("ETH_USD", "buy", "1.000", price="2000.00")
+            except RpcError as exc:
+                return exc
+            return None
+
+        error = await eventually(refused, lambda e: e is not None, what="a refusal")
+        assert error is not None and error.code == 4002
+        assert "bus is down" in str(error.message) or "could not be reached" in str(error.message)
+        # reads go on from the replica meanwhile
+        assert (await client.call("order_status", {"clientOrderId": "a"}))["status"] == "new"
+        start()
+
+        async def placed() -> dict[str, Any] | None:
+            try:
+                return dict(
+                    await client.place_order(
+                        "ETH_USD", "buy", "1.000", price="2000.00", client_order_id="b"
+                    )
+                )
+            except RpcError as exc:
+                if exc.code == 4002:
+                    return None
+                raise
+
+        order = await eventually(placed, lambda o: o is not None, what="trading back", timeout=20)
+        assert order is not None and order["clientOrderId"] == "b"
+        await converged(d)
+        await client.close()

@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STOP_GRACE_S = 2.0  # at a stop, how long the last commands (ended sessions) get to reach NATS
+STOP_GRACE_S = 2.0
+# A command JetStream has not stored within this is answered 4002 (the bus is down or stuck).
+SEND_TIMEOUT_S = 3.0  # at a stop, how long the last commands (ended sessions) get to reach NATS
 
 
 class GatewayLink:
@@ -50,7 +52,9 @@ class GatewayLink:
         self._server = server
         bus, shard = self.bus, self.shard
         self.trading = BusTrading(
-            lambda msg_id, blob: bus.send_command(shard, msg_id, blob),
+            lambda msg_id, blob: asyncio.wait_for(
+                bus.send_command(shard, msg_id, blob), SEND_TIMEOUT_S
+            ),
             self.replica,
             connected=bus.connected.is_set,
             timeout_ms=self.timeout_ms,

@@ -207,8 +207,17 @@ class BusTrading:
         return len(self._pending)
 
     def submit(self, command: AnyCommand, reply: Reply | None) -> bool:
-        if self.halted or self._replica.failed is not None or not self._connected():
+        if self.halted or self._replica.failed is not None:
             return False
+        if not self._connected():
+            if reply is not None:
+                reply(
+                    ApiError(
+                        ErrorCode.ENGINE_UNAVAILABLE,
+                        "the engine cannot be reached (the bus is down); nothing was applied",
+                    )
+                )
+            return True
         try:
             blob = encoder.encode(command)
         except (OverflowError, TypeError):
