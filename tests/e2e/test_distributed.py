@@ -391,3 +391,36 @@ async def test_a_nats_outage_gives_clear_errors_and_heals_by_itself(
         assert order is not None and order["clientOrderId"] == "b"
         await converged(d)
         await client.close()
+
+
+async def test_cancel_on_disconnect_survives_an_engine_restart_and_fires_for_a_killed_gateway(
+    deployment: tuple[Deployment, dict[str, dict[str, str]]],
+) -> None:
+    d, keys = deployment
+    g0, g1 = d.gateways
+    doomed = await login(g0, keys["t1"])
+    await doomed.cancel_on_disconnect(True)
+    await doomed.place_order("ETH_USD", "buy", "1.000", price="2000.00", client_order_id="d1")
+    alive = await login(g1, keys["t2"])
+    await alive.cancel_on_disconnect(True)
+    await alive.place_order("ETH_USD", "buy", "1.000", price="2000.00", client_order_id="a1")
+    # the engine restarts: both gateways live on, so both sessions do too
+    d.engine.stop()
+    d.restart_engine()
+    # the engine gives silent gateways GATEWAY_SILENCE_S (5 s) after its start: wait past it
+    await asyncio.sleep(7)
+    for client, coid in ((doomed, "d1"), (alive, "a1")):
+        assert (await client.call("order_status", {"clientOrderId": coid}))["status"] == "new"
+    # a gateway killed cannot end its sessions: the engine does, once it has gone silent
+    g0.stop(signal.SIGKILL)
+    watcher = await login(g1, keys["t1"])
+    order = await eventually(
+        lambda: watcher.call("order_status", {"clientOrderId": "d1"}),
+        lambda o: o["status"] == "cancelled",
+        what="the killed gateway's cancel-on-disconnect order cancelled",
+        timeout=15,
+    )
+    assert order["reason"] == "CANCEL_ON_DISCONNECT"
+    assert (await alive.call("order_status", {"clientOrderId": "a1"}))["status"] == "new"
+    for c in (alive, watcher):
+        await c.close()

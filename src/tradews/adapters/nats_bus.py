@@ -281,6 +281,22 @@ class Bus:
 
         await self._nc.subscribe(f"{self.url.namespace}.prices.now", cb=answer)
 
+    # Gateway liveness --------------------------------------------------------------------------
+
+    async def publish_heartbeat(self, gateway_id: int) -> None:
+        """A gateway says it is alive (plain NATS, ``<ns>.gateways``, about once a second)."""
+        if self._nc is not None and self.connected.is_set():
+            await self._nc.publish(f"{self.url.namespace}.gateways", str(gateway_id).encode())
+
+    async def follow_heartbeats(self, on_beat: Callable[[int], None]) -> None:
+        async def deliver(msg: Any) -> None:
+            try:
+                on_beat(int(msg.data))
+            except ValueError:
+                log.error("bus: a malformed heartbeat on %s", msg.subject)
+
+        await self._nc.subscribe(f"{self.url.namespace}.gateways", cb=deliver)
+
     # Engine side -------------------------------------------------------------------------------
 
     async def take_commands(self, shard: str) -> Any:

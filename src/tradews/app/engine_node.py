@@ -32,13 +32,17 @@ import msgspec
 
 from tradews.adapters.nats_bus import Bus, Command
 from tradews.adapters.sqlite_journal import JournalEntry
-from tradews.engine.commands import decoder, encoder
+from tradews.app.replica import gateway_of
+from tradews.engine.commands import EndSession, decoder, encoder
 
 if TYPE_CHECKING:
     from tradews.app.server import Server
 
 log = logging.getLogger(__name__)
 
+# A gateway silent this long is dead: its cancel-on-disconnect sessions end (its clients'
+# connections died with it). Heartbeats come every second.
+GATEWAY_SILENCE_S = 5.0
 REMEMBERED_IDS = 1_000_000  # message ids kept in memory to drop redeliveries without a query
 MAX_UNPUBLISHED = 50_000  # stop taking commands while this many entries await the log
 RETRY_S = 0.5
@@ -72,6 +76,7 @@ class EngineLink:
             asyncio.create_task(self._consume(), name="engine-consume"),
             asyncio.create_task(self._publish(), name="engine-publish"),
             asyncio.create_task(self._publish_prices(), name="engine-prices"),
+            asyncio.create_task(self._reap_gateways(), name="engine-reap"),
         ]
 
     async def stop(self) -> None:
@@ -203,6 +208,38 @@ class EngineLink:
                 if ack is not None:
                     self._ack(ack)
             self._outbox.task_done()
+
+    async def _reap_gateways(self) -> None:
+        """End the cancel-on-disconnect sessions of gateways that stopped beating: a killed
+        gateway cannot end them itself. At start, every gateway gets the same grace, so the
+        sessions of live gateways survive an engine restart or a takeover."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        seen: dict[int, float] = {}
+
+        def beat(gateway_id: int) -> None:
+            seen[gateway_id] = loop.time()
+
+        await self.bus.follow_heartbeats(beat)
+        host = self.server.engine_host
+        assert host is not None
+        while True:
+            await asyncio.sleep(1.0)
+            now = loop.time()
+            if now - started < GATEWAY_SILENCE_S:
+                continue
+            dead = {g for g, at in seen.items() if now - at > GATEWAY_SILENCE_S}
+            at = self._now_ms()
+            ended = 0
+            for account_id, tag in self.server.engine.sessions():
+                gateway = gateway_of(tag)
+                if gateway and (gateway in dead or gateway not in seen):
+                    host.submit(EndSession(at, account_id, tag, True), None)
+                    ended += 1
+            for gateway in dead:
+                del seen[gateway]
+            if ended:
+                log.warning("engine: ended %d sessions of gateways that went silent", ended)
 
     async def _publish_prices(self) -> None:
         """In demo mode the engine walks the prices: tell the gateways' RFQ desks each pulse."""

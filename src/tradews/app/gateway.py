@@ -14,11 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
 from tradews.adapters.nats_bus import Bus
-from tradews.app.replica import BusTrading, Replica, StreamNumbers
+from tradews.app.replica import GATEWAY_IDS, TAG_BITS, BusTrading, Replica, StreamNumbers
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -32,8 +33,15 @@ STOP_GRACE_S = 2.0
 SEND_TIMEOUT_S = 3.0  # at a stop, how long the last commands (ended sessions) get to reach NATS
 
 
+HEARTBEAT_S = 1.0  # how often a gateway tells the engine it is alive
+
+
 class GatewayLink:
     def __init__(self, bus: Bus, shard: str, *, timeout_ms: int = 10_000) -> None:
+        # Cancel-on-disconnect tags of this process's sessions carry its id in their high bits,
+        # so the engine can end them all if this process dies without ending them itself.
+        self.gateway_id = secrets.randbelow(GATEWAY_IDS - 1) + 1
+        self._heartbeat: asyncio.Task[None] | None = None
         self.bus = bus
         self.shard = shard
         self.timeout_ms = timeout_ms
@@ -80,9 +88,21 @@ class GatewayLink:
                     references[symbol] = Fraction(num, den)
 
         await self.bus.follow_prices(prices)
+        server.services.session_tags = self.new_session_tag
+        self._heartbeat = asyncio.create_task(self._beat(), name="gateway-heartbeat")
         log.info(
             "gateway: replica at seq %d following %s", server.engine.seq, self.bus.url.log_stream
         )
+
+    def new_session_tag(self) -> int:
+        """A cancel-on-disconnect tag: this gateway's id, then 32 random bits (never 0)."""
+        return (self.gateway_id << TAG_BITS) | (secrets.randbelow((1 << TAG_BITS) - 1) + 1)
+
+    async def _beat(self) -> None:
+        while True:
+            with contextlib.suppress(Exception):
+                await self.bus.publish_heartbeat(self.gateway_id)
+            await asyncio.sleep(HEARTBEAT_S)
 
     def expire(self) -> None:
         """Answer the requests the engine has not confirmed in time (a timer calls this)."""
@@ -98,6 +118,8 @@ class GatewayLink:
             self._server.halt(error)
 
     async def stop(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
         trading = self.trading
         if trading is not None:
             with contextlib.suppress(asyncio.TimeoutError):

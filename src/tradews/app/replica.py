@@ -38,6 +38,17 @@ from tradews.session.streams import StreamRecord, records_of
 log = logging.getLogger(__name__)
 
 Reply = Callable[[Result | ApiError], None]
+
+# A gateway's cancel-on-disconnect tags: its id (1 .. GATEWAY_IDS-1) above TAG_BITS random bits.
+TAG_BITS = 32
+GATEWAY_IDS = 1 << 30
+
+
+def gateway_of(tag: int) -> int:
+    """The id of the gateway whose session made ``tag`` (0: not a gateway's)."""
+    return tag >> TAG_BITS
+
+
 # (events, records) of one applied entry, to the view
 Publish = Callable[[Sequence[object], Sequence[StreamRecord]], None]
 

@@ -290,7 +290,10 @@ class Server:
                 self._start_demo()
             # Every connection of the previous run is gone: cancel its sessions' orders, and
             # fire the switches that came due while it was down, before any client is served.
-            self.end_sessions()
+            # (Not in the engine role: the connections are the gateways', and live on; the
+            # engine link ends the sessions of gateways that died.)
+            if self.settings.serve_clients:
+                self.end_sessions()
             self.expire_deadlines()
             self._reload_instruments()  # journal the listing of any the store has and it has not
             await self.engine_host.drain()  # so is the desk's demo inventory
@@ -373,7 +376,8 @@ class Server:
         if host is not None:
             # Every connection is about to close: their cancel-on-disconnect sessions end now,
             # so that the cancels are journaled before the last snapshot, not at the next start.
-            self.end_sessions()
+            if self.settings.serve_clients:
+                self.end_sessions()
             await host.drain()
             self._tasks = []
             if host.failed is None:
