@@ -1,7 +1,8 @@
 """The ``tradews`` command line: run the server and administer its database.
 
-Every admin command works on the same SQLite file as a running server, which notices changes
-within a second (new instruments are listed, reference prices used, revoked keys disconnected).
+Every admin command works on the same database as a running server (a SQLite file or a
+PostgreSQL database, by ``--db``), which notices changes within a second (new instruments are
+listed, reference prices used, revoked keys disconnected).
 """
 
 from __future__ import annotations
@@ -29,15 +30,8 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from tradews import __version__
-from tradews.adapters import clock
-from tradews.adapters.process_lock import ProcessLock
-from tradews.adapters.sqlite_store import (
-    TIERS,
-    ApiKey,
-    SqliteStore,
-    StoreError,
-    resolve_db_path,
-)
+from tradews.adapters import clock, registry
+from tradews.adapters.sql_store import TIERS, ApiKey, SqlStore, StoreError
 from tradews.adapters.ws_server import (
     PING_INTERVAL,
     PING_TIMEOUT,
@@ -73,14 +67,24 @@ price_app = typer.Typer(
 app.add_typer(account_app, name="account")
 app.add_typer(key_app, name="key")
 app.add_typer(instrument_app, name="instrument")
+db_app = typer.Typer(
+    help="The database itself: schema upgrades, moving from SQLite to PostgreSQL.",
+    no_args_is_help=True,
+)
 app.add_typer(price_app, name="price")
+app.add_typer(db_app, name="db")
 
 out = Console(soft_wrap=True, highlight=False)
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 
 DbOption = Annotated[
     str,
-    typer.Option("--db", envvar="TRADEWS_DB", help="SQLite database (path or sqlite:///PATH)."),
+    typer.Option(
+        "--db",
+        envvar="TRADEWS_DB",
+        help="The database: a SQLite file's path (or sqlite:///ABS/PATH, sqlite:REL/PATH) or "
+        "postgresql://USER@HOST/NAME.",
+    ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 KeyFileOption = Annotated[
@@ -88,8 +92,9 @@ KeyFileOption = Annotated[
     typer.Option(
         "--key-file",
         envvar="TRADEWS_KEY_FILE",
-        help="Master key that seals HMAC secrets (default: the database path + .key). Keep it "
-        "out of database backups.",
+        help="Master key that seals HMAC secrets (default: the SQLite file's path + .key; "
+        "./tradews.key for PostgreSQL, the same file for every process). Keep it out of "
+        "database backups.",
     ),
 ]
 
@@ -99,13 +104,21 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def open_store(db: str, key_file: str | None = None) -> SqliteStore:
+def parse_db(db: str) -> registry.DbUrl:
     try:
-        return SqliteStore(resolve_db_path(db), key_file=key_file)
+        return registry.parse_db_url(db)
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def open_store(db: str, key_file: str | None = None) -> SqlStore:
+    url = parse_db(db)
+    try:
+        return registry.open_store(url, key_file=key_file)
     except StoreError as exc:
         fail(str(exc))
-    except Exception as exc:  # sqlite3.Error and OS errors: say what, not where
-        fail(f"cannot open database {db!r}: {exc}")
+    except Exception as exc:  # the driver's and the OS's errors: say what, not where
+        fail(f"cannot open the database {url.shown}: {str(exc).strip()}")
 
 
 def fmt_ms(ms: int | None) -> str:
@@ -328,9 +341,9 @@ def serve(
     if stream_buffer < 1:
         fail("--stream-buffer must be positive")
     store = open_store(db, key_file)
-    lock = ProcessLock(store.path)
-    if not lock.try_acquire():
-        fail(f"another tradews server is running on {store.path} (lock {lock.path})")
+    lease = registry.open_lease(store.url)
+    if not lease.try_acquire():
+        fail(f"another tradews server is running on this database: it holds {lease.describe()}")
     try:
         creds = seed_demo(store, clock.now_ms()) if demo else None
     except StoreError as exc:
@@ -398,7 +411,7 @@ def serve(
         url = f"{'wss' if tls else 'ws'}://{host}:{server.port}"
         instruments = ", ".join(i.symbol for i in server.catalog.all()) or "none"
         out.print(f"[bold green]tradews {__version__}[/bold green] listening on {url}")
-        out.print(f"database: {store.path}  instruments: {instruments}")
+        out.print(f"database: {parse_db(store.url).shown}  instruments: {instruments}")
         if server.admin_port is not None:
             out.print(f"admin: http://{admin_host}:{server.admin_port} (/metrics, /state)")
         if creds is not None:
@@ -455,7 +468,7 @@ def serve(
 
     _run_async(run())
     store.close()
-    lock.release()
+    lease.release()
 
 
 def command_name() -> str:
@@ -913,6 +926,27 @@ def _price_row(p: ReferencePrice, now: int) -> dict[str, Any]:
         "maxAgeMs": p.max_age_ms,
         "status": "stale" if p.is_stale(now, DEFAULT_MAX_AGE_MS) else "fresh",
     }
+
+
+# the database itself ---------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbOption = "tradews.db") -> None:
+    """Bring the database's schema up to this release's (PostgreSQL needs this before any other
+    command; a SQLite file is upgraded when opened). Safe to repeat."""
+    url = parse_db(db)
+    try:
+        before, applied = registry.upgrade_database(url)
+    except StoreError as exc:
+        fail(str(exc))
+    except Exception as exc:
+        fail(f"cannot upgrade the database {url.shown}: {str(exc).strip()}")
+    if not applied:
+        out.print(f"{url.shown}: already at schema v{before}, nothing to do")
+        return
+    numbers = ", ".join(f"v{n}" for n in applied)
+    out.print(f"{url.shown}: schema v{before} -> v{applied[-1]} (applied {numbers})")
 
 
 # funds ----------------------------------------------------------------------------------------
