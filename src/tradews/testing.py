@@ -1,6 +1,6 @@
 """Helpers to run a real tradews server in a subprocess, for tests and benchmarks.
 
-    with ServerProcess.start(db_path, demo=True) as server:
+    with ServerProcess.start(db_path, demo=True) as server:     # or a postgresql:// URL
         client = await Client.connect(server.url)
         await client.login(server.api_key, server.api_secret)
 
@@ -33,7 +33,7 @@ _SECRET = re.compile(r"apiSecret:\s+(\S+)")
 @dataclass
 class ServerProcess:
     process: subprocess.Popen[str]
-    db: Path
+    db: Path | str  # a SQLite file, or any database URL ``--db`` takes
     url: str = ""
     admin_url: str = ""  # the admin listener: /metrics, /state, /healthz
     api_key: str = ""
@@ -42,7 +42,7 @@ class ServerProcess:
 
     @classmethod
     def start(
-        cls, db: Path, *, demo: bool = True, args: tuple[str, ...] = (), timeout: float = 20
+        cls, db: Path | str, *, demo: bool = True, args: tuple[str, ...] = (), timeout: float = 20
     ) -> ServerProcess:
         cmd = [sys.executable, "-m", "tradews", "serve", "--db", str(db), "--port", "0"]
         cmd += ["--admin-port", "0"]
@@ -117,7 +117,7 @@ class ServerProcess:
         self.stop()
 
 
-def run_cli(*args: str, db: Path, check: bool = True) -> Any:
+def run_cli(*args: str, db: Path | str, check: bool = True) -> Any:
     """Run the ``tradews`` command line; return parsed JSON output (or the raw result)."""
     cmd = [sys.executable, "-m", "tradews", *args, "--db", str(db)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
