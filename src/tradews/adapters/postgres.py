@@ -22,6 +22,7 @@ from tradews.adapters.sql import Database, Dialect
 POSTGRESQL = Dialect(
     name="postgresql",
     begin="BEGIN",
+    begin_read="BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
     greatest="GREATEST",
     integrity_errors=(psycopg.IntegrityError,),
     types={
@@ -38,6 +39,10 @@ POSTGRESQL = Dialect(
     # (not of tradews) can lose the last few hundred milliseconds of commits, never corrupt.
     durability={"FULL": "SET synchronous_commit = on", "NORMAL": "SET synchronous_commit = off"},
     qmark=False,
+    follow_ids=(
+        "SELECT setval(pg_get_serial_sequence('{table}', 'id'), COALESCE(MAX(id), 0) + 1, false)"
+        " FROM {table}"
+    ),
 )
 
 CONNECT_TIMEOUT = 10  # seconds: an unreachable server is said, not waited for

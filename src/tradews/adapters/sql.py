@@ -48,6 +48,7 @@ class Dialect:
 
     name: str  # "sqlite" or "postgresql": the URL scheme
     begin: str  # starts a write transaction
+    begin_read: str  # starts a read-only transaction that sees one consistent state
     greatest: str  # the function giving the greater of two values
     integrity_errors: tuple[type[Exception], ...]
     # DDL tokens of the schema (``{int}``, ``{blob}``, ``{id}``, ``{without_rowid}``).
@@ -56,11 +57,15 @@ class Dialect:
     bump_revision: str | None  # run in every store write transaction, if the above needs it
     durability: Mapping[str, str]  # "FULL"/"NORMAL" -> the statement that sets it
     qmark: bool  # True: the driver takes ``?`` placeholders as written
+    # After rows were written with ids given (a copy), make the next generated id follow them
+    # (``{table}``: a table with an ``{id}`` column); None where nothing needs doing.
+    follow_ids: str | None
 
 
 SQLITE = Dialect(
     name="sqlite",
     begin="BEGIN IMMEDIATE",
+    begin_read="BEGIN",  # deferred: the snapshot is taken at the first read (WAL)
     greatest="MAX",
     integrity_errors=(sqlite3.IntegrityError,),
     types={
@@ -74,6 +79,7 @@ SQLITE = Dialect(
     bump_revision=None,
     durability={"FULL": "PRAGMA synchronous=FULL", "NORMAL": "PRAGMA synchronous=NORMAL"},
     qmark=True,
+    follow_ids=None,  # a rowid's next value is the largest one + 1 anyway
 )
 
 
@@ -145,6 +151,16 @@ class Database:
                 raise IntegrityError(str(exc).strip()) from exc
             raise
         self.connection.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[Database]:
+        """A read-only transaction: every read inside sees the same committed state."""
+        self.connection.execute(self.dialect.begin_read)
+        try:
+            yield self
+        finally:
+            with contextlib.suppress(Exception):
+                self.connection.execute("ROLLBACK")
 
     def data_version(self) -> int:
         """A number that changes when another connection has committed a change."""

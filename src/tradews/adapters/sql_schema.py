@@ -207,6 +207,25 @@ MIGRATIONS = [
 
 VERSION = len(MIGRATIONS)
 
+# Every table of the data, in an order that respects foreign keys, with its key (what a copy
+# pages by). account_events_indexed (one row: how far the index goes) and PostgreSQL's revision
+# and schema_version are not data: a copy sets the first and leaves the others.
+TABLES: list[tuple[str, tuple[str, ...]]] = [
+    ("accounts", ("id",)),
+    ("api_keys", ("key_id",)),
+    ("instruments", ("symbol",)),
+    ("reference_prices", ("symbol",)),
+    ("inbox", ("id",)),
+    ("journal", ("seq",)),
+    ("snapshots", ("seq",)),
+    ("orders", ("order_id",)),
+    ("trades", ("trade_id",)),
+    ("account_events", ("id",)),
+    ("account_events_index", ("account_id", "seq")),
+    ("account_events_pruned", ("account_id",)),
+]
+GENERATED_IDS = ("accounts", "inbox", "account_events")  # tables whose ``id`` is ``{id}``
+
 # Serialises concurrent upgrades of one PostgreSQL database (pg_advisory_xact_lock's key).
 _UPGRADE_LOCK = 0x7472616465777301
 

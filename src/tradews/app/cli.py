@@ -42,6 +42,7 @@ from tradews.adapters.ws_server import (
 from tradews.app.logs import configure as configure_logging
 from tradews.app.pricing import DEFAULT_MAX_AGE_MS, format_duration
 from tradews.domain.instrument import Instrument, InvalidDecimal, OffStep, parse_decimal
+from tradews.domain.ledger import format_atoms
 from tradews.domain.pricing import DEFAULT_BAND_BPS, ReferencePrice
 from tradews.engine.engine import Market
 from tradews.session.limits import Rate, RateLimits
@@ -104,6 +105,11 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def one_line(exc: BaseException) -> str:
+    """A driver's error message, which may span lines, as one line."""
+    return " ".join(str(exc).split())
+
+
 def parse_db(db: str) -> registry.DbUrl:
     try:
         return registry.parse_db_url(db)
@@ -118,7 +124,7 @@ def open_store(db: str, key_file: str | None = None) -> SqlStore:
     except StoreError as exc:
         fail(str(exc))
     except Exception as exc:  # the driver's and the OS's errors: say what, not where
-        fail(f"cannot open the database {url.shown}: {str(exc).strip()}")
+        fail(f"cannot open the database {url.shown}: {one_line(exc)}")
 
 
 def fmt_ms(ms: int | None) -> str:
@@ -941,12 +947,57 @@ def db_upgrade(db: DbOption = "tradews.db") -> None:
     except StoreError as exc:
         fail(str(exc))
     except Exception as exc:
-        fail(f"cannot upgrade the database {url.shown}: {str(exc).strip()}")
+        fail(f"cannot upgrade the database {url.shown}: {one_line(exc)}")
     if not applied:
         out.print(f"{url.shown}: already at schema v{before}, nothing to do")
         return
     numbers = ", ".join(f"v{n}" for n in applied)
     out.print(f"{url.shown}: schema v{before} -> v{applied[-1]} (applied {numbers})")
+
+
+@db_app.command("migrate")
+def db_migrate(
+    source: Annotated[
+        str,
+        typer.Option(
+            "--from",
+            "--db",
+            envvar="TRADEWS_DB",
+            help="The database to copy: a SQLite path or URL.",
+        ),
+    ],
+    target: Annotated[
+        str, typer.Option("--to", help="The empty database to copy into: postgresql://...")
+    ],
+    key_file: KeyFileOption = None,
+    to_key_file: Annotated[
+        str | None,
+        typer.Option(
+            help="Where the target's processes will read the key file (copied there from the "
+            "source's; default ./tradews.key for PostgreSQL)."
+        ),
+    ] = None,
+) -> None:
+    """Copy a whole installation into an empty database (SQLite to PostgreSQL), then check the
+    copy by recovering the engine from both. Stop the server first."""
+    from tradews.app.migrate import MigrateError, migrate
+
+    shown = parse_db(target).shown
+    out.print(f"copying {parse_db(source).shown} into {shown}")
+    try:
+        done = migrate(source, target, key_file=key_file, to_key_file=to_key_file, say=out.print)
+    except (MigrateError, ValueError) as exc:
+        fail(str(exc))
+    except Exception as exc:
+        fail(f"the migration failed, the target is unchanged: {one_line(exc)}")
+    total = {asset: format_atoms(v) for asset, v in sorted(done.balances.items())}
+    out.print(f"balances: {', '.join(f'{a} {v}' for a, v in total.items()) or 'none'}")
+    out.print(f"verified: seq {done.seq}, state hash {done.state_hash}")
+    if done.key_file is not None:
+        out.print(
+            f"every process using {shown} must read the key file {done.key_file} "
+            "(--key-file or TRADEWS_KEY_FILE)"
+        )
 
 
 # funds ----------------------------------------------------------------------------------------
