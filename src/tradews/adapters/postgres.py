@@ -39,6 +39,7 @@ POSTGRESQL = Dialect(
     # (not of tradews) can lose the last few hundred milliseconds of commits, never corrupt.
     durability={"FULL": "SET synchronous_commit = on", "NORMAL": "SET synchronous_commit = off"},
     qmark=False,
+    pipeline=True,
     follow_ids=(
         "SELECT setval(pg_get_serial_sequence('{table}', 'id'), COALESCE(MAX(id), 0) + 1, false)"
         " FROM {table}"

@@ -57,6 +57,7 @@ class Dialect:
     bump_revision: str | None  # run in every store write transaction, if the above needs it
     durability: Mapping[str, str]  # "FULL"/"NORMAL" -> the statement that sets it
     qmark: bool  # True: the driver takes ``?`` placeholders as written
+    pipeline: bool  # True: a transaction's statements are sent as one pipeline
     # After rows were written with ids given (a copy), make the next generated id follow them
     # (``{table}``: a table with an ``{id}`` column); None where nothing needs doing.
     follow_ids: str | None
@@ -79,6 +80,7 @@ SQLITE = Dialect(
     bump_revision=None,
     durability={"FULL": "PRAGMA synchronous=FULL", "NORMAL": "PRAGMA synchronous=NORMAL"},
     qmark=True,
+    pipeline=False,
     follow_ids=None,  # a rowid's next value is the largest one + 1 anyway
 )
 
@@ -138,19 +140,28 @@ class Database:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Database]:
         """A write transaction: committed if the block ends normally, else rolled back. A
-        broken constraint raises :class:`IntegrityError` (the driver's error is its cause)."""
-        self.connection.execute(self.dialect.begin)
+        broken constraint raises :class:`IntegrityError` (the driver's error is its cause).
+
+        Where the driver can (psycopg), the transaction is sent as one pipeline: ``BEGIN``,
+        the writes and ``COMMIT`` go out together and their results come back together, one
+        network round trip instead of one per statement (a read inside waits for its own
+        result). A lone journal write commits in about 210 µs instead of 330 µs on this
+        machine's PostgreSQL (``bench/pg_drivers.py``)."""
+        connection = self.connection
+        pipeline = connection.pipeline() if self.dialect.pipeline else contextlib.nullcontext()
         try:
-            yield self
-            if self.revision and self.dialect.bump_revision is not None:
-                self.connection.execute(self.dialect.bump_revision)
+            with pipeline:
+                connection.execute(self.dialect.begin)
+                yield self
+                if self.revision and self.dialect.bump_revision is not None:
+                    connection.execute(self.dialect.bump_revision)
+                connection.execute("COMMIT")
         except BaseException as exc:
             with contextlib.suppress(Exception):  # a dead connection: the first error matters
-                self.connection.execute("ROLLBACK")
+                connection.execute("ROLLBACK")
             if isinstance(exc, self.dialect.integrity_errors):
                 raise IntegrityError(str(exc).strip()) from exc
             raise
-        self.connection.execute("COMMIT")
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[Database]:
