@@ -8,6 +8,10 @@ round trip of each is timed at the client. Two loads:
 - loaded: 64 clients on 64 connections, each one request at a time (closed loop).
 
     .venv/bin/python bench/order_ack.py [--durability full|normal] [--seconds 10]
+        [--postgres postgresql://postgres@127.0.0.1/postgres]
+
+``--postgres``: store in PostgreSQL instead of SQLite, in a database made for the run on that
+server (the URL is of its maintenance database) and dropped after.
 
 Everything runs on this machine: the server process, and the clients in this process.
 """
@@ -16,10 +20,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
+import secrets
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from tradews.client import Client
 from tradews.testing import ServerProcess, run_cli
@@ -27,7 +36,7 @@ from tradews.testing import ServerProcess, run_cli
 ACCOUNTS = 4
 
 
-def prepare(db: Path) -> list[dict[str, str]]:
+def prepare(db: Path | str) -> list[dict[str, str]]:
     run_cli("instrument", "add", "BTC_USD", "--base", "BTC", "--quote", "USD", "--tick", "0.01",
             "--lot", "0.0001", db=db)  # fmt: skip
     keys = []
@@ -82,9 +91,29 @@ def summary(samples: list[float], seconds: float) -> dict[str, float]:
     }
 
 
-async def run(durability: str, seconds: float) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        db = Path(tmp) / "bench.db"
+@contextlib.contextmanager
+def database(tmp: Path, postgres: str | None) -> Iterator[Path | str]:
+    """A SQLite file, or a fresh PostgreSQL database at this release's schema."""
+    if postgres is None:
+        yield tmp / "bench.db"
+        return
+    import psycopg
+
+    name = f"tradews_bench_{secrets.token_hex(4)}"
+    os.environ["TRADEWS_KEY_FILE"] = str(tmp / "bench.key")
+    with psycopg.connect(postgres, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    try:
+        url = urlunsplit(urlsplit(postgres)._replace(path=f"/{name}"))
+        run_cli("db", "upgrade", db=url)
+        yield url
+    finally:
+        with psycopg.connect(postgres, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+async def run(durability: str, seconds: float, postgres: str | None) -> None:
+    with tempfile.TemporaryDirectory() as tmp, database(Path(tmp), postgres) as db:
         keys = prepare(db)
         # Load from one address at full speed: lift the per-client limits a public server
         # needs (see docs/security.md), to measure the engine and the journal.
@@ -114,9 +143,10 @@ def main() -> None:
         "--durability", choices=["full", "normal"], nargs="+", default=["full", "normal"]
     )
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--postgres", help="a PostgreSQL server's maintenance database URL")
     args = parser.parse_args()
     for durability in args.durability:
-        asyncio.run(run(durability, args.seconds))
+        asyncio.run(run(durability, args.seconds, args.postgres))
 
 
 if __name__ == "__main__":

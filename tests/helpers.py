@@ -69,7 +69,7 @@ def balance(rows: list[dict[str, str]], asset: str) -> tuple[Decimal, Decimal]:
     return Decimal(0), Decimal(0)
 
 
-def funded_accounts(db: Path, names: Iterable[str]) -> dict[str, dict[str, str]]:
+def funded_accounts(db: Path | str, names: Iterable[str]) -> dict[str, dict[str, str]]:
     """ETH_USD (tick 0.01, lot 0.001) and, per name, an enterprise account with an API key and
     10,000,000 USD and 10,000 ETH; all made before any server runs, so the deposits take the
     offline path (this process is the engine for one command). Returns the keys by name."""

@@ -1,6 +1,6 @@
 """Helpers to run a real tradews server in a subprocess, for tests and benchmarks.
 
-    with ServerProcess.start(db_path, demo=True) as server:
+    with ServerProcess.start(db_path, demo=True) as server:     # or a postgresql:// URL
         client = await Client.connect(server.url)
         await client.login(server.api_key, server.api_secret)
 
@@ -34,7 +34,7 @@ _SECRET = re.compile(r"apiSecret:\s+(\S+)")
 @dataclass
 class ServerProcess:
     process: subprocess.Popen[str]
-    db: Path
+    db: Path | str  # a SQLite file, or any database URL ``--db`` takes
     url: str = ""
     admin_url: str = ""  # the admin listener: /metrics, /state, /healthz
     api_key: str = ""
@@ -44,7 +44,7 @@ class ServerProcess:
     @classmethod
     def start(
         cls,
-        db: Path,
+        db: Path | str,
         *,
         demo: bool = True,
         args: tuple[str, ...] = (),
@@ -135,7 +135,7 @@ class Deployment:
             client = await Client.connect(d.gateways[0].url)
     """
 
-    db: Path
+    db: Path | str
     bus: str
     engine: ServerProcess
     gateways: list[ServerProcess] = field(default_factory=list)
@@ -144,7 +144,7 @@ class Deployment:
     @classmethod
     def start(
         cls,
-        db: Path,
+        db: Path | str,
         bus: str,
         *,
         gateways: int = 2,
@@ -238,7 +238,7 @@ def drop_bus(bus: str) -> None:
         asyncio.run(drop())
 
 
-def run_cli(*args: str, db: Path, check: bool = True) -> Any:
+def run_cli(*args: str, db: Path | str, check: bool = True) -> Any:
     """Run the ``tradews`` command line; return parsed JSON output (or the raw result)."""
     cmd = [sys.executable, "-m", "tradews", *args, "--db", str(db)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)

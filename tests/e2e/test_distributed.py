@@ -213,14 +213,14 @@ def replay_hash(db: Path) -> tuple[int, str]:
     """Recover an engine from the journal alone (no snapshot) in a fresh process."""
     code = (
         "import sys, json\n"
-        "from tradews.adapters.sqlite_journal import SqliteJournal\n"
-        "from tradews.adapters.sqlite_store import Operations, SqliteStore\n"
+        "from tradews.adapters.registry import open_journal, open_store\n"
+        "from tradews.adapters.sql_store import Operations\n"
         "from tradews.app.engine_host import replay\n"
         "from tradews.engine.engine import Engine\n"
-        "store = SqliteStore(sys.argv[1])\n"
+        "store = open_store(sys.argv[1])\n"
         "fee = Operations(store).system_accounts(0)[1]\n"
         "engine = Engine(store.list_instruments(), fee_account_id=fee)\n"
-        "replay(engine, SqliteJournal(sys.argv[1]))\n"
+        "replay(engine, open_journal(sys.argv[1]))\n"
         "print(json.dumps([engine.seq, engine.state_hash()]))\n"
     )
     out = subprocess.run(

@@ -18,7 +18,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tradews.adapters.sqlite_store import _SCHEMA
+from tradews.adapters.sql import SQLITE
+from tradews.adapters.sql_schema import statements
 from tradews.api import signing
 from tradews.client import Client, RpcError
 from tradews.testing import ServerProcess, run_cli
@@ -300,8 +301,9 @@ def before_signed_login(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Se
     """A database made before signed login (schema version 3), with one key, then served."""
     db = tmp_path_factory.mktemp("old") / "tradews.db"
     conn = sqlite3.connect(db)
-    for number, script in enumerate(_SCHEMA[:3], start=1):
-        conn.executescript(script)
+    for number in range(1, 4):
+        for statement in statements(number, "sqlite", dict(SQLITE.types)):
+            conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {number}")
     conn.execute("INSERT INTO accounts(name, tier, created_at) VALUES ('old', 'enterprise', 0)")
     conn.execute(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.domain.test_invariants import BUYER, two_sided_engine, unlocked_behind_the_engine
-from tradews.adapters.sqlite_journal import SqliteJournal
+from tradews.adapters.registry import open_journal
 from tradews.app.engine_host import EngineHost
 from tradews.domain.invariants import InvariantViolation
 from tradews.engine.commands import CancelOrder, Deposit
@@ -18,7 +18,7 @@ def test_an_invariant_violation_in_apply_is_fatal(tmp_path: Path) -> None:
     fatal: list[BaseException] = []
     replies: list[Result] = []
     published: list[object] = []
-    journal = SqliteJournal(tmp_path / "journal.db")
+    journal = open_journal(str(tmp_path / "journal.db"))
     host = EngineHost(
         engine, journal, lambda events, records: published.append(events), fatal.append
     )

@@ -8,7 +8,8 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "tradews"
 PURE = ("domain", "engine", "api", "codecs", "session")
-IO = {"asyncio", "picows", "sqlite3", "socket", "ssl", "selectors", "uvloop", "urllib", "http"}
+DATABASES = ("sqlite3", "psycopg", "asyncpg")
+IO = {"asyncio", "picows", "socket", "ssl", "selectors", "uvloop", "urllib", "http", *DATABASES}
 LAYERS = ["domain", "engine", "api", "codecs", "session", "adapters", "app"]  # bottom to top
 
 
@@ -45,7 +46,7 @@ def test_only_adapters_import_the_websocket_library_and_the_database() -> None:
         if layer != "adapters"
         for path in modules(layer)
         for name in imports(path)
-        if name.split(".")[0] in ("picows", "sqlite3")
+        if name.split(".")[0] in ("picows", *DATABASES)
     ]
     assert not found
 

@@ -21,6 +21,8 @@ class ProcessLock:
         self._fd: int | None = None
 
     def try_acquire(self) -> bool:
+        if self._fd is not None:  # held already (a second flock here would refuse us)
+            return True
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -35,6 +37,9 @@ class ProcessLock:
     def acquire(self) -> None:
         if not self.try_acquire():
             raise LockHeld(f"another tradews engine is using {self.path.with_suffix('')}")
+
+    def describe(self) -> str:
+        return f"the lock file {self.path}"
 
     def release(self) -> None:
         if self._fd is not None:

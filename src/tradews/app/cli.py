@@ -1,7 +1,8 @@
 """The ``tradews`` command line: run the server and administer its database.
 
-Every admin command works on the same SQLite file as a running server, which notices changes
-within a second (new instruments are listed, reference prices used, revoked keys disconnected).
+Every admin command works on the same database as a running server (a SQLite file or a
+PostgreSQL database, by ``--db``), which notices changes within a second (new instruments are
+listed, reference prices used, revoked keys disconnected).
 """
 
 from __future__ import annotations
@@ -30,15 +31,8 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from tradews import __version__
-from tradews.adapters import clock
-from tradews.adapters.process_lock import ProcessLock
-from tradews.adapters.sqlite_store import (
-    TIERS,
-    ApiKey,
-    SqliteStore,
-    StoreError,
-    resolve_db_path,
-)
+from tradews.adapters import clock, registry
+from tradews.adapters.sql_store import TIERS, ApiKey, SqlStore, StoreError
 from tradews.adapters.ws_server import (
     PING_INTERVAL,
     PING_TIMEOUT,
@@ -49,6 +43,7 @@ from tradews.adapters.ws_server import (
 from tradews.app.logs import configure as configure_logging
 from tradews.app.pricing import DEFAULT_MAX_AGE_MS, format_duration
 from tradews.domain.instrument import Instrument, InvalidDecimal, OffStep, parse_decimal
+from tradews.domain.ledger import format_atoms
 from tradews.domain.pricing import DEFAULT_BAND_BPS, ReferencePrice
 from tradews.engine.engine import Market
 from tradews.session.limits import Rate, RateLimits
@@ -74,14 +69,24 @@ price_app = typer.Typer(
 app.add_typer(account_app, name="account")
 app.add_typer(key_app, name="key")
 app.add_typer(instrument_app, name="instrument")
+db_app = typer.Typer(
+    help="The database itself: schema upgrades, moving from SQLite to PostgreSQL.",
+    no_args_is_help=True,
+)
 app.add_typer(price_app, name="price")
+app.add_typer(db_app, name="db")
 
 out = Console(soft_wrap=True, highlight=False)
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 
 DbOption = Annotated[
     str,
-    typer.Option("--db", envvar="TRADEWS_DB", help="SQLite database (path or sqlite:///PATH)."),
+    typer.Option(
+        "--db",
+        envvar="TRADEWS_DB",
+        help="The database: a SQLite file's path (or sqlite:///ABS/PATH, sqlite:REL/PATH) or "
+        "postgresql://USER@HOST/NAME.",
+    ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 KeyFileOption = Annotated[
@@ -89,8 +94,9 @@ KeyFileOption = Annotated[
     typer.Option(
         "--key-file",
         envvar="TRADEWS_KEY_FILE",
-        help="Master key that seals HMAC secrets (default: the database path + .key). Keep it "
-        "out of database backups.",
+        help="Master key that seals HMAC secrets (default: the SQLite file's path + .key; "
+        "./tradews.key for PostgreSQL, the same file for every process). Keep it out of "
+        "database backups.",
     ),
 ]
 
@@ -100,13 +106,26 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def open_store(db: str, key_file: str | None = None) -> SqliteStore:
+def one_line(exc: BaseException) -> str:
+    """A driver's error message, which may span lines, as one line."""
+    return " ".join(str(exc).split())
+
+
+def parse_db(db: str) -> registry.DbUrl:
     try:
-        return SqliteStore(resolve_db_path(db), key_file=key_file)
+        return registry.parse_db_url(db)
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def open_store(db: str, key_file: str | None = None) -> SqlStore:
+    url = parse_db(db)
+    try:
+        return registry.open_store(url, key_file=key_file)
     except StoreError as exc:
         fail(str(exc))
-    except Exception as exc:  # sqlite3.Error and OS errors: say what, not where
-        fail(f"cannot open database {db!r}: {exc}")
+    except Exception as exc:  # the driver's and the OS's errors: say what, not where
+        fail(f"cannot open the database {url.shown}: {one_line(exc)}")
 
 
 def fmt_ms(ms: int | None) -> str:
@@ -358,12 +377,12 @@ def serve(
     if role == "gateway" and demo:
         fail("--demo goes to the engine (`tradews engine --demo`), which owns the demo market")
     store = open_store(db, key_file)
-    lock = ProcessLock(store.path)
-    if role != "gateway" and not lock.try_acquire():
+    lease = registry.open_lease(store.url)
+    if role != "gateway" and not lease.try_acquire():
         if role == "all":
-            fail(f"another tradews server is running on {store.path} (lock {lock.path})")
-        err.print(f"standby: another engine holds {lock.path}; taking over when it stops")
-        while not lock.try_acquire():
+            fail(f"another tradews server is running on this database: it holds {lease.describe()}")
+        err.print(f"standby: another engine holds {lease.describe()}; taking over when it stops")
+        while not lease.try_acquire():
             time.sleep(0.25)
         err.print("standby: the engine lease is ours; recovering")
     try:
@@ -471,7 +490,7 @@ def serve(
         else:
             url = f"{'wss' if tls else 'ws'}://{host}:{server.port}"
             out.print(f"[bold green]tradews {__version__}[/bold green] listening on {url}")
-        out.print(f"database: {store.path}  instruments: {instruments}")
+        out.print(f"database: {parse_db(store.url).shown}  instruments: {instruments}")
         if server.admin_port is not None:
             out.print(f"admin: http://{admin_host}:{server.admin_port} (/metrics, /state)")
         if creds is not None and role == "engine":
@@ -535,7 +554,7 @@ def serve(
     _run_async(run())
     store.close()
     if role != "gateway":
-        lock.release()
+        lease.release()
 
 
 def _role_command(role: str, doc: str) -> None:
@@ -1022,6 +1041,72 @@ def _price_row(p: ReferencePrice, now: int) -> dict[str, Any]:
         "maxAgeMs": p.max_age_ms,
         "status": "stale" if p.is_stale(now, DEFAULT_MAX_AGE_MS) else "fresh",
     }
+
+
+# the database itself ---------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbOption = "tradews.db") -> None:
+    """Bring the database's schema up to this release's (PostgreSQL needs this before any other
+    command; a SQLite file is upgraded when opened). Safe to repeat."""
+    url = parse_db(db)
+    try:
+        before, applied = registry.upgrade_database(url)
+    except StoreError as exc:
+        fail(str(exc))
+    except Exception as exc:
+        fail(f"cannot upgrade the database {url.shown}: {one_line(exc)}")
+    if not applied:
+        out.print(f"{url.shown}: already at schema v{before}, nothing to do")
+        return
+    numbers = ", ".join(f"v{n}" for n in applied)
+    out.print(f"{url.shown}: schema v{before} -> v{applied[-1]} (applied {numbers})")
+
+
+@db_app.command("migrate")
+def db_migrate(
+    source: Annotated[
+        str,
+        typer.Option(
+            "--from",
+            "--db",
+            envvar="TRADEWS_DB",
+            help="The database to copy: a SQLite path or URL.",
+        ),
+    ],
+    target: Annotated[
+        str, typer.Option("--to", help="The empty database to copy into: postgresql://...")
+    ],
+    key_file: KeyFileOption = None,
+    to_key_file: Annotated[
+        str | None,
+        typer.Option(
+            help="Where the target's processes will read the key file (copied there from the "
+            "source's; default ./tradews.key for PostgreSQL)."
+        ),
+    ] = None,
+) -> None:
+    """Copy a whole installation into an empty database (SQLite to PostgreSQL), then check the
+    copy by recovering the engine from both. Stop the server first."""
+    from tradews.app.migrate import MigrateError, migrate
+
+    shown = parse_db(target).shown
+    out.print(f"copying {parse_db(source).shown} into {shown}")
+    try:
+        done = migrate(source, target, key_file=key_file, to_key_file=to_key_file, say=out.print)
+    except (MigrateError, ValueError) as exc:
+        fail(str(exc))
+    except Exception as exc:
+        fail(f"the migration failed, the target is unchanged: {one_line(exc)}")
+    total = {asset: format_atoms(v) for asset, v in sorted(done.balances.items())}
+    out.print(f"balances: {', '.join(f'{a} {v}' for a, v in total.items()) or 'none'}")
+    out.print(f"verified: seq {done.seq}, state hash {done.state_hash}")
+    if done.key_file is not None:
+        out.print(
+            f"every process using {shown} must read the key file {done.key_file} "
+            "(--key-file or TRADEWS_KEY_FILE)"
+        )
 
 
 # funds ----------------------------------------------------------------------------------------

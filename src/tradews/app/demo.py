@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from tradews.adapters.sqlite_store import SqliteStore
+from tradews.adapters.sql_store import SqlStore
 from tradews.domain.instrument import Instrument
 
 DEMO_ACCOUNT = "demo"
@@ -58,7 +58,7 @@ class DemoCredentials:
     api_secret: str
 
 
-def seed_demo(store: SqliteStore, now_ms: int) -> DemoCredentials:
+def seed_demo(store: SqlStore, now_ms: int) -> DemoCredentials:
     """Make sure the demo instruments and account exist; issue a fresh key for the banner.
 
     The previous banner key is revoked: its secret was printed once and is gone.

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from tradews.adapters.sqlite_journal import JournalEntry, SqliteJournal
+from tradews.adapters.sql_journal import JournalEntry, SqlJournal
 from tradews.domain.instrument import Instrument
 from tradews.domain.orders import Reject
 from tradews.engine.commands import AnyCommand, encoder
@@ -51,7 +51,7 @@ class EngineHost:
     def __init__(
         self,
         engine: Engine,
-        journal: SqliteJournal,
+        journal: SqlJournal,
         publish: Publish,
         on_fatal: Callable[[BaseException], None],
     ) -> None:
@@ -135,7 +135,7 @@ class EngineHost:
     def maintain_streams(self, before: int) -> None:
         """Have the next batch (one is written for it if nothing else is waiting) index the
         private streams' newest messages and prune a chunk of those written before ``before``
-        (ms since the epoch): ``SqliteJournal.append(maintain=...)``."""
+        (ms since the epoch): ``SqlJournal.append(maintain=...)``."""
         if self.failed is not None:
             return
         self._maintain = before
@@ -255,7 +255,7 @@ class EngineHost:
 
 
 def recover(
-    instruments: Iterable[Instrument], journal: SqliteJournal, *, fee_account_id: int
+    instruments: Iterable[Instrument], journal: SqlJournal, *, fee_account_id: int
 ) -> tuple[Engine, int, int | None]:
     """Rebuild the engine: the newest snapshot (checked against its state hash), then the
     journal after it. Returns the engine, how many commands were replayed, and the snapshot's
@@ -273,7 +273,7 @@ def recover(
     return engine, replay(engine, journal), start
 
 
-def replay(engine: Engine, journal: SqliteJournal) -> int:
+def replay(engine: Engine, journal: SqlJournal) -> int:
     """Apply every journaled command to ``engine`` (fresh); return how many were applied."""
     count = 0
     for seq, command in journal.read(engine.seq):

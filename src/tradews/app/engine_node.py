@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from tradews.adapters.nats_bus import Bus, Command
-from tradews.adapters.sqlite_journal import JournalEntry
+from tradews.adapters.sql_journal import JournalEntry
 from tradews.app.replica import gateway_of
 from tradews.engine.commands import EndSession, decoder, encoder
 
@@ -100,8 +100,7 @@ class EngineLink:
         last = await self.bus.last_logged(self.shard)
         journal = self.server.journal
         tail: list[tuple[int, str | None, bytes]] = []
-        ids = getattr(journal, "read_msg_ids", None)
-        known: dict[int, str] = ids(last) if ids is not None else {}
+        known = journal.msg_ids_after(last)  # so a waiting gateway gets its reply
         for seq, command in journal.read(last):
             tail.append((seq, known.get(seq), encoder.encode(command)))
             if len(tail) >= 1000:
@@ -164,10 +163,7 @@ class EngineLink:
             self._ack(message.ack)
 
     def _journaled(self, msg_id: str) -> bool:
-        lookup = getattr(self.server.journal, "lookup_msg_ids", None)
-        if lookup is None:
-            return False
-        if msg_id in lookup([msg_id]):
+        if msg_id in self.server.journal.lookup_msg_ids([msg_id]):
             self._remember(msg_id)
             return True
         return False

@@ -1,9 +1,9 @@
 """Operator deposits and withdrawals: always through the engine, never around it.
 
-If a server is running (it holds the database's engine lock), the command goes into the inbox
+If a server is running (it holds the database's engine lease), the command goes into the inbox
 table; the server applies it within a tenth of a second and records the outcome in the same
 transaction as the journal entry, and this waits for that outcome. If no server is running, this
-process takes the lock and is the engine for one command: it replays the journal, applies the
+process takes the lease and is the engine for one command: it replays the journal, applies the
 command, and journals it. Either way the deposit is a journaled engine command, idempotent by
 its ``ref``.
 """
@@ -16,9 +16,9 @@ from decimal import Decimal
 from typing import Any
 
 from tradews.adapters import clock
-from tradews.adapters.process_lock import ProcessLock
-from tradews.adapters.sqlite_journal import JournalEntry, SqliteJournal
-from tradews.adapters.sqlite_store import Operations, SqliteStore
+from tradews.adapters.registry import open_journal, open_lease
+from tradews.adapters.sql_journal import JournalEntry
+from tradews.adapters.sql_store import Operations, SqlStore
 from tradews.app.engine_host import recover
 from tradews.app.server import result_text
 from tradews.domain.ledger import to_atoms
@@ -30,7 +30,7 @@ class FundsError(Exception):
 
 
 def move_funds(
-    store: SqliteStore, kind: str, account: str, asset: str, amount: Decimal, ref: str,
+    store: SqlStore, kind: str, account: str, asset: str, amount: Decimal, ref: str,
     *, timeout: float = 10.0,
 ) -> dict[str, Any]:  # fmt: skip
     target = store.get_account(account)
@@ -42,7 +42,7 @@ def move_funds(
     cls = Deposit if kind == "deposit" else Withdraw
     command = cls(clock.now_ms(), target.id, asset, atoms, ref)
     ops = Operations(store)
-    lock = ProcessLock(store.path)
+    lock = open_lease(store.url)
     if lock.try_acquire():
         try:
             return _apply_offline(store, ops, command)
@@ -61,11 +61,9 @@ def move_funds(
     )
 
 
-def _apply_offline(
-    store: SqliteStore, ops: Operations, command: Deposit | Withdraw
-) -> dict[str, Any]:
+def _apply_offline(store: SqlStore, ops: Operations, command: Deposit | Withdraw) -> dict[str, Any]:
     _, fee_id = ops.system_accounts(clock.now_ms())
-    journal = SqliteJournal(store.path)
+    journal = open_journal(store.url)
     try:
         engine, _, _ = recover(store.list_instruments(), journal, fee_account_id=fee_id)
         result, events = engine.apply(command)

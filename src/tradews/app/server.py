@@ -43,8 +43,8 @@ import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from tradews.adapters import clock
-from tradews.adapters.sqlite_journal import SqliteJournal, SqliteStreamArchive
-from tradews.adapters.sqlite_store import Operations, SqliteStore, StoreError
+from tradews.adapters.registry import open_archive, open_journal
+from tradews.adapters.sql_store import Operations, SqlStore, StoreError
 from tradews.adapters.ws_server import (
     PING_INTERVAL,
     PING_TIMEOUT,
@@ -160,7 +160,7 @@ class Server:
     def __init__(
         self,
         settings: ServerSettings,
-        store: SqliteStore,
+        store: SqlStore,
         *,
         gateway: GatewayLink | None = None,
         now_ms: Callable[[], int] = clock.now_ms,
@@ -172,7 +172,7 @@ class Server:
         now = now_ms()
         self.house_id, self.fee_id = self.ops.system_accounts(now)
         self.catalog = Catalog(store.list_instruments())
-        self.journal = SqliteJournal(store.path, synchronous=settings.durability)
+        self.journal = open_journal(store.url, durability=settings.durability)
         started = time.perf_counter()
         self.engine, self.replayed, self.snapshot_seq = recover(
             self.catalog.all(), self.journal, fee_account_id=self.fee_id
@@ -181,7 +181,7 @@ class Server:
         self.replay_seconds = time.perf_counter() - started
         self._snapshot_at = self.snapshot_seq or 0
         self.state_hash_at_start = self.engine.state_hash()
-        self.archive = SqliteStreamArchive(store.path)
+        self.archive = open_archive(store.url)
         streams: PrivateStreams[Connection] = PrivateStreams(
             self.catalog,
             self.archive,

@@ -4,7 +4,7 @@ Every message on a private stream carries ``streamSeq``, consecutive from 1 per 
 channel) for the life of the database, so a client sees a gap by itself. The numbers are given
 where they stay deterministic and durable: the journal numbers each command's *records* as it
 writes the batch, and stores them in the same transaction as the command (``account_events``,
-``adapters/sqlite_journal.py``). A record is one engine event as one account's stream sees it;
+``adapters/sql_journal.py``). A record is one engine event as one account's stream sees it;
 this module says which records a command's events make (:func:`records_of`) and turns a record
 into the message a client gets (:func:`message`), a pure function of the event and the
 instrument, which never changes once listed.

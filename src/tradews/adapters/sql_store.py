@@ -1,8 +1,10 @@
-"""SQLite storage for accounts, API keys, instruments and reference prices.
+"""Storage for accounts, API keys, instruments and reference prices, in SQLite or PostgreSQL.
 
-The database runs in WAL mode so the command line and a running server use it at the same time:
-the CLI writes, the server notices through ``PRAGMA data_version`` and reloads. Every write is a
-short transaction; ``busy_timeout`` absorbs the rare overlap.
+One implementation for both databases, written against ``adapters/sql.py``'s :class:`Database`;
+``adapters/registry.py`` opens it from a URL. The command line and a running server use the
+store at the same time: the CLI writes, the server notices through :meth:`SqlStore.data_version`
+(SQLite's ``PRAGMA data_version``; PostgreSQL's revision counter, bumped by every write
+transaction of the store) and reloads. Every write is a short transaction.
 
 API secrets are 256-bit random tokens. Their SHA-256 digest is stored for plain login: with that
 much entropy a slow password hash adds nothing, and a digest costs microseconds per login.
@@ -20,18 +22,18 @@ import hashlib
 import hmac
 import logging
 import secrets
-import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from tradews.adapters.key_file import KeyFileError, MasterKey, SealError, load_master_key
+from tradews.adapters.sql import Database, IntegrityError, Row
+from tradews.adapters.sql import StoreError as StoreError  # raised by every method here
+from tradews.adapters.sql_schema import check, upgrade
 from tradews.api import signing
 from tradews.api.errors import ApiError, ErrorCode
 from tradews.domain.instrument import Instrument
@@ -42,154 +44,6 @@ from tradews.session.ports import Principal
 log = logging.getLogger(__name__)
 
 TIERS = ("standard", "enterprise")
-
-_SCHEMA = [
-    # version 1
-    """
-    CREATE TABLE accounts (
-        id          INTEGER PRIMARY KEY,
-        name        TEXT NOT NULL UNIQUE,
-        tier        TEXT NOT NULL CHECK (tier IN ('standard', 'enterprise')),
-        created_at  INTEGER NOT NULL
-    );
-    CREATE TABLE api_keys (
-        key_id       TEXT PRIMARY KEY,
-        account_id   INTEGER NOT NULL REFERENCES accounts(id),
-        secret_hash  BLOB NOT NULL,
-        label        TEXT,
-        created_at   INTEGER NOT NULL,
-        expires_at   INTEGER,
-        revoked_at   INTEGER
-    );
-    CREATE INDEX api_keys_account ON api_keys(account_id);
-    CREATE TABLE instruments (
-        symbol      TEXT PRIMARY KEY,
-        base        TEXT NOT NULL,
-        quote       TEXT NOT NULL,
-        tick        TEXT NOT NULL,
-        lot         TEXT NOT NULL,
-        min_size    TEXT NOT NULL,
-        max_size    TEXT,
-        quote_size  TEXT NOT NULL,
-        spread_bps  TEXT NOT NULL,
-        created_at  INTEGER NOT NULL
-    );
-    """,
-    # version 2: the engine's journal, its read models, and the operator's inbox
-    """
-    CREATE TABLE journal (
-        seq      INTEGER PRIMARY KEY,
-        at       INTEGER NOT NULL,
-        command  BLOB NOT NULL
-    );
-    CREATE TABLE orders (
-        order_id         INTEGER PRIMARY KEY,
-        account_id       INTEGER NOT NULL,
-        client_order_id  TEXT,
-        symbol           TEXT NOT NULL,
-        side             INTEGER NOT NULL,
-        type             INTEGER NOT NULL,
-        price            INTEGER NOT NULL,
-        quantity         INTEGER NOT NULL,
-        remaining        INTEGER NOT NULL,
-        tif              INTEGER NOT NULL,
-        post_only        INTEGER NOT NULL,
-        status           TEXT NOT NULL,
-        reason           TEXT,
-        created_at       INTEGER NOT NULL,
-        updated_at       INTEGER NOT NULL,
-        seq              INTEGER NOT NULL
-    );
-    CREATE INDEX orders_account ON orders(account_id, order_id);
-    CREATE TABLE trades (
-        trade_id          INTEGER PRIMARY KEY,
-        symbol            TEXT NOT NULL,
-        price             INTEGER NOT NULL,
-        quantity          INTEGER NOT NULL,
-        taker_side        INTEGER NOT NULL,
-        maker_order_id    INTEGER NOT NULL,
-        taker_order_id    INTEGER NOT NULL,
-        maker_account_id  INTEGER NOT NULL,
-        taker_account_id  INTEGER NOT NULL,
-        maker_fee         INTEGER NOT NULL,
-        taker_fee         INTEGER NOT NULL,
-        quote_id          TEXT,
-        at                INTEGER NOT NULL,
-        seq               INTEGER NOT NULL
-    );
-    CREATE INDEX trades_maker ON trades(maker_account_id, trade_id);
-    CREATE INDEX trades_taker ON trades(taker_account_id, trade_id);
-    CREATE TABLE inbox (
-        id        INTEGER PRIMARY KEY,
-        command   BLOB NOT NULL,
-        status    TEXT NOT NULL DEFAULT 'pending',
-        result    TEXT,
-        created_at INTEGER NOT NULL
-    );
-    CREATE INDEX inbox_pending ON inbox(status) WHERE status = 'pending';
-    """,
-    # version 3: engine snapshots, so that a start replays only the journal's tail
-    """
-    CREATE TABLE snapshots (
-        seq         INTEGER PRIMARY KEY,
-        at          INTEGER NOT NULL,
-        state_hash  TEXT NOT NULL,
-        state       BLOB NOT NULL
-    );
-    """,
-    # version 4: signed login (HMAC-SHA256, Ed25519), key permissions and address allow-lists.
-    # Keys made before keep plain login only: their secret was never stored, even sealed.
-    """
-    ALTER TABLE api_keys ADD COLUMN key_type TEXT NOT NULL DEFAULT 'hmac'
-        CHECK (key_type IN ('hmac', 'ed25519'));
-    ALTER TABLE api_keys ADD COLUMN public_key BLOB;
-    ALTER TABLE api_keys ADD COLUMN secret_sealed BLOB;
-    ALTER TABLE api_keys ADD COLUMN scopes TEXT NOT NULL DEFAULT 'read,trade';
-    ALTER TABLE api_keys ADD COLUMN allowed_ips TEXT;
-    ALTER TABLE api_keys ADD COLUMN plain_login INTEGER NOT NULL DEFAULT 1;
-    """,
-    # version 5: reference prices set by the operator, which anchor RFQ quotes (max_age_ms NULL: the
-    # server's default). IF NOT EXISTS: it does not matter where among other migrations it runs.
-    """
-    CREATE TABLE IF NOT EXISTS reference_prices (
-        symbol      TEXT PRIMARY KEY REFERENCES instruments(symbol),
-        price       TEXT NOT NULL,
-        max_age_ms  INTEGER,
-        set_at      INTEGER NOT NULL
-    );
-    """,
-    # version 6: the private streams' messages (orders, fills, balances), one row per account
-    # and command, in write order; the index that finds an account's rows, written a second
-    # behind (adapters/sqlite_journal.py); where each stream stood when its oldest rows were
-    # pruned. IF NOT EXISTS: it does not matter where among other migrations it runs.
-    """
-    CREATE TABLE IF NOT EXISTS account_events (
-        id            INTEGER PRIMARY KEY,
-        account_id    INTEGER NOT NULL,
-        seq           INTEGER NOT NULL,
-        at            INTEGER NOT NULL,
-        orders_seq    INTEGER NOT NULL,
-        balances_seq  INTEGER NOT NULL,
-        messages      BLOB NOT NULL
-    );
-    CREATE TABLE IF NOT EXISTS account_events_index (
-        account_id    INTEGER NOT NULL,
-        seq           INTEGER NOT NULL,
-        id            INTEGER NOT NULL,
-        orders_seq    INTEGER NOT NULL,
-        balances_seq  INTEGER NOT NULL,
-        PRIMARY KEY (account_id, seq)
-    ) WITHOUT ROWID;
-    CREATE TABLE IF NOT EXISTS account_events_indexed (through INTEGER NOT NULL);
-    INSERT INTO account_events_indexed(through)
-        SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM account_events_indexed);
-    CREATE TABLE IF NOT EXISTS account_events_pruned (
-        account_id    INTEGER PRIMARY KEY,
-        orders_seq    INTEGER NOT NULL,
-        balances_seq  INTEGER NOT NULL
-    );
-    """,
-]
 
 _DUMMY_HASH = hashlib.sha256(b"tradews: no such key").digest()
 _DUMMY_SECRET = b"tradews: no such key"
@@ -202,10 +56,6 @@ _DUMMY_MESSAGE = signing.login_message("tw_", 0, "dummy-nonce")
 _DUMMY_SIGNATURE = signing.ed25519_signature(_DUMMY_ED25519, _DUMMY_MESSAGE)
 SCOPES = ("read", "trade")
 _BAD_CREDENTIALS = "invalid API key or secret"
-
-
-class StoreError(Exception):
-    """A request the store refuses (duplicate name, unknown account, ...). The message says why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,15 +86,6 @@ class ApiKey:
         if self.expires_at is not None and self.expires_at <= now_ms:
             return "expired"
         return "active"
-
-
-def resolve_db_path(url_or_path: str) -> Path:
-    """Accept ``sqlite:///relative.db``, ``sqlite:////abs/path.db`` or a plain path."""
-    if url_or_path.startswith("sqlite:///"):
-        return Path(url_or_path[len("sqlite:///") :])
-    if "://" in url_or_path:
-        raise StoreError(f"unsupported database URL {url_or_path!r}: use sqlite:///PATH or a path")
-    return Path(url_or_path)
 
 
 def _digest(secret: str) -> bytes:
@@ -280,52 +121,44 @@ def parse_networks(texts: Iterable[str]) -> tuple[IPv4Network | IPv6Network, ...
     return tuple(dict.fromkeys(out))
 
 
-class SqliteStore:
-    def __init__(self, path: str | Path, *, key_file: str | Path | None = None) -> None:
-        """Open (and migrate) the database. ``key_file`` holds the master key that seals HMAC
-        secrets; by default the database path + ``.key``. It is read when first needed."""
-        self.path = Path(path)
-        if self.path.parent and not self.path.parent.exists():
-            raise StoreError(f"directory {self.path.parent} does not exist")
-        self.key_file = Path(key_file) if key_file is not None else Path(f"{self.path}.key")
+class SqlStore:
+    """The operator's data, on one connection of its own (``revision=True``: its writes are the
+    ones other processes must notice)."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        url: str,
+        key_file: str | Path,
+        path: Path | None = None,
+        migrate: bool = True,
+        shown_url: str | None = None,
+    ) -> None:
+        """Use ``db`` (made by ``adapters/registry.py``). ``migrate``: bring the schema up to
+        date (SQLite, on open); else only check it is (PostgreSQL: ``tradews db upgrade``).
+        ``key_file`` holds the master key that seals HMAC secrets; it is read when first
+        needed."""
+        self.db = db
+        self.url = url
+        self.path = path  # the SQLite file, None on PostgreSQL
+        self.key_file = Path(key_file)
         self._master: MasterKey | None = None
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+        try:
+            if migrate:
+                upgrade(db)
+            else:
+                check(db, shown_url or url)
+        except BaseException:
+            db.close()
+            raise
 
     def close(self) -> None:
-        self._db.close()
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-
-    def _migrate(self) -> None:
-        with self._tx() as db:
-            (version,) = db.execute("PRAGMA user_version").fetchone()
-            if version > len(_SCHEMA):
-                raise StoreError(
-                    f"database schema version {version} is newer than this tradews supports"
-                )
-            for number, script in enumerate(_SCHEMA[version:], start=version + 1):
-                for statement in script.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-                db.execute(f"PRAGMA user_version = {number}")
+        self.db.close()
 
     def data_version(self) -> int:
-        """Changes whenever another connection (the CLI) commits to the database."""
-        (value,) = self._db.execute("PRAGMA data_version").fetchone()
-        return int(value)
+        """Changes whenever another connection (the CLI) commits to the store."""
+        return self.db.data_version()
 
     # Accounts ------------------------------------------------------------------------------
 
@@ -335,23 +168,21 @@ class SqliteStore:
         if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").isalnum():
             raise StoreError("account name must be 1-64 letters, digits, '-' or '_'")
         try:
-            with self._tx() as db:
-                cur = db.execute(
-                    "INSERT INTO accounts(name, tier, created_at) VALUES (?, ?, ?)",
+            with self.db.transaction() as db:
+                account_id = db.insert_id(
+                    "INSERT INTO accounts(name, tier, created_at) VALUES (?, ?, ?) RETURNING id",
                     (name, tier, now_ms),
                 )
-        except sqlite3.IntegrityError:
+        except IntegrityError:
             raise StoreError(f"account {name!r} already exists") from None
-        return Account(int(cur.lastrowid or 0), name, tier, now_ms)
+        return Account(account_id, name, tier, now_ms)
 
     def get_account(self, name: str) -> Account | None:
-        row = self._db.execute(
-            "SELECT id, name, tier, created_at FROM accounts WHERE name = ?", (name,)
-        ).fetchone()
+        row = self.db.one("SELECT id, name, tier, created_at FROM accounts WHERE name = ?", (name,))
         return None if row is None else Account(*row)
 
     def list_accounts(self) -> list[Account]:
-        rows = self._db.execute("SELECT id, name, tier, created_at FROM accounts ORDER BY id")
+        rows = self.db.all("SELECT id, name, tier, created_at FROM accounts ORDER BY id")
         return [Account(*row) for row in rows]
 
     def _require_account(self, name: str) -> Account:
@@ -449,7 +280,7 @@ class SqliteStore:
         public_key: bytes | None = None,
     ) -> None:
         account_id, scopes, allowed_ips = options
-        with self._tx() as db:
+        with self.db.transaction() as db:
             db.execute(
                 "INSERT INTO api_keys(key_id, account_id, secret_hash, label, created_at,"
                 " expires_at, key_type, public_key, secret_sealed, scopes, allowed_ips,"
@@ -460,7 +291,7 @@ class SqliteStore:
 
     def list_keys(self, account_name: str) -> list[ApiKey]:
         account = self._require_account(account_name)
-        rows = self._db.execute(
+        rows = self.db.all(
             "SELECT key_id, label, created_at, expires_at, revoked_at, key_type, scopes,"
             " allowed_ips, plain_login, secret_sealed IS NOT NULL FROM api_keys"
             " WHERE account_id = ? ORDER BY created_at, key_id",
@@ -479,10 +310,8 @@ class SqliteStore:
 
     def revoke_key(self, key_id: str, now_ms: int) -> bool:
         """Revoke a key. Returns False if it was already revoked; raises if unknown."""
-        with self._tx() as db:
-            row = db.execute(
-                "SELECT revoked_at FROM api_keys WHERE key_id = ?", (key_id,)
-            ).fetchone()
+        with self.db.transaction() as db:
+            row = db.one("SELECT revoked_at FROM api_keys WHERE key_id = ?", (key_id,))
             if row is None:
                 raise StoreError(f"no API key {key_id!r}")
             if row[0] is not None:
@@ -492,13 +321,13 @@ class SqliteStore:
 
     def revoke_keys_labelled(self, account_name: str, label: str, now_ms: int) -> int:
         account = self._require_account(account_name)
-        with self._tx() as db:
+        with self.db.transaction() as db:
             cur = db.execute(
                 "UPDATE api_keys SET revoked_at = ? WHERE account_id = ? AND label = ?"
                 " AND revoked_at IS NULL",
                 (now_ms, account.id, label),
             )
-        return cur.rowcount
+        return int(cur.rowcount)
 
     # The key file ----------------------------------------------------------------------------
 
@@ -507,10 +336,10 @@ class SqliteStore:
         a new key file next to sealed secrets would split the keys between two master keys."""
         if self._master is not None:
             return self._master
-        sealed = self._db.execute(
+        sealed = self.db.one(
             "SELECT key_id, secret_sealed FROM api_keys WHERE secret_sealed IS NOT NULL"
             " ORDER BY created_at DESC LIMIT 1"
-        ).fetchone()
+        )
         try:
             master = load_master_key(self.key_file, create=create and sealed is None)
         except KeyFileError as exc:
@@ -535,10 +364,10 @@ class SqliteStore:
     def key_file_problem(self) -> str | None:
         """Why signed HMAC logins of some keys cannot be verified (the key file is missing or
         is not the one their secrets were sealed with), or None. For the server's start."""
-        rows = self._db.execute(
+        rows = self.db.all(
             "SELECT key_id, secret_sealed FROM api_keys WHERE secret_sealed IS NOT NULL"
             " AND revoked_at IS NULL"
-        ).fetchall()
+        )
         if not rows:
             return None
         try:
@@ -574,9 +403,9 @@ class SqliteStore:
     )
 
     def authenticate(self, api_key: str, api_secret: str, now_ms: int) -> Principal:
-        row = self._db.execute(self._KEY_ROW, (api_key,)).fetchone()
+        row = self.db.one(self._KEY_ROW, (api_key,))
         hmac_key = row is not None and row[0] == "hmac"
-        stored = row[1] if hmac_key else _DUMMY_HASH
+        stored = row[1] if row is not None and hmac_key else _DUMMY_HASH
         matches = hmac.compare_digest(stored, _digest(api_secret))
         if row is None or not hmac_key or not matches:  # an Ed25519 key has no secret
             raise ApiError(ErrorCode.INVALID_CREDENTIALS, _BAD_CREDENTIALS)
@@ -590,9 +419,8 @@ class SqliteStore:
         now_ms: int,
         verified: Callable[[], None],
     ) -> Principal:
-        row = self._db.execute(self._KEY_ROW, (api_key,)).fetchone()
-        key_type = None if row is None else row[0]
-        if key_type == "ed25519":
+        row = self.db.one(self._KEY_ROW, (api_key,))
+        if row is not None and row[0] == "ed25519":
             signing.hmac_signature(_DUMMY_SECRET, message)
             ok = signing.verify_ed25519(row[3], message, signature)
         else:
@@ -625,7 +453,7 @@ class SqliteStore:
             ) from None
 
     @staticmethod
-    def _principal(api_key: str, row: tuple[Any, ...], now_ms: int) -> Principal:
+    def _principal(api_key: str, row: Row, now_ms: int) -> Principal:
         """The key's principal, once its holder is proven; revoked and expired are said now."""
         (_, _, _, _, expires_at, revoked_at, account_id, name, tier, scopes, allowed_ips,
          plain_login) = row  # fmt: skip
@@ -650,7 +478,7 @@ class SqliteStore:
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(
+            rows = self.db.all(
                 f"SELECT key_id FROM api_keys WHERE key_id IN ({marks}) AND revoked_at IS NULL"
                 " AND (expires_at IS NULL OR expires_at > ?)",
                 (*chunk, now_ms),
@@ -662,7 +490,7 @@ class SqliteStore:
 
     def add_instrument(self, inst: Instrument, now_ms: int) -> None:
         try:
-            with self._tx() as db:
+            with self.db.transaction() as db:
                 db.execute(
                     "INSERT INTO instruments(symbol, base, quote, tick, lot, min_size, max_size,"
                     " quote_size, spread_bps, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
@@ -679,11 +507,11 @@ class SqliteStore:
                         now_ms,
                     ),
                 )
-        except sqlite3.IntegrityError:
+        except IntegrityError:
             raise StoreError(f"instrument {inst.symbol!r} already exists") from None
 
     def list_instruments(self) -> list[Instrument]:
-        rows = self._db.execute(
+        rows = self.db.all(
             "SELECT symbol, base, quote, tick, lot, min_size, max_size, quote_size, spread_bps"
             " FROM instruments ORDER BY symbol"
         )
@@ -709,7 +537,7 @@ class SqliteStore:
     ) -> None:
         """Set (or replace) the operator's reference price of a listed instrument."""
         try:
-            with self._tx() as db:
+            with self.db.transaction() as db:
                 db.execute(
                     "INSERT INTO reference_prices(symbol, price, max_age_ms, set_at)"
                     " VALUES (?, ?, ?, ?) ON CONFLICT(symbol) DO UPDATE SET"
@@ -717,20 +545,20 @@ class SqliteStore:
                     " set_at = excluded.set_at",
                     (symbol, str(price), max_age_ms, now_ms),
                 )
-        except sqlite3.IntegrityError:  # the foreign key: no such instrument
+        except IntegrityError:  # the foreign key: no such instrument
             raise StoreError(f"no instrument {symbol!r}") from None
 
     def reference_prices(self) -> list[ReferencePrice]:
-        rows = self._db.execute(
+        rows = self.db.all(
             "SELECT symbol, price, set_at, max_age_ms FROM reference_prices ORDER BY symbol"
         )
         return [ReferencePrice(r[0], Decimal(r[1]), r[2], r[3]) for r in rows]
 
     def clear_reference_price(self, symbol: str) -> bool:
         """Remove a reference price; False if there was none."""
-        with self._tx() as db:
+        with self.db.transaction() as db:
             cur = db.execute("DELETE FROM reference_prices WHERE symbol = ?", (symbol,))
-        return cur.rowcount > 0
+        return int(cur.rowcount) > 0
 
 
 HOUSE_ACCOUNT = "house"
@@ -740,9 +568,9 @@ FEE_ACCOUNT = "fees"
 class Operations:
     """The parts of the store the engine side uses: system accounts, the inbox, read models."""
 
-    def __init__(self, store: SqliteStore) -> None:
+    def __init__(self, store: SqlStore) -> None:
         self._store = store
-        self._db = store._db
+        self.db = store.db
 
     def system_accounts(self, now_ms: int) -> tuple[int, int]:
         """Ids of the ``house`` and ``fees`` accounts, created on first use."""
@@ -760,28 +588,24 @@ class Operations:
     # The operator's inbox: commands the CLI hands to a running engine --------------------------
 
     def inbox_add(self, command: bytes, now_ms: int) -> int:
-        with self._store._tx() as db:
-            cur = db.execute(
-                "INSERT INTO inbox(command, created_at) VALUES (?, ?)", (command, now_ms)
+        with self.db.transaction() as db:
+            return db.insert_id(
+                "INSERT INTO inbox(command, created_at) VALUES (?, ?) RETURNING id",
+                (command, now_ms),
             )
-        return int(cur.lastrowid or 0)
 
     def inbox_pending(self) -> list[tuple[int, bytes]]:
-        rows = self._db.execute(
-            "SELECT id, command FROM inbox WHERE status = 'pending' ORDER BY id"
-        )
+        rows = self.db.all("SELECT id, command FROM inbox WHERE status = 'pending' ORDER BY id")
         return [(int(r[0]), bytes(r[1])) for r in rows]
 
     def inbox_outcome(self, inbox_id: int) -> str | None:
-        row = self._db.execute(
-            "SELECT status, result FROM inbox WHERE id = ?", (inbox_id,)
-        ).fetchone()
+        row = self.db.one("SELECT status, result FROM inbox WHERE id = ?", (inbox_id,))
         if row is None or row[0] == "pending":
             return None
         return str(row[1])
 
     def inbox_fail(self, inbox_id: int, result: str) -> None:
-        with self._store._tx() as db:
+        with self.db.transaction() as db:
             db.execute(
                 "UPDATE inbox SET status = 'done', result = ? WHERE id = ?", (result, inbox_id)
             )
@@ -802,26 +626,26 @@ class Operations:
             args.append(symbol)
         sql += " ORDER BY trade_id DESC LIMIT ?"
         args.append(limit)
-        return [_trade(r) for r in self._db.execute(sql, args)]
+        return [_trade(r) for r in self.db.all(sql, args)]
 
     def trades_since(self, at: int) -> list[TradeExecuted]:
-        rows = self._db.execute("SELECT * FROM trades WHERE at >= ? ORDER BY trade_id", (at,))
+        rows = self.db.all("SELECT * FROM trades WHERE at >= ? ORDER BY trade_id", (at,))
         return [_trade(r) for r in rows]
 
     def closed_order(
         self, account_id: int, order_id: int | None, client_order_id: str | None
     ) -> OrderUpdated | None:
         if order_id is not None:
-            row = self._db.execute(
+            row = self.db.one(
                 "SELECT * FROM orders WHERE order_id = ? AND account_id = ?",
                 (order_id, account_id),
-            ).fetchone()
+            )
         else:
-            row = self._db.execute(
+            row = self.db.one(
                 "SELECT * FROM orders WHERE client_order_id = ? AND account_id = ?"
                 " ORDER BY order_id DESC LIMIT 1",
                 (client_order_id, account_id),
-            ).fetchone()
+            )
         if row is None:
             return None
         (oid, acct, coid, symbol, side, otype, price, qty, remaining, tif, post_only, status,
@@ -832,7 +656,7 @@ class Operations:
         )  # fmt: skip
 
 
-def _trade(r: tuple[Any, ...]) -> TradeExecuted:
+def _trade(r: Row) -> TradeExecuted:
     (trade_id, symbol, price, qty, taker_side, maker_oid, taker_oid, maker_acct, taker_acct,
      maker_fee, taker_fee, quote_id, at, seq) = r  # fmt: skip
     return TradeExecuted(

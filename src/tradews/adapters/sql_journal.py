@@ -1,4 +1,5 @@
-"""The engine's journal in SQLite, and the read models written in the same transaction.
+"""The engine's journal, and the read models written in the same transaction; SQLite or
+PostgreSQL, one implementation (``adapters/sql.py`` holds what differs).
 
 Every command the engine applied is appended with its sequence number; replaying them in order
 into a fresh engine rebuilds the exact state. The order and trade tables (what ``order_status``
@@ -26,21 +27,27 @@ never makes a journal write wait for the database's lock; where each stream stoo
 account's last pruned row is kept in ``account_events_pruned``, so counters never go back and a
 resume from before it is refused.
 
-Durability: with ``synchronous=FULL`` (the default) a commit returns after the WAL is fsynced, so
-an acknowledged fact survives power loss; ``NORMAL`` survives a killed process but not a power
-cut, and is an order of magnitude faster per commit.
+Commands that arrive over a bus carry their sender's id (``msg_id``, unique in the table) and
+are stored with the reply they got, so a command sent again after a lost reply is answered from
+the journal (:meth:`SqlJournal.lookup_msg_ids`) rather than applied twice.
+
+Durability: with ``FULL`` (the default) a commit returns once it is on disk (SQLite
+``synchronous=FULL``: the WAL is fsynced; PostgreSQL ``synchronous_commit=on``: its WAL is
+flushed), so an acknowledged fact survives power loss; ``NORMAL`` survives a killed process but
+not a power cut (SQLite ``synchronous=NORMAL``; PostgreSQL ``synchronous_commit=off``, whose
+last few hundred milliseconds of commits may be lost if the database server itself crashes),
+and is much faster per commit.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from tradews.adapters.sql import Database, Row
 from tradews.engine.commands import AnyCommand, decoder
 from tradews.engine.events import BalanceChanged, OrderUpdated, TradeExecuted
 from tradews.session.streams import (
@@ -57,6 +64,8 @@ from tradews.session.streams import (
 COLUMNS = {ORDERS: "orders_seq", BALANCES: "balances_seq"}
 assert set(COLUMNS) == set(PRIVATE_CHANNELS)
 PRUNE_ROWS = 2000  # rows one maintenance prunes at most
+READ_PAGE = 5000  # journal rows read at once in a replay: memory stays bounded
+LOOKUP_CHUNK = 500  # msg_ids looked up per statement
 _LAST = (1 << 63) - 1
 
 
@@ -96,57 +105,60 @@ class JournalEntry:
     events: Sequence[object]
     inbox_id: int | None = None
     inbox_result: str | None = None
-    msg_id: str | None = None
-    reply: bytes | None = None
+    msg_id: str | None = None  # the sender's id of the command, unique (None: not given)
+    reply: bytes | None = None  # what its sender was answered, encoded by the caller
 
 
-def _connect(path: str | Path) -> sqlite3.Connection:
-    # Used from the journal's writer thread, created on the loop's: hence the flag. Only one
-    # thread uses a connection at a time (the host hands batches over one by one).
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA busy_timeout=5000")
-    return db
-
-
-def _indexed_through(db: sqlite3.Connection) -> int:
+def _indexed_through(db: Database) -> int:
     """The last account_events row that account_events_index covers; later ones are the tail."""
-    return int(db.execute("SELECT through FROM account_events_indexed").fetchone()[0])
+    return int(db.scalar("SELECT through FROM account_events_indexed"))
 
 
-def _heads(db: sqlite3.Connection, account_id: int, upto_seq: int = _LAST) -> dict[str, int]:
+def _heads(db: Database, account_id: int, upto_seq: int = _LAST) -> dict[str, int]:
     """Where each of an account's streams stands (its last streamSeq) as of engine seq
     ``upto_seq``, pruned messages included: from its last row in the tail, or else in the
     index, or else where it stood when pruned."""
-    row = db.execute(
+    row = db.one(
         "SELECT orders_seq, balances_seq FROM account_events WHERE id > ? AND account_id = ?"
         " AND seq <= ? ORDER BY id DESC LIMIT 1",
         (_indexed_through(db), account_id, upto_seq),
-    ).fetchone()
+    )
     if row is None:
-        row = db.execute(
+        row = db.one(
             "SELECT orders_seq, balances_seq FROM account_events_index WHERE account_id = ?"
             " AND seq <= ? ORDER BY seq DESC LIMIT 1",
             (account_id, upto_seq),
-        ).fetchone()
+        )
     return _floors(db, account_id) if row is None else {ORDERS: row[0], BALANCES: row[1]}
 
 
-def _floors(db: sqlite3.Connection, account_id: int) -> dict[str, int]:
+def _floors(db: Database, account_id: int) -> dict[str, int]:
     """Where each of an account's streams stood at its last pruned row (0: none pruned)."""
-    row = db.execute(
+    row = db.one(
         "SELECT orders_seq, balances_seq FROM account_events_pruned WHERE account_id = ?",
         (account_id,),
-    ).fetchone()
+    )
     return {ORDERS: 0, BALANCES: 0} if row is None else {ORDERS: row[0], BALANCES: row[1]}
 
 
-class SqliteJournal:
-    def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
-        if synchronous not in ("FULL", "NORMAL"):
-            raise ValueError("synchronous must be FULL or NORMAL")
-        self._db = _connect(path)
-        self._db.execute(f"PRAGMA synchronous={synchronous}")
+_ORDER_COLUMNS = (
+    "order_id, account_id, client_order_id, symbol, side, type, price, quantity, remaining, tif,"
+    " post_only, status, reason, created_at, updated_at, seq"
+)
+# An order's row as its latest update has it (orders are written as they change).
+_UPSERT_ORDER = (
+    f"INSERT INTO orders({_ORDER_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    " ON CONFLICT(order_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _ORDER_COLUMNS.replace(" ", "").split(",")[1:])
+)
+
+
+class SqlJournal:
+    def __init__(self, db: Database, *, durability: str = "FULL") -> None:
+        """Journal into ``db`` (a connection of its own, made by ``adapters/registry.py``),
+        committing with ``durability`` ``FULL`` or ``NORMAL``."""
+        self._db = db
+        db.set_durability(durability)
         # Each private stream's last streamSeq, read from account_events on first use.
         self._stream_heads: dict[tuple[int, str], int] = {}
         # Set by a maintenance that pruned as much as it may: more is waiting.
@@ -156,21 +168,47 @@ class SqliteJournal:
         self._db.close()
 
     def last_seq(self) -> int:
-        (seq,) = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM journal").fetchone()
-        return int(seq)
+        """The newest journaled seq (0: none): one seek at the end of the primary key."""
+        return int(self._db.scalar("SELECT COALESCE(MAX(seq), 0) FROM journal"))
 
     def read(self, after: int = 0) -> Iterator[tuple[int, AnyCommand]]:
-        rows = self._db.execute(
-            "SELECT seq, command FROM journal WHERE seq > ? ORDER BY seq", (after,)
+        """Every command after seq ``after``, in order, a page at a time."""
+        while True:
+            rows = self._db.all(
+                "SELECT seq, command FROM journal WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after, READ_PAGE),
+            )
+            for seq, blob in rows:
+                yield seq, decoder.decode(blob)
+            if len(rows) < READ_PAGE:
+                return
+            after = rows[-1][0]
+
+    def msg_ids_after(self, after: int) -> dict[int, str]:
+        """seq -> msg_id of the entries after ``after`` that have one (a short tail)."""
+        rows = self._db.all(
+            "SELECT seq, msg_id FROM journal WHERE seq > ? AND msg_id IS NOT NULL", (after,)
         )
-        for seq, blob in rows:
-            yield seq, decoder.decode(blob)
+        return {int(seq): str(msg_id) for seq, msg_id in rows}
+
+    def lookup_msg_ids(self, ids: Sequence[str]) -> dict[str, tuple[int, bytes | None]]:
+        """Of ``ids``, those journaled: msg_id -> (seq, stored reply)."""
+        found: dict[str, tuple[int, bytes | None]] = {}
+        wanted = list(dict.fromkeys(ids))
+        for start in range(0, len(wanted), LOOKUP_CHUNK):
+            chunk = wanted[start : start + LOOKUP_CHUNK]
+            rows = self._db.all(
+                "SELECT msg_id, seq, reply FROM journal WHERE msg_id IN"
+                f" ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            for msg_id, seq, reply in rows:
+                found[msg_id] = (int(seq), None if reply is None else bytes(reply))
+        return found
 
     def latest_snapshot(self) -> tuple[int, str, bytes] | None:
         """``(seq, state_hash, state)`` of the newest engine snapshot, if any."""
-        row = self._db.execute(
-            "SELECT seq, state_hash, state FROM snapshots ORDER BY seq DESC LIMIT 1"
-        ).fetchone()
+        row = self._db.one("SELECT seq, state_hash, state FROM snapshots ORDER BY seq DESC LIMIT 1")
         return None if row is None else (int(row[0]), str(row[1]), bytes(row[2]))
 
     def save_snapshot(self, seq: int, at: int, state_hash: str, state: bytes) -> None:
@@ -180,7 +218,9 @@ class SqliteJournal:
     def _store_snapshot(self, snapshot: tuple[int, int, str, bytes]) -> None:
         db = self._db
         db.execute(
-            "INSERT OR REPLACE INTO snapshots(seq, at, state_hash, state) VALUES (?, ?, ?, ?)",
+            "INSERT INTO snapshots(seq, at, state_hash, state) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT(seq) DO UPDATE SET at = excluded.at, state_hash = excluded.state_hash,"
+            " state = excluded.state",
             snapshot,
         )
         db.execute(  # the newest three are enough
@@ -240,7 +280,7 @@ class SqliteJournal:
         trades = []
         inbox = []
         for entry in entries:
-            journal_rows.append((entry.seq, entry.at, entry.blob))
+            journal_rows.append((entry.seq, entry.at, entry.blob, entry.msg_id, entry.reply))
             for e in entry.events:
                 if isinstance(e, OrderUpdated):
                     orders[e.order_id] = (
@@ -258,14 +298,13 @@ class SqliteJournal:
                     )  # fmt: skip
             if entry.inbox_id is not None:
                 inbox.append((entry.inbox_result, entry.inbox_id))
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.executemany("INSERT INTO journal(seq, at, command) VALUES (?, ?, ?)", journal_rows)
+        with db.transaction():
+            db.executemany(
+                "INSERT INTO journal(seq, at, command, msg_id, reply) VALUES (?, ?, ?, ?, ?)",
+                journal_rows,
+            )
             if orders:
-                db.executemany(
-                    "INSERT OR REPLACE INTO orders VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    orders.values(),
-                )
+                db.executemany(_UPSERT_ORDER, orders.values())
             if trades:
                 db.executemany("INSERT INTO trades VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", trades)
             if stream_rows:
@@ -280,10 +319,6 @@ class SqliteJournal:
                 self._store_snapshot(snapshot)
             if maintain is not None:
                 self._maintain(maintain)
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
         self._stream_heads.update(heads)
         return numbered
 
@@ -293,7 +328,7 @@ class SqliteJournal:
         its account's last pruned row. Writes nothing when there is nothing to do."""
         db = self._db
         through = _indexed_through(db)
-        (last,) = db.execute("SELECT COALESCE(MAX(id), 0) FROM account_events").fetchone()
+        last = int(db.scalar("SELECT COALESCE(MAX(id), 0) FROM account_events"))
         if last > through:
             db.execute(
                 "INSERT INTO account_events_index(account_id, seq, id, orders_seq, balances_seq)"
@@ -302,9 +337,7 @@ class SqliteJournal:
                 (through, last),
             )
             db.execute("UPDATE account_events_indexed SET through = ?", (last,))
-        oldest = db.execute(
-            "SELECT id, at FROM account_events ORDER BY id LIMIT ?", (PRUNE_ROWS,)
-        ).fetchall()
+        oldest = db.all("SELECT id, at FROM account_events ORDER BY id LIMIT ?", (PRUNE_ROWS,))
         end = None
         for row_id, at in oldest:
             if at >= before:
@@ -313,17 +346,20 @@ class SqliteJournal:
         self.prune_pending = end == oldest[-1][0] if oldest and end is not None else False
         if end is None:
             return
-        pruned = db.execute(
+        greatest = db.dialect.greatest
+        pruned = db.all(
             "SELECT account_id, MAX(seq), MAX(orders_seq), MAX(balances_seq) FROM account_events"
             " WHERE id <= ? GROUP BY account_id",
             (end,),
-        ).fetchall()
+        )
         for account_id, seq, orders_seq, balances_seq in pruned:
             db.execute(
                 "INSERT INTO account_events_pruned(account_id, orders_seq, balances_seq)"
                 " VALUES (?, ?, ?) ON CONFLICT(account_id) DO UPDATE SET"
-                " orders_seq = MAX(orders_seq, excluded.orders_seq),"
-                " balances_seq = MAX(balances_seq, excluded.balances_seq)",
+                f" orders_seq = {greatest}(account_events_pruned.orders_seq,"
+                " excluded.orders_seq),"
+                f" balances_seq = {greatest}(account_events_pruned.balances_seq,"
+                " excluded.balances_seq)",
                 (account_id, orders_seq, balances_seq),
             )
             db.execute(
@@ -331,16 +367,16 @@ class SqliteJournal:
                 (account_id, seq),
             )
         db.execute("DELETE FROM account_events WHERE id <= ?", (end,))
-        if end == last:  # emptied: new rows number from 1 again, and are the tail
+        if end == last:  # emptied: every new row is the tail (SQLite numbers them from 1 again)
             db.execute("UPDATE account_events_indexed SET through = 0")
 
 
-class SqliteStreamArchive:
+class SqlStreamArchive:
     """Reads the private streams' stored messages (the ``StreamArchive`` port), on a connection
     of its own: it is used on the event loop while the journal writes on its thread."""
 
-    def __init__(self, path: str | Path) -> None:
-        self._db = _connect(path)
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     def close(self) -> None:
         self._db.close()
@@ -360,26 +396,26 @@ class SqliteStreamArchive:
         out: list[StreamRecord] = []
         seq = self._first_indexed_after(account_id, COLUMNS[channel], after)
         while seq is not None:
-            rows = db.execute(
+            rows = db.all(
                 "SELECT i.seq, e.messages FROM account_events_index AS i"
                 " JOIN account_events AS e ON e.id = i.id"
                 " WHERE i.account_id = ? AND i.seq >= ? ORDER BY i.seq LIMIT ?",
                 (account_id, seq, limit),
-            ).fetchall()
+            )
             if self._take(rows, account_id, channel, after, upto, limit, out):
                 return out
             seq = rows[-1][0] + 1 if len(rows) == limit else None
             after = out[-1].stream_seq if out else after
-        rows = db.execute(
+        rows = db.all(
             "SELECT seq, messages FROM account_events WHERE id > ? AND account_id = ? ORDER BY id",
             (through, account_id),
-        ).fetchall()
+        )
         self._take(rows, account_id, channel, after, upto, limit, out)
         return out
 
     @staticmethod
     def _take(
-        rows: list[tuple[int, bytes]],
+        rows: list[Row],
         account_id: int,
         channel: str,
         after: int,
@@ -405,11 +441,11 @@ class SqliteStreamArchive:
         is not indexed yet. A binary search over the rows' seqs, along which ``column`` never
         goes down; each probe is one index seek. (``column`` is one of COLUMNS.)"""
         db = self._db
-        last = db.execute(
+        last = db.one(
             f"SELECT seq, {column} FROM account_events_index WHERE account_id = ?"
             " ORDER BY seq DESC LIMIT 1",
             (account_id,),
-        ).fetchone()
+        )
         if last is None or last[1] <= after:
             return None
         probe = (
@@ -421,7 +457,8 @@ class SqliteStreamArchive:
         found, low, high = int(last[0]), 0, int(last[0]) - 1
         while low <= high:
             middle = (low + high) // 2
-            row = db.execute(probe, (account_id, middle)).fetchone()
+            row = db.one(probe, (account_id, middle))
+            assert row is not None  # ``found`` is at or after ``middle``
             seq, value = int(row[0]), int(row[1])
             if seq > high:  # no row from middle to high
                 high = middle - 1

@@ -1,0 +1,294 @@
+"""The database's schema: one versioned list of migrations, for SQLite and PostgreSQL alike.
+
+Each migration is written once with a few type tokens that each dialect fills in
+(``adapters/sql.py``): ``{int}`` is SQLite's ``INTEGER`` and PostgreSQL's ``BIGINT`` (every
+integer here, atoms above all, is a signed 64-bit one), ``{blob}`` is ``BLOB`` or ``BYTEA``,
+``{id}`` is SQLite's rowid or an identity column, ``{without_rowid}`` a SQLite storage hint.
+So a table has the same columns, in the same order, on both: ``SELECT *`` reads alike.
+
+Where the schema stands is recorded in the database: SQLite's ``PRAGMA user_version``,
+PostgreSQL's ``schema_version`` table (one row per migration applied, with its time).
+
+SQLite migrates itself when opened, as it always has: a file is one installation's, and the
+default needs no step. PostgreSQL is shared by an engine, many gateways and the command line, of
+possibly different releases during an upgrade, so nothing migrates it behind the operator's
+back: each process *checks* at start and refuses to run on a schema other than its own, and
+``tradews db upgrade`` applies what is missing, in one transaction (PostgreSQL's DDL is
+transactional: an upgrade is all or nothing), under an advisory lock so two at once do not race.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from tradews.adapters.sql import Database, StoreError
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    script: str  # statements separated by ';', with the dialect's type tokens
+    only: dict[str, str] = field(default_factory=dict)  # dialect name -> more statements
+
+
+MIGRATIONS = [
+    Migration(  # 1
+        """
+        CREATE TABLE accounts (
+            id          {id},
+            name        TEXT NOT NULL UNIQUE,
+            tier        TEXT NOT NULL CHECK (tier IN ('standard', 'enterprise')),
+            created_at  {int} NOT NULL
+        );
+        CREATE TABLE api_keys (
+            key_id       TEXT PRIMARY KEY,
+            account_id   {int} NOT NULL REFERENCES accounts(id),
+            secret_hash  {blob} NOT NULL,
+            label        TEXT,
+            created_at   {int} NOT NULL,
+            expires_at   {int},
+            revoked_at   {int}
+        );
+        CREATE INDEX api_keys_account ON api_keys(account_id);
+        CREATE TABLE instruments (
+            symbol      TEXT PRIMARY KEY,
+            base        TEXT NOT NULL,
+            quote       TEXT NOT NULL,
+            tick        TEXT NOT NULL,
+            lot         TEXT NOT NULL,
+            min_size    TEXT NOT NULL,
+            max_size    TEXT,
+            quote_size  TEXT NOT NULL,
+            spread_bps  TEXT NOT NULL,
+            created_at  {int} NOT NULL
+        );
+        """
+    ),
+    Migration(  # 2: the engine's journal, its read models, and the operator's inbox
+        """
+        CREATE TABLE journal (
+            seq      {int} PRIMARY KEY,
+            at       {int} NOT NULL,
+            command  {blob} NOT NULL
+        );
+        CREATE TABLE orders (
+            order_id         {int} PRIMARY KEY,
+            account_id       {int} NOT NULL,
+            client_order_id  TEXT,
+            symbol           TEXT NOT NULL,
+            side             {int} NOT NULL,
+            type             {int} NOT NULL,
+            price            {int} NOT NULL,
+            quantity         {int} NOT NULL,
+            remaining        {int} NOT NULL,
+            tif              {int} NOT NULL,
+            post_only        {int} NOT NULL,
+            status           TEXT NOT NULL,
+            reason           TEXT,
+            created_at       {int} NOT NULL,
+            updated_at       {int} NOT NULL,
+            seq              {int} NOT NULL
+        );
+        CREATE INDEX orders_account ON orders(account_id, order_id);
+        CREATE TABLE trades (
+            trade_id          {int} PRIMARY KEY,
+            symbol            TEXT NOT NULL,
+            price             {int} NOT NULL,
+            quantity          {int} NOT NULL,
+            taker_side        {int} NOT NULL,
+            maker_order_id    {int} NOT NULL,
+            taker_order_id    {int} NOT NULL,
+            maker_account_id  {int} NOT NULL,
+            taker_account_id  {int} NOT NULL,
+            maker_fee         {int} NOT NULL,
+            taker_fee         {int} NOT NULL,
+            quote_id          TEXT,
+            at                {int} NOT NULL,
+            seq               {int} NOT NULL
+        );
+        CREATE INDEX trades_maker ON trades(maker_account_id, trade_id);
+        CREATE INDEX trades_taker ON trades(taker_account_id, trade_id);
+        CREATE TABLE inbox (
+            id          {id},
+            command     {blob} NOT NULL,
+            status      TEXT NOT NULL DEFAULT 'pending',
+            result      TEXT,
+            created_at  {int} NOT NULL
+        );
+        CREATE INDEX inbox_pending ON inbox(status) WHERE status = 'pending';
+        """
+    ),
+    Migration(  # 3: engine snapshots, so that a start replays only the journal's tail
+        """
+        CREATE TABLE snapshots (
+            seq         {int} PRIMARY KEY,
+            at          {int} NOT NULL,
+            state_hash  TEXT NOT NULL,
+            state       {blob} NOT NULL
+        );
+        """
+    ),
+    # 4: signed login (HMAC-SHA256, Ed25519), key permissions and address allow-lists. Keys
+    # made before keep plain login only: their secret was never stored, even sealed.
+    Migration(
+        """
+        ALTER TABLE api_keys ADD COLUMN key_type TEXT NOT NULL DEFAULT 'hmac'
+            CHECK (key_type IN ('hmac', 'ed25519'));
+        ALTER TABLE api_keys ADD COLUMN public_key {blob};
+        ALTER TABLE api_keys ADD COLUMN secret_sealed {blob};
+        ALTER TABLE api_keys ADD COLUMN scopes TEXT NOT NULL DEFAULT 'read,trade';
+        ALTER TABLE api_keys ADD COLUMN allowed_ips TEXT;
+        ALTER TABLE api_keys ADD COLUMN plain_login {int} NOT NULL DEFAULT 1;
+        """
+    ),
+    # 5: reference prices set by the operator, which anchor RFQ quotes (max_age_ms NULL: the
+    # server's default). IF NOT EXISTS: it does not matter where among other migrations it runs.
+    Migration(
+        """
+        CREATE TABLE IF NOT EXISTS reference_prices (
+            symbol      TEXT PRIMARY KEY REFERENCES instruments(symbol),
+            price       TEXT NOT NULL,
+            max_age_ms  {int},
+            set_at      {int} NOT NULL
+        );
+        """
+    ),
+    # 6: the private streams' messages (orders, fills, balances), one row per account and
+    # command, in write order; the index that finds an account's rows, written a second behind
+    # (adapters/sql_journal.py); where each stream stood when its oldest rows were pruned.
+    # IF NOT EXISTS: it does not matter where among other migrations it runs.
+    Migration(
+        """
+        CREATE TABLE IF NOT EXISTS account_events (
+            id            {id},
+            account_id    {int} NOT NULL,
+            seq           {int} NOT NULL,
+            at            {int} NOT NULL,
+            orders_seq    {int} NOT NULL,
+            balances_seq  {int} NOT NULL,
+            messages      {blob} NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS account_events_index (
+            account_id    {int} NOT NULL,
+            seq           {int} NOT NULL,
+            id            {int} NOT NULL,
+            orders_seq    {int} NOT NULL,
+            balances_seq  {int} NOT NULL,
+            PRIMARY KEY (account_id, seq)
+        ) {without_rowid};
+        CREATE TABLE IF NOT EXISTS account_events_indexed (through {int} NOT NULL);
+        INSERT INTO account_events_indexed(through)
+            SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM account_events_indexed);
+        CREATE TABLE IF NOT EXISTS account_events_pruned (
+            account_id    {int} PRIMARY KEY,
+            orders_seq    {int} NOT NULL,
+            balances_seq  {int} NOT NULL
+        );
+        """
+    ),
+    # 7: what a command's sender called it (msg_id, unique: a resent command is answered from
+    # here, not applied twice) and the reply it got, for commands that arrive over a bus.
+    # PostgreSQL also gets the revision counter that tells other processes something changed
+    # (SQLite has PRAGMA data_version for that).
+    Migration(
+        """
+        ALTER TABLE journal ADD COLUMN msg_id TEXT;
+        ALTER TABLE journal ADD COLUMN reply {blob};
+        CREATE UNIQUE INDEX journal_msg_id ON journal(msg_id) WHERE msg_id IS NOT NULL;
+        """,
+        only={
+            "postgresql": """
+            CREATE TABLE revision (n {int} NOT NULL);
+            INSERT INTO revision(n) VALUES (0);
+            """
+        },
+    ),
+]
+
+VERSION = len(MIGRATIONS)
+
+# Every table of the data, in an order that respects foreign keys, with its key (what a copy
+# pages by). account_events_indexed (one row: how far the index goes) and PostgreSQL's revision
+# and schema_version are not data: a copy sets the first and leaves the others.
+TABLES: list[tuple[str, tuple[str, ...]]] = [
+    ("accounts", ("id",)),
+    ("api_keys", ("key_id",)),
+    ("instruments", ("symbol",)),
+    ("reference_prices", ("symbol",)),
+    ("inbox", ("id",)),
+    ("journal", ("seq",)),
+    ("snapshots", ("seq",)),
+    ("orders", ("order_id",)),
+    ("trades", ("trade_id",)),
+    ("account_events", ("id",)),
+    ("account_events_index", ("account_id", "seq")),
+    ("account_events_pruned", ("account_id",)),
+]
+GENERATED_IDS = ("accounts", "inbox", "account_events")  # tables whose ``id`` is ``{id}``
+
+# Serialises concurrent upgrades of one PostgreSQL database (pg_advisory_xact_lock's key).
+_UPGRADE_LOCK = 0x7472616465777301
+
+
+def statements(number: int, dialect_name: str, types: dict[str, str]) -> list[str]:
+    """Migration ``number`` (1-based) as the statements to run on that dialect."""
+    migration = MIGRATIONS[number - 1]
+    script = migration.script + ";" + migration.only.get(dialect_name, "")
+    return [s.strip() for s in script.format(**types).split(";") if s.strip()]
+
+
+def version(db: Database) -> int:
+    """The schema version the database is at (0: empty)."""
+    if db.dialect.name == "sqlite":
+        return int(db.scalar("PRAGMA user_version"))
+    if db.scalar("SELECT to_regclass('schema_version') IS NOT NULL"):
+        return int(db.scalar("SELECT COALESCE(MAX(version), 0) FROM schema_version"))
+    return 0
+
+
+def upgrade(db: Database) -> list[int]:
+    """Apply the migrations the database lacks, in one transaction; return their numbers."""
+    with db.transaction():
+        if db.dialect.name == "postgresql":
+            db.execute("SELECT pg_advisory_xact_lock(?)", (_UPGRADE_LOCK,))
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT PRIMARY KEY,"
+                " applied_at BIGINT NOT NULL)"
+            )
+        current = version(db)
+        _refuse_newer(current)
+        applied = list(range(current + 1, VERSION + 1))
+        for number in applied:
+            for statement in statements(number, db.dialect.name, dict(db.dialect.types)):
+                db.execute(statement)
+            if db.dialect.name == "sqlite":
+                db.execute(f"PRAGMA user_version = {number}")
+            else:
+                db.execute(
+                    "INSERT INTO schema_version(version, applied_at) VALUES (?, ?)",
+                    (number, int(time.time() * 1000)),
+                )
+    return applied
+
+
+def check(db: Database, shown_url: str) -> None:
+    """Refuse a database whose schema is not this release's, in one line that says what to do."""
+    current = version(db)
+    _refuse_newer(current)
+    if current < VERSION:
+        raise SchemaError(
+            f"the database at {shown_url} is at schema v{current}, this tradews needs "
+            f"v{VERSION}: run `tradews db upgrade --db {shown_url}`"
+        )
+
+
+def _refuse_newer(current: int) -> None:
+    if current > VERSION:
+        raise SchemaError(
+            f"database schema version {current} is newer than this tradews supports "
+            f"(v{VERSION}): upgrade tradews"
+        )
+
+
+class SchemaError(StoreError):
+    """The database's schema is not the one this release works with."""
