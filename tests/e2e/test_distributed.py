@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import require
+from tests.databases import fresh_pg_database
 from tests.helpers import eventually, funded_accounts, take
 from tradews.adapters.nats_bus import Bus, parse_bus_url
 from tradews.client import Client, ConnectionClosed, RpcError
@@ -49,11 +50,24 @@ def bus() -> Iterator[str]:
     drop_bus(url)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """The deployment's store: a SQLite file the processes share on this machine, or a fresh
+    PostgreSQL database (with the key file every process reads beside the test)."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "tradews.db")
+        return
+    monkeypatch.setenv("TRADEWS_KEY_FILE", str(tmp_path / "tradews.key"))
+    with fresh_pg_database() as url:
+        yield url
+
+
 @pytest.fixture
-def deployment(tmp_path: Path, bus: str) -> Iterator[tuple[Deployment, dict[str, dict[str, str]]]]:
-    db = tmp_path / "tradews.db"
-    keys = funded_accounts(db, TRADERS)
-    with Deployment.start(db, bus, gateways=2, demo=False) as d:
+def deployment(store: str, bus: str) -> Iterator[tuple[Deployment, dict[str, dict[str, str]]]]:
+    keys = funded_accounts(store, TRADERS)
+    with Deployment.start(store, bus, gateways=2, demo=False) as d:
         yield d, keys
 
 
@@ -209,7 +223,7 @@ async def test_the_engine_killed_mid_burst_restarts_with_every_acknowledged_orde
     assert replay_hash(d.db) == (final["seq"], final["stateHash"])
 
 
-def replay_hash(db: Path) -> tuple[int, str]:
+def replay_hash(db: Path | str) -> tuple[int, str]:
     """Recover an engine from the journal alone (no snapshot) in a fresh process."""
     code = (
         "import sys, json\n"
