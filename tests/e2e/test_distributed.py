@@ -438,3 +438,47 @@ async def test_cancel_on_disconnect_survives_an_engine_restart_and_fires_for_a_k
     assert (await alive.call("order_status", {"clientOrderId": "a1"}))["status"] == "new"
     for c in (alive, watcher):
         await c.close()
+
+
+async def test_a_command_repeated_after_jetstreams_window_is_dropped_by_the_engine(
+    tmp_path: Path, bus: str
+) -> None:
+    """JetStream forgets an id after its duplicate window; the engine remembers what it applied.
+    The window is made short here (the streams are created before the engine makes them)."""
+    from nats.js.api import RetentionPolicy, StreamConfig
+
+    url = parse_bus_url(bus)
+    link = Bus(url, name="test-window")
+    await link.connect(wait=False)  # creates the streams with the default window...
+    await link.delete_streams()  # ...which this test replaces with a half-second one
+    js = link._js
+    await js.add_stream(
+        StreamConfig(
+            name=url.commands_stream,
+            subjects=[f"{url.namespace}.cmd.>"],
+            retention=RetentionPolicy.WORK_QUEUE,
+            duplicate_window=0.5,
+        )
+    )
+    db = tmp_path / "tradews.db"
+    keys = funded_accounts(db, TRADERS)
+    names = {a["name"]: a["id"] for a in run_cli("account", "list", "--json", db=db)}
+    command = PlaceOrder(0, names["t1"], "ETH_USD", 1, 1, 250_000, 1000, 1, False, "w-1", 0, 0)
+    try:
+        with Deployment.start(db, bus, gateways=1, demo=False) as d:
+            client = await login(d.gateways[0], keys["t1"])
+            await client.subscribe("orders")
+            await link.send_command("main", "late-1", encoder.encode(command))
+            await take(client, 1, {"orders"})
+            seq = state(d.engine)["seq"]
+            await asyncio.sleep(1.0)  # past JetStream's window: it stores the repeat this time
+            await link.send_command("main", "late-1", encoder.encode(command))
+            await eventually(
+                lambda: asyncio.to_thread(d.engine.metrics),
+                lambda m: m.get("tradews_bus_duplicates_total") == 1,
+                what="the engine dropping the repeat",
+            )
+            assert state(d.engine)["seq"] == seq
+            await client.close()
+    finally:
+        await link.close()
