@@ -540,10 +540,16 @@ def serve(
         fatal = asyncio.create_task(server.fatal.wait())
         await asyncio.wait({stopping, fatal}, return_when=asyncio.FIRST_COMPLETED)
         if server.fatal.is_set():
-            err.print(
-                "[red]trading halted: the journal could not be written, or the engine found a "
-                "broken invariant (see the log); restart to rebuild from the journal[/red]"
-            )
+            if role == "gateway":
+                err.print(
+                    "[red]gateway stopped: its replica could not apply the engine's log (see "
+                    "the log); restart it to recover from the store[/red]"
+                )
+            else:
+                err.print(
+                    "[red]trading halted: the journal could not be written, or the engine found "
+                    "a broken invariant (see the log); restart to rebuild from the journal[/red]"
+                )
             raise typer.Exit(3)
         err.print("stopping: finishing journal writes, closing connections")
         if engine_link is not None:
