@@ -482,3 +482,18 @@ async def test_a_command_repeated_after_jetstreams_window_is_dropped_by_the_engi
             await client.close()
     finally:
         await link.close()
+
+
+async def test_a_signed_login_replayed_on_another_gateway_is_refused(
+    deployment: tuple[Deployment, dict[str, dict[str, str]]],
+) -> None:
+    d, keys = deployment
+    key, secret = keys["t1"]["apiKey"], keys["t1"]["apiSecret"]
+    first = await Client.connect(d.gateways[0].url)
+    assert await first.login(key, secret, signed=True, nonce="replayed-nonce-1")
+    replay = await Client.connect(d.gateways[1].url)
+    with pytest.raises(RpcError) as refused:  # the same nonce, as a captured login would carry
+        await replay.login(key, secret, signed=True, nonce="replayed-nonce-1")
+    assert refused.value.code == 1011
+    for c in (first, replay):
+        await c.close()

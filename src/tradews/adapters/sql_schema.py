@@ -203,6 +203,20 @@ MIGRATIONS = [
             """
         },
     ),
+    # 8: signed logins' nonces, shared by every gateway of a distributed deployment, so that a
+    # captured login cannot be replayed on another gateway within the window. Transient (rows
+    # older than twice the window are deleted), so not copied by `tradews db migrate`.
+    Migration(
+        """
+        CREATE TABLE login_nonces (
+            key_id  TEXT NOT NULL,
+            nonce   TEXT NOT NULL,
+            used_at {int} NOT NULL,
+            PRIMARY KEY (key_id, nonce)
+        );
+        CREATE INDEX login_nonces_used_at ON login_nonces(used_at);
+        """
+    ),
 ]
 
 VERSION = len(MIGRATIONS)

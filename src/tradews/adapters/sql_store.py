@@ -140,6 +140,7 @@ class SqlStore:
         ``key_file`` holds the master key that seals HMAC secrets; it is read when first
         needed."""
         self.db = db
+        self._nonces_pruned_at = 0
         self.url = url
         self.path = path  # the SQLite file, None on PostgreSQL
         self.key_file = Path(key_file)
@@ -547,6 +548,20 @@ class SqlStore:
                 )
         except IntegrityError:  # the foreign key: no such instrument
             raise StoreError(f"no instrument {symbol!r}") from None
+
+    def claim_nonce(self, key_id: str, nonce: str, now_ms: int, keep_ms: int) -> bool:
+        """Record that a verified signed login used ``nonce`` with ``key_id``; False if some
+        process recorded it before (a replay). Rows older than ``keep_ms`` are deleted now and
+        then. One autocommitted statement: not a change other processes need to notice."""
+        fresh = self.db.all(
+            "INSERT INTO login_nonces(key_id, nonce, used_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (key_id, nonce) DO NOTHING RETURNING used_at",
+            (key_id, nonce, now_ms),
+        )
+        if now_ms - self._nonces_pruned_at >= keep_ms:
+            self._nonces_pruned_at = now_ms
+            self.db.execute("DELETE FROM login_nonces WHERE used_at < ?", (now_ms - keep_ms,))
+        return bool(fresh)
 
     def reference_prices(self) -> list[ReferencePrice]:
         rows = self.db.all(

@@ -287,8 +287,8 @@ def serve(
         str | None,
         typer.Option(
             envvar="TRADEWS_BUS",
-            help="NATS JetStream URL joining the engine and its gateways "
-            "(nats://host:4222[/namespace]); `tradews engine` and `tradews gateway` only.",
+            help="NATS JetStream URL joining the engine and its gateways: nats://HOST:4222, "
+            "optionally with /NAMESPACE; for `tradews engine` and `tradews gateway` only.",
         ),
     ] = None,
     shard: Annotated[
@@ -566,15 +566,25 @@ def serve(
 def _role_command(role: str, doc: str) -> None:
     """``tradews engine`` and ``tradews gateway``: ``serve`` with its role set (same options)."""
     import inspect
+    import typing
 
+    # The annotations resolved (this module postpones them): typer reads each option's
+    # settings (help, envvar) from its Annotated metadata.
+    hints = typing.get_type_hints(serve, include_extras=True)
     signature = inspect.signature(serve)
-    params = [p for p in signature.parameters.values() if p.name != "role"]
+    params = [
+        p.replace(annotation=hints[p.name])
+        for p in signature.parameters.values()
+        if p.name != "role"
+    ]
 
     def command(**kwargs: Any) -> None:
         serve(**kwargs, role=role)
 
-    command.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
-    command.__annotations__ = {k: v for k, v in serve.__annotations__.items() if k != "role"}
+    command.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=params, return_annotation=None
+    )
+    command.__annotations__ = {p.name: p.annotation for p in params}
     command.__doc__ = doc
     app.command(name=role)(command)
 

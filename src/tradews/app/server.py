@@ -240,6 +240,13 @@ class Server:
             openrpc=openrpc_raw,
             login=LoginPolicy(window_ms=settings.login_window_ms, plain_login=settings.plain_login),
         )
+        if gateway is not None:
+            # Several gateways accept logins for this store: a nonce used on one must be
+            # refused on all (kept for twice the window, as the local cache keeps it).
+            keep_ms = 2 * settings.login_window_ms
+            self.services.login.shared = lambda key, nonce, now: store.claim_nonce(
+                key, nonce, now, keep_ms
+            )
         self.connections = Connections(settings.caps, settings.output)
         self.connections.on_drained = self._wake_streams_if_behind
         self._check: tuple[int, dict[str, object]] | None = None  # (seq, full state check)

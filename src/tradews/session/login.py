@@ -22,6 +22,7 @@ The session then checks the account's tier (1005).
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv6Address, ip_address
 
@@ -115,6 +116,9 @@ class LoginPolicy:
     plain_login: bool = True
     nonces_per_key: int = DEFAULT_NONCES_PER_KEY
     nonces: NonceCache = field(init=False)
+    # Where several processes accept logins for one store (gateways), the nonces they all
+    # saw: claim(key, nonce, now_ms) records one and returns False if it was there already.
+    shared: Callable[[str, str, int], bool] | None = None
 
     def __post_init__(self) -> None:
         self.nonces = NonceCache(self.window_ms, self.nonces_per_key)
@@ -185,6 +189,8 @@ def authenticate(
 
         def verified() -> None:
             policy.nonces.use(api_key, proof.nonce, proof.timestamp, now_ms)
+            if policy.shared is not None and not policy.shared(api_key, proof.nonce, now_ms):
+                raise ApiError(ErrorCode.NONCE_REUSED, "this nonce was already used with this key")
 
         principal = keys.authenticate_signed(api_key, message, proof.signature, now_ms, verified)
     if principal.allowed_networks and not _address_allowed(peer, principal):
