@@ -27,6 +27,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Column, Table
 
 from tradews import __version__
@@ -96,7 +97,8 @@ KeyFileOption = Annotated[
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}")
+    # The message quotes what the user typed and usage like ``host[:port]``: not markup.
+    err.print(f"[red]error:[/red] {escape(message)}")
     raise typer.Exit(code)
 
 
@@ -269,7 +271,7 @@ def serve(
         typer.Option(
             envvar="TRADEWS_BUS",
             help="NATS JetStream URL joining the engine and its gateways "
-            "(nats://host:4222[/namespace]); `tradews engine` and `tradews gateway` only.",
+            "(nats://host:4222 or nats://host:4222/namespace); `tradews engine` and `tradews gateway` only.",
         ),
     ] = None,
     shard: Annotated[
