@@ -233,9 +233,7 @@ async def test_a_duplicated_command_is_applied_once(
     client = await login(d.gateways[0], keys["t1"])
     await client.subscribe("orders")
     names = {a["name"]: a["id"] for a in run_cli("account", "list", "--json", db=d.db)}
-    command = PlaceOrder(
-        0, names["t1"], "ETH_USD", 1, 1, 250_000, 1000, 1, False, "dup-1", 0, 0
-    )
+    command = PlaceOrder(0, names["t1"], "ETH_USD", 1, 1, 250_000, 1000, 1, False, "dup-1", 0, 0)
     link = Bus(parse_bus_url(bus), name="test-duplicates")
     await link.connect(wait=False)
     try:
@@ -259,7 +257,7 @@ async def test_a_standby_engine_takes_over(
     d, keys = deployment
     g0, g1 = d.gateways
     first = d.engine
-    standby = subprocess.Popen(
+    standby = subprocess.Popen(  # noqa: ASYNC220 - Popen returns at once; reads go to threads
         [sys.executable, "-m", "tradews", "engine", "--db", str(d.db), "--bus", d.bus,
          "--admin-port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

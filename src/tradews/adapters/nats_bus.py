@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 
 MSG_ID = "Nats-Msg-Id"
 DUPLICATE_WINDOW_S = 120.0  # JetStream's de-duplication window for command ids
-LOG_MAX_AGE_S = 24 * 3600.0  # how long the log keeps entries (a gateway reads the rest from the store)
+# How long the log keeps entries (a gateway reads older ones from the store).
+LOG_MAX_AGE_S = 24 * 3600.0
 ACK_WAIT_S = 30.0  # a command taken and not acknowledged within this is delivered again
 FETCH_BATCH = 256
 
@@ -188,7 +189,9 @@ class Bus:
                 try:
                     await self._js.add_stream(config)
                 except Exception as exc:
-                    raise BusError(f"cannot create the JetStream stream {config.name}: {exc}") from None
+                    raise BusError(
+                        f"cannot create the JetStream stream {config.name}: {exc}"
+                    ) from None
 
     async def close(self) -> None:
         self._closing = True
@@ -294,7 +297,7 @@ class Bus:
 
         try:
             msgs = await consumer.fetch(FETCH_BATCH, timeout=timeout)
-        except (nats.errors.TimeoutError, asyncio.TimeoutError):
+        except (TimeoutError, nats.errors.TimeoutError):
             return []
         return [
             Command(
@@ -316,7 +319,9 @@ class Bus:
             raise
         return decode_log(msg.data)[0]
 
-    async def publish_log(self, shard: str, entries: Sequence[tuple[int, str | None, bytes]]) -> None:
+    async def publish_log(
+        self, shard: str, entries: Sequence[tuple[int, str | None, bytes]]
+    ) -> None:
         """Publish journaled entries in order; returns once JetStream has stored every one."""
         subject = self.url.log_subject(shard)
         js = self._js

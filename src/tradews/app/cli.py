@@ -344,7 +344,9 @@ def serve(
         fail("--stream-buffer must be positive")
     bus_url = None
     if role == "all" and bus is not None:
-        fail("--bus is for `tradews engine` and `tradews gateway`; `serve` runs both in one process")
+        fail(
+            "--bus is for `tradews engine` and `tradews gateway`; `serve` runs both in one process"
+        )
     if role != "all":
         from tradews.adapters.nats_bus import BusError, check_shard, parse_bus_url
 
@@ -460,8 +462,7 @@ def serve(
         if role == "engine":
             url = bus or ""
             out.print(
-                f"[bold green]tradews {__version__}[/bold green] engine for shard {shard} "
-                f"on {url}"
+                f"[bold green]tradews {__version__}[/bold green] engine for shard {shard} on {url}"
             )
         else:
             url = f"{'wss' if tls else 'ws'}://{host}:{server.port}"

@@ -45,9 +45,7 @@ RETRY_S = 0.5
 
 
 class EngineLink:
-    def __init__(
-        self, server: Server, bus: Bus, shard: str, *, now_ms: Callable[[], int]
-    ) -> None:
+    def __init__(self, server: Server, bus: Bus, shard: str, *, now_ms: Callable[[], int]) -> None:
         self.server = server
         self.bus = bus
         self.shard = shard
@@ -107,7 +105,11 @@ class EngineLink:
             await self.bus.publish_log(self.shard, tail)
         self.published_through = self.server.engine.seq
         if self.server.engine.seq > last:
-            log.info("engine: published the log's missing tail, seq %d-%d", last + 1, self.server.engine.seq)
+            log.info(
+                "engine: published the log's missing tail, seq %d-%d",
+                last + 1,
+                self.server.engine.seq,
+            )
 
     # Commands in -------------------------------------------------------------------------------
 
@@ -118,7 +120,10 @@ class EngineLink:
                 if consumer is None:
                     consumer = await self.bus.take_commands(self.shard)
                     log.info("engine: taking commands for shard %s", self.shard)
-                if self._unpublished >= MAX_UNPUBLISHED or self.server.host.failed is not None:
+                host = self.server.engine_host
+                if self._unpublished >= MAX_UNPUBLISHED or (
+                    host is not None and host.failed is not None
+                ):
                     await asyncio.sleep(0.01)
                     continue
                 for command in await self.bus.fetch(consumer):
@@ -198,7 +203,6 @@ class EngineLink:
                 if ack is not None:
                     self._ack(ack)
             self._outbox.task_done()
-
 
     async def _publish_prices(self) -> None:
         """In demo mode the engine walks the prices: tell the gateways' RFQ desks each pulse."""

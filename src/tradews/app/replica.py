@@ -136,7 +136,9 @@ class Replica:
                 f"the log jumped to {upto + 1} and the journal holds only up to {self.engine.seq}"
             )
         self.gaps_filled += 1
-        log.warning("replica: filled a gap in the log from the journal (seq %d-%d)", start + 1, upto)
+        log.warning(
+            "replica: filled a gap in the log from the journal (seq %d-%d)", start + 1, upto
+        )
 
     def _apply(self, command: AnyCommand, seq: int, msg_id: str) -> None:
         engine = self.engine

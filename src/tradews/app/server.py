@@ -62,10 +62,10 @@ from tradews.app.catalog import Catalog
 from tradews.app.demo import start_ticks
 from tradews.app.demo_market import MAKER, TAKER, DemoMarket, funding
 from tradews.app.engine_host import EngineHost, recover
-from tradews.app.replica import BusTrading
 from tradews.app.metrics import render as render_metrics
 from tradews.app.openrpc import openrpc_raw
 from tradews.app.pricing import DEFAULT_MAX_AGE_MS, DeskPricer, ReferencePrices
+from tradews.app.replica import BusTrading
 from tradews.codecs.push import Push
 from tradews.domain.invariants import InvariantViolation
 from tradews.domain.ledger import format_atoms
@@ -320,7 +320,7 @@ class Server:
         ]
         if self.engine_host is not None:
             loops.append((self.expire_deadlines, self.settings.watch_interval))
-        if self.gateway is not None:
+        if self.gateway is not None and self.gateway.trading is not None:
             loops.append((self.gateway.trading.expire, 0.25))
         if self._demo is not None and self.settings.demo_traders:
             loops.append((self._demo_requote, 0.5))

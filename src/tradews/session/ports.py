@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network
 from typing import TYPE_CHECKING, Protocol
 
+from tradews.api.errors import ApiError
 from tradews.domain.instrument import Instrument
 from tradews.engine.commands import AnyCommand
 from tradews.engine.engine import Result
@@ -64,9 +65,11 @@ class InstrumentCatalog(Protocol):
 
 
 class Trading(Protocol):
-    """The way to the engine. ``reply`` is called once the command's effects are durable."""
+    """The way to the engine. ``reply`` is called once the command's effects are durable, or
+    with an :class:`ApiError` when the outcome cannot be known (a gateway whose engine did not
+    confirm in time, or could not be reached)."""
 
-    def submit(self, command: AnyCommand, reply: Callable[[Result], None]) -> bool:
+    def submit(self, command: AnyCommand, reply: Callable[[Result | ApiError], None]) -> bool:
         """Returns False if trading is halted (nothing was applied, ``reply`` is not called)."""
         ...
 

@@ -861,7 +861,10 @@ class Session(Generic[C]):
             raise ApiError(ErrorCode.ENGINE_UNAVAILABLE, "trading is not available")
 
         def start(done: Callable[[Any], None]) -> None:
-            def reply(result: Result) -> None:
+            def reply(result: Result | ApiError) -> None:
+                if isinstance(result, ApiError):
+                    done(result)
+                    return
                 if isinstance(result, Rejected):
                     done(rejected(result.reason, result.message))
                     return
@@ -958,7 +961,7 @@ class Session(Generic[C]):
         self.state = SessionState.CLOSED
 
 
-def _ignore(result: Result) -> None:
+def _ignore(result: Result | ApiError) -> None:
     pass
 
 
