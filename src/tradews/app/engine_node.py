@@ -198,10 +198,8 @@ class EngineLink:
                     await asyncio.sleep(RETRY_S)
             self._unpublished -= len(batch)
             self.published_through = batch[-1][0]
-            for _, msg_id, _ in batch:
-                ack = self._acks.pop(msg_id, None) if msg_id else None
-                if ack is not None:
-                    self._ack(ack)
+            acks = self._acks
+            await _ack_all([acks.pop(m) for _, m, _ in batch if m and m in acks])
             self._outbox.task_done()
 
     async def _publish_prices(self) -> None:
@@ -218,6 +216,17 @@ class EngineLink:
             if references:
                 with contextlib.suppress(Exception):
                     await self.bus.publish_prices(current())
+
+
+async def _ack_all(acks: list[Callable[[], Any]]) -> None:
+    """Acknowledge a published batch's commands here, in the publisher's task. An ack is a
+    write to the connection's buffer, not a round trip, so a task for each (as ``_ack`` makes
+    for a single one) would only add scheduling to every command."""
+    for ack in acks:
+        try:
+            await ack()
+        except Exception as exc:  # the command is delivered again, and dropped as a duplicate
+            log.debug("engine: ack failed: %r", exc)
 
 
 def _quiet(task: asyncio.Task[Any]) -> None:
