@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 REMEMBERED_IDS = 1_000_000  # message ids kept in memory to drop redeliveries without a query
 MAX_UNPUBLISHED = 50_000  # stop taking commands while this many entries await the log
 RETRY_S = 0.5
+PRICES_REPEAT_S = 1.0  # unchanged reference prices are published again this often
 
 
 class EngineLink:
@@ -211,11 +212,22 @@ class EngineLink:
 
         await self.bus.answer_prices(current)
         interval = self.server.settings.tick_interval
+        loop = asyncio.get_running_loop()
+        last: dict[str, tuple[int, int]] = {}
+        sent_at = 0.0
         while True:
             await asyncio.sleep(interval)
-            if references:
-                with contextlib.suppress(Exception):
-                    await self.bus.publish_prices(current())
+            if not references:
+                continue
+            # Unchanged prices are not sent again, except once a second for a gateway that
+            # missed a message (the feed is plain NATS): this loop may run more often than the
+            # walk steps, and every message costs each gateway and NATS a decode.
+            prices = current()
+            if prices == last and loop.time() - sent_at < PRICES_REPEAT_S:
+                continue
+            with contextlib.suppress(Exception):
+                await self.bus.publish_prices(prices)
+                last, sent_at = prices, loop.time()
 
 
 async def _ack_all(acks: list[Callable[[], Any]]) -> None:
