@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -98,4 +99,21 @@ def test_serve_refuses_fees_over_100_percent(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert done.returncode == 1 and "--fees" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_help_and_errors_print_brackets_as_written(tmp_path: Path) -> None:
+    """Help texts and error messages go through rich, which reads ``[...]`` as markup."""
+    for command in ("serve", "engine", "gateway"):
+        done = subprocess.run(
+            [sys.executable, "-m", "tradews", command, "--help"],
+            capture_output=True, text=True, timeout=30, env={**os.environ, "COLUMNS": "200"},
+        )  # fmt: skip
+        assert done.returncode == 0 and "--bus" in done.stdout, done.stderr
+    done = subprocess.run(
+        [sys.executable, "-m", "tradews", "engine", "--db", str(tmp_path / "b.db"),
+         "--bus", "http://127.0.0.1"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert done.returncode == 1 and "nats://host:4222[/namespace]" in done.stderr
     assert "Traceback" not in done.stderr

@@ -34,9 +34,8 @@ log = logging.getLogger(__name__)
 
 MSG_ID = "Nats-Msg-Id"
 DUPLICATE_WINDOW_S = 120.0  # JetStream's de-duplication window for command ids
-LOG_MAX_AGE_S = (
-    24 * 3600.0
-)  # how long the log keeps entries (a gateway reads the rest from the store)
+# How long the log keeps entries (a gateway reads older ones from the store).
+LOG_MAX_AGE_S = 24 * 3600.0
 ACK_WAIT_S = 30.0  # a command taken and not acknowledged within this is delivered again
 FETCH_BATCH = 256
 

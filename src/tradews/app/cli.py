@@ -28,6 +28,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Column, Table
 
 from tradews import __version__
@@ -102,7 +103,8 @@ KeyFileOption = Annotated[
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}")
+    # The message quotes what the user typed and usage like ``host[:port]``: not markup.
+    err.print(f"[red]error:[/red] {escape(message)}")
     raise typer.Exit(code)
 
 

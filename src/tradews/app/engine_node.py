@@ -46,6 +46,7 @@ GATEWAY_SILENCE_S = 5.0
 REMEMBERED_IDS = 1_000_000  # message ids kept in memory to drop redeliveries without a query
 MAX_UNPUBLISHED = 50_000  # stop taking commands while this many entries await the log
 RETRY_S = 0.5
+PRICES_REPEAT_S = 1.0  # unchanged reference prices are published again this often
 
 
 class EngineLink:
@@ -199,10 +200,8 @@ class EngineLink:
                     await asyncio.sleep(RETRY_S)
             self.unpublished -= len(batch)
             self.published_through = batch[-1][0]
-            for _, msg_id, _ in batch:
-                ack = self._acks.pop(msg_id, None) if msg_id else None
-                if ack is not None:
-                    self._ack(ack)
+            acks = self._acks
+            await _ack_all([acks.pop(m) for _, m, _ in batch if m and m in acks])
             self._outbox.task_done()
 
     async def _reap_gateways(self) -> None:
@@ -246,11 +245,33 @@ class EngineLink:
 
         await self.bus.answer_prices(current)
         interval = self.server.settings.tick_interval
+        loop = asyncio.get_running_loop()
+        last: dict[str, tuple[int, int]] = {}
+        sent_at = 0.0
         while True:
             await asyncio.sleep(interval)
-            if references:
-                with contextlib.suppress(Exception):
-                    await self.bus.publish_prices(current())
+            if not references:
+                continue
+            # Unchanged prices are not sent again, except once a second for a gateway that
+            # missed a message (the feed is plain NATS): this loop may run more often than the
+            # walk steps, and every message costs each gateway and NATS a decode.
+            prices = current()
+            if prices == last and loop.time() - sent_at < PRICES_REPEAT_S:
+                continue
+            with contextlib.suppress(Exception):
+                await self.bus.publish_prices(prices)
+                last, sent_at = prices, loop.time()
+
+
+async def _ack_all(acks: list[Callable[[], Any]]) -> None:
+    """Acknowledge a published batch's commands here, in the publisher's task. An ack is a
+    write to the connection's buffer, not a round trip, so a task for each (as ``_ack`` makes
+    for a single one) would only add scheduling to every command."""
+    for ack in acks:
+        try:
+            await ack()
+        except Exception as exc:  # the command is delivered again, and dropped as a duplicate
+            log.debug("engine: ack failed: %r", exc)
 
 
 def _quiet(task: asyncio.Task[Any]) -> None:

@@ -65,9 +65,9 @@ class InstrumentCatalog(Protocol):
 
 
 class Trading(Protocol):
-    """The way to the engine. ``reply`` is called once the command's effects are durable, with
-    the result; or with an :class:`ApiError` when the outcome cannot be known (a distributed
-    gateway that lost the engine: the command may still be applied)."""
+    """The way to the engine. ``reply`` is called once the command's effects are durable, or
+    with an :class:`ApiError` when the outcome cannot be known (a gateway whose engine did not
+    confirm in time, or could not be reached)."""
 
     def submit(self, command: AnyCommand, reply: Callable[[Result | ApiError], None]) -> bool:
         """Returns False if trading is halted (nothing was applied, ``reply`` is not called)."""
