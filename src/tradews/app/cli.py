@@ -1293,4 +1293,5 @@ def main() -> None:
     try:
         app()
     except DatabaseUnavailable as exc:  # an admin command whose database went away meanwhile
-        fail(f"the database is unreachable: {exc.detail}")
+        err.print(f"[red]error:[/red] the database is unreachable: {exc.detail}")
+        sys.exit(1)
