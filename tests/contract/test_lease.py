@@ -50,3 +50,12 @@ def test_the_lease_is_freed_when_its_holder_dies(db_url: str) -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_holder_knows_whether_it_still_holds_the_lease(db_url: str) -> None:
+    lease = open_lease(db_url)
+    assert not lease.held()
+    assert lease.try_acquire()
+    assert lease.held()
+    lease.release()
+    assert not lease.held()

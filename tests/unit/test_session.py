@@ -13,7 +13,7 @@ from tradews.app.demo import DEMO_INSTRUMENTS
 from tradews.domain.instrument import Instrument
 from tradews.domain.pricing import NoQuote, TwoWayPrice, rfq_prices
 from tradews.session.market_data import MarketDataDesk
-from tradews.session.ports import Principal
+from tradews.session.ports import Principal, Unavailable
 from tradews.session.quote_desk import QuoteDesk, stream_tokens
 from tradews.session.session import Services, Session, SessionState
 from tradews.session.view import TradingView
@@ -145,3 +145,20 @@ def test_quote_quantity_decimal_places() -> None:
     reply, first = call(s, "quote_request", {"symbol": "BTC_USD", "type": "RFQ", "quantity": "0.5"})
     assert Decimal(first["params"]["quantity"]) == Decimal("0.5")
     assert first["params"]["quantity"] == "0.5000"
+
+
+class UnreachableKeys:
+    def authenticate(self, api_key: str, api_secret: str, now_ms: int) -> Principal:
+        raise Unavailable("the database is unreachable")
+
+
+def test_a_login_the_store_cannot_answer_is_refused_clearly_and_not_counted() -> None:
+    services = make_services()
+    services.authenticator = UnreachableKeys()  # type: ignore[assignment]
+    s = Session(services, "conn-1")
+    for _ in range(services.limits.max_login_failures + 1):
+        error = call(s, "rpc.login", {"apiKey": "k", "apiSecret": "s"})[0]["error"]
+        assert error == {"code": 4002, "message": "the database is unreachable"}
+    assert s.state is not SessionState.AUTHENTICATED
+    services.authenticator = FakeKeys()  # back: the same connection logs in
+    assert call(s, "rpc.login", {"apiKey": "k", "apiSecret": "s"})[0]["result"] is True

@@ -14,10 +14,11 @@ driver was measured (``bench/pg_drivers.py``, docs/performance.md).
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import psycopg
 
-from tradews.adapters.sql import Database, Dialect
+from tradews.adapters.sql import Database, DatabaseUnavailable, Dialect, StoreError
 
 POSTGRESQL = Dialect(
     name="postgresql",
@@ -46,23 +47,46 @@ POSTGRESQL = Dialect(
     ),
 )
 
-CONNECT_TIMEOUT = 10  # seconds: an unreachable server is said, not waited for
+# Seconds: an unreachable server is said, not waited for. A reconnection can happen on the
+# event loop (``adapters/sql.py``), so this bounds how long the loop may wait for one.
+CONNECT_TIMEOUT = 2
+# What a server says when it refuses a connection for now, not for good (class 57P: starting
+# up, shutting down, in recovery); psycopg gives no SQLSTATE for a failed connection.
+_FOR_NOW = ("starting up", "shutting down", "in recovery", "not yet accepting", "57P0")
 
 
-def connect_raw(dsn: str, *, purpose: str) -> psycopg.Connection[tuple[object, ...]]:
-    """An autocommit connection, named in ``pg_stat_activity`` after what it is for."""
-    return psycopg.connect(
-        dsn,
-        autocommit=True,
-        connect_timeout=CONNECT_TIMEOUT,
-        application_name=f"tradews {purpose}",
-    )
+def connect_raw(
+    dsn: str, *, purpose: str, **options: Any
+) -> psycopg.Connection[tuple[object, ...]]:
+    """An autocommit connection, named in ``pg_stat_activity`` after what it is for.
+
+    Raises :class:`DatabaseUnavailable` when the server cannot be reached or refuses
+    connections for now, and :class:`StoreError` when it refuses this one for good (no such
+    database or role, a wrong password): waiting would not help that."""
+    try:
+        return psycopg.connect(
+            dsn,
+            autocommit=True,
+            connect_timeout=CONNECT_TIMEOUT,
+            application_name=f"tradews {purpose}",
+            **options,
+        )
+    except psycopg.OperationalError as exc:
+        text = " ".join(str(exc).split())
+        if "FATAL:" in text and not any(reason in text for reason in _FOR_NOW):
+            raise StoreError(text) from None
+        raise DatabaseUnavailable(text) from None
 
 
 def connect(dsn: str, *, purpose: str, store: bool = False) -> Database:
     """A connection for the store (``store=True``: its writes bump the revision), the journal
-    or the stream archive."""
-    return Database(connect_raw(dsn, purpose=purpose), POSTGRESQL, revision=store)
+    or the stream archive; it reconnects by itself once lost (``adapters/sql.py``)."""
+    return Database(
+        connect_raw(dsn, purpose=purpose),
+        POSTGRESQL,
+        revision=store,
+        reconnect=lambda: connect_raw(dsn, purpose=purpose),
+    )
 
 
 def lease_key(name: str) -> int:
@@ -79,7 +103,11 @@ class AdvisoryLease:
     The lock dies with that connection, so a killed process never leaves it behind. To notice a
     holder whose machine vanished without closing the connection, the server side sends TCP
     keepalives on it (the session's ``tcp_keepalives_*``): the lock is freed within about
-    half a minute instead of the system's default two hours."""
+    half a minute instead of the system's default two hours.
+
+    The other way round, the holder must notice when the lock is gone (its session was
+    terminated, the server restarted): :meth:`held` asks over the same connection, which
+    gives up on a silent server within seconds (client keepalives, ``tcp_user_timeout``)."""
 
     def __init__(self, dsn: str, name: str, *, shown_url: str) -> None:
         self._dsn = dsn
@@ -91,12 +119,23 @@ class AdvisoryLease:
     def try_acquire(self) -> bool:
         if self._connection is not None:
             return True
-        connection = connect_raw(self._dsn, purpose=f"lease {self.name}")
+        connection = connect_raw(
+            self._dsn,
+            purpose=f"lease {self.name}",
+            keepalives=1,
+            keepalives_idle=5,
+            keepalives_interval=2,
+            keepalives_count=2,
+            tcp_user_timeout=5000,  # ms: unacknowledged data this long breaks the connection
+        )
         try:
             connection.execute("SET tcp_keepalives_idle = 10")
             connection.execute("SET tcp_keepalives_interval = 5")
             connection.execute("SET tcp_keepalives_count = 3")
             row = connection.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
+        except psycopg.OperationalError as exc:
+            connection.close()
+            raise DatabaseUnavailable(str(exc)) from None
         except BaseException:
             connection.close()
             raise
@@ -104,6 +143,18 @@ class AdvisoryLease:
             connection.close()
             return False
         self._connection = connection
+        return True
+
+    def held(self) -> bool:
+        """Whether the lock is still ours: its session answers (a session lock lasts as long
+        as the session). A cheap round trip; blocking, so call it off the event loop."""
+        connection = self._connection
+        if connection is None:
+            return False
+        try:
+            connection.execute("SELECT 1")
+        except psycopg.Error:
+            return False
         return True
 
     def release(self) -> None:

@@ -38,6 +38,10 @@ class ProcessLock:
         if not self.try_acquire():
             raise LockHeld(f"another tradews engine is using {self.path.with_suffix('')}")
 
+    def held(self) -> bool:
+        """Whether we hold the lock: nothing but a release takes a held flock away."""
+        return self._fd is not None
+
     def describe(self) -> str:
         return f"the lock file {self.path}"
 

@@ -40,6 +40,11 @@ class Lease(Protocol):
         """Take the lease if nobody holds it; False if someone does."""
         ...
 
+    def held(self) -> bool:
+        """Whether the lease is still ours (the engine checks about once a second, and halts
+        if not). Blocking: call it off the event loop."""
+        ...
+
     def release(self) -> None: ...
 
     def describe(self) -> str:

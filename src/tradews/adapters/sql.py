@@ -15,6 +15,15 @@ What differs is said here, in one :class:`Dialect` per database, and nowhere els
 - how another process's writes are noticed (:meth:`Database.data_version`) and how durable a
   commit is (:meth:`Database.set_durability`).
 
+A database server can go away and come back (PostgreSQL restarted, the network to it cut); a
+SQLite file cannot. A connection made with ``reconnect`` (PostgreSQL's) therefore replaces
+itself when it finds it was lost: a call that finds it so makes *one* new connection (bounded
+by the connect timeout) and, for a read outside a transaction, runs again on it. While the
+database stays unreachable every call raises :class:`DatabaseUnavailable` at once, trying to
+connect again at most once per :data:`RECONNECT_EVERY_S`: the callers run on the event loop,
+which must not wait on an unreachable server more than once in a while. A write transaction is
+never run twice: if its connection is lost its outcome is unknown, and the caller is told so.
+
 This module imports no database driver but SQLite's (in the standard library): PostgreSQL's
 dialect and connections are made in ``adapters/postgres.py``, imported only for a
 ``postgresql://`` URL, so the default install never loads psycopg.
@@ -24,17 +33,41 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from tradews.session.ports import Unavailable
 
 Row = tuple[Any, ...]
+T = TypeVar("T")
+
+RECONNECT_EVERY_S = 1.0  # after a failed reconnection, calls fail at once for this long
 
 
 class StoreError(Exception):
     """A request the store refuses (duplicate name, unknown account, a database this tradews
     cannot use as it is, ...). The message says why, in one line."""
+
+
+class DatabaseUnavailable(StoreError, Unavailable):
+    """The database cannot be reached now (stopped, restarting, the network to it down); a
+    later call reconnects by itself once it is back.
+
+    ``str()`` is "the database is unreachable", all a client is told; :attr:`detail` is the
+    driver's reason in one line (it names the host, never a password), for the operator."""
+
+    MESSAGE = "the database is unreachable"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(self.MESSAGE)
+        self.detail = " ".join(detail.split())
+
+    def __repr__(self) -> str:
+        return f"DatabaseUnavailable({self.detail!r})"
 
 
 class IntegrityError(Exception):
@@ -97,7 +130,19 @@ class Database:
     connection: Any
     dialect: Dialect
     revision: bool = False
+    # Makes a new connection (raising DatabaseUnavailable if it cannot); None: never lost.
+    reconnect: Callable[[], Any] | None = None
     _texts: dict[str, str] = field(default_factory=dict, repr=False)
+    _setup: list[str] = field(default_factory=list, repr=False)  # run on each new connection
+    _retry_at: float = 0.0
+    _down: str = ""  # why the last reconnection failed
+    _in_transaction: bool = False
+    _closed: bool = False
+    # One user at a time: the journal's connection is written on the writer thread while the
+    # loop may read it (a redelivered command's id, the log's tail at start); neither driver
+    # lets two threads use one connection at once (psycopg's pipeline says "another command is
+    # already in progress"). Reentrant: a transaction's statements take it again.
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     def sql(self, text: str) -> str:
         """``text`` with the dialect's placeholders (cached: statements are a fixed set)."""
@@ -108,23 +153,71 @@ class Database:
             translated = self._texts[text] = text.replace("%", "%%").replace("?", "%s")
         return translated
 
+    # Connection loss ---------------------------------------------------------------------------
+
+    def _lost(self) -> bool:
+        """Whether the connection is gone (psycopg marks a connection closed once broken;
+        a SQLite connection never is)."""
+        return bool(getattr(self.connection, "closed", False)) and not self._closed
+
+    def _live(self) -> Any:
+        """The connection, made anew first if it was lost: one attempt, and none at all within
+        RECONNECT_EVERY_S of a failed one."""
+        if not self._lost():
+            return self.connection
+        if self.reconnect is None or self._in_transaction:
+            raise DatabaseUnavailable("the connection to the database was lost")
+        now = time.monotonic()
+        if now < self._retry_at:
+            raise DatabaseUnavailable(self._down)
+        try:
+            connection = self.reconnect()
+            for statement in self._setup:
+                connection.execute(statement)
+        except DatabaseUnavailable as exc:
+            self._retry_at, self._down = now + RECONNECT_EVERY_S, exc.detail
+            raise
+        self.connection = connection
+        return connection
+
+    def _read(self, run: Callable[[Any], T]) -> T:
+        """``run(connection)``; outside a transaction, once more on a new connection if the
+        first one turns out to be lost (a read is safe to repeat)."""
+        with self._lock:
+            connection = self._live()
+            try:
+                return run(connection)
+            except Exception as exc:
+                if not self._lost():
+                    raise
+                if self._in_transaction or self.reconnect is None:
+                    raise DatabaseUnavailable(str(exc)) from exc
+            return run(self._live())
+
+    # Statements --------------------------------------------------------------------------------
+
     def execute(self, text: str, params: Sequence[Any] = ()) -> Any:
         """Run one statement; return the driver's cursor (``rowcount``, ``fetchall``)."""
-        return self.connection.execute(self.sql(text), params)
+        statement = self.sql(text)
+        return self._read(lambda c: c.execute(statement, params))
 
     def executemany(self, text: str, rows: Iterable[Sequence[Any]]) -> None:
-        if self.dialect.qmark:
-            self.connection.executemany(text, rows)
-        else:
-            with self.connection.cursor() as cursor:
-                cursor.executemany(self.sql(text), rows)
+        with self._lock:
+            connection = self._live()
+            if self.dialect.qmark:
+                connection.executemany(text, rows)
+            else:
+                with connection.cursor() as cursor:
+                    cursor.executemany(self.sql(text), rows)
 
     def one(self, text: str, params: Sequence[Any] = ()) -> Row | None:
-        row = self.execute(text, params).fetchone()
+        statement = self.sql(text)
+        row = self._read(lambda c: c.execute(statement, params).fetchone())
         return None if row is None else tuple(row)
 
     def all(self, text: str, params: Sequence[Any] = ()) -> list[Row]:
-        return [tuple(r) for r in self.execute(text, params).fetchall()]
+        statement = self.sql(text)
+        return [tuple(r) for r in self._read(lambda c: c.execute(statement, params).fetchall())]
 
     def scalar(self, text: str, params: Sequence[Any] = ()) -> Any:
         row = self.one(text, params)
@@ -147,8 +240,13 @@ class Database:
         network round trip instead of one per statement (a read inside waits for its own
         result). A lone journal write commits in about 210 µs instead of 330 µs on this
         machine's PostgreSQL (``bench/pg_drivers.py``)."""
-        connection = self.connection
+        with self._lock:
+            yield from self._transaction()
+
+    def _transaction(self) -> Iterator[Database]:
+        connection = self._live()
         pipeline = connection.pipeline() if self.dialect.pipeline else contextlib.nullcontext()
+        self._in_transaction = True
         try:
             with pipeline:
                 connection.execute(self.dialect.begin)
@@ -161,17 +259,25 @@ class Database:
                 connection.execute("ROLLBACK")
             if isinstance(exc, self.dialect.integrity_errors):
                 raise IntegrityError(str(exc).strip()) from exc
+            if self._lost() and not isinstance(exc, DatabaseUnavailable):
+                raise DatabaseUnavailable(str(exc)) from exc  # committed or not: unknown
             raise
+        finally:
+            self._in_transaction = False
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[Database]:
         """A read-only transaction: every read inside sees the same committed state."""
-        self.connection.execute(self.dialect.begin_read)
-        try:
-            yield self
-        finally:
-            with contextlib.suppress(Exception):
-                self.connection.execute("ROLLBACK")
+        with self._lock:
+            connection = self._live()
+            connection.execute(self.dialect.begin_read)
+            self._in_transaction = True
+            try:
+                yield self
+            finally:
+                self._in_transaction = False
+                with contextlib.suppress(Exception):
+                    connection.execute("ROLLBACK")
 
     def data_version(self) -> int:
         """A number that changes when another connection has committed a change."""
@@ -184,8 +290,10 @@ class Database:
         if statement is None:
             raise ValueError(f"durability must be FULL or NORMAL, not {level!r}")
         self.connection.execute(statement)
+        self._setup.append(statement)  # a new connection commits as durably
 
     def close(self) -> None:
+        self._closed = True
         self.connection.close()
 
 

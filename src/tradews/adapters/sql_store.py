@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from tradews.adapters.key_file import KeyFileError, MasterKey, SealError, load_master_key
 from tradews.adapters.sql import Database, IntegrityError, Row
+from tradews.adapters.sql import DatabaseUnavailable as DatabaseUnavailable  # a StoreError
 from tradews.adapters.sql import StoreError as StoreError  # raised by every method here
 from tradews.adapters.sql_schema import check, upgrade
 from tradews.api import signing
@@ -444,6 +445,8 @@ class SqlStore:
             )
         try:
             return self._master_key(create=False).open(sealed, _seal_context(key_id))
+        except DatabaseUnavailable:
+            raise  # not the key file's fault: the session says the database is unreachable
         except (StoreError, SealError) as exc:
             log.error("cannot verify a signed login of key %s: %s", key_id, exc)
             raise ApiError(

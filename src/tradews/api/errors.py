@@ -36,7 +36,7 @@ code   name                         meaning
 3001   BATCH_TOO_LARGE              a batch holds more requests than the server accepts
 3002   RATE_LIMITED                 over the rate limit; ``data.retryAfter`` says when to retry
 4001   REJECTED                     the engine refused the command; ``data.reason`` says why
-4002   ENGINE_UNAVAILABLE           trading is halted, or (a gateway) the engine cannot be reached
+4002   ENGINE_UNAVAILABLE           not now, retry: trading halted, the bus or the database down
 =====  ===========================  ===================================================
 
 The same table is published in ``docs/protocol.md``; a test keeps the two in step.

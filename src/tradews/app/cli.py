@@ -33,7 +33,7 @@ from rich.table import Column, Table
 
 from tradews import __version__
 from tradews.adapters import clock, registry
-from tradews.adapters.sql_store import TIERS, ApiKey, SqlStore, StoreError
+from tradews.adapters.sql_store import TIERS, ApiKey, DatabaseUnavailable, SqlStore, StoreError
 from tradews.adapters.ws_server import (
     PING_INTERVAL,
     PING_TIMEOUT,
@@ -124,10 +124,69 @@ def open_store(db: str, key_file: str | None = None) -> SqlStore:
     url = parse_db(db)
     try:
         return registry.open_store(url, key_file=key_file)
+    except DatabaseUnavailable as exc:
+        fail(unreachable(url, exc))
     except StoreError as exc:
         fail(str(exc))
     except Exception as exc:  # the driver's and the OS's errors: say what, not where
         fail(f"cannot open the database {url.shown}: {one_line(exc)}")
+
+
+def unreachable(url: registry.DbUrl, exc: DatabaseUnavailable) -> str:
+    """One line: which database (its password hidden) and why it cannot be reached."""
+    return f"the database at {url.shown} is unreachable: {exc.detail}"
+
+
+def wait_for_store(db: str, key_file: str | None) -> SqlStore:
+    """The store, once the database answers: a server started before its database (a machine
+    booting, a container starting) waits for it, saying so once, instead of failing."""
+    url = parse_db(db)
+    waiting = False
+    while True:
+        try:
+            return registry.open_store(url, key_file=key_file)
+        except DatabaseUnavailable as exc:
+            if not waiting:
+                waiting = True
+                err.print(f"waiting for the database at {url.shown} ({exc.detail})")
+            time.sleep(WAIT_FOR_DB_S)
+        except StoreError as exc:
+            fail(str(exc))
+        except Exception as exc:
+            fail(f"cannot open the database {url.shown}: {one_line(exc)}")
+
+
+def take_lease(lease: registry.Lease, url: registry.DbUrl, role: str) -> None:
+    """Take the engine's lease. Held by another: ``serve`` fails, ``engine`` waits as a
+    standby. While the database cannot be reached it retries, saying so once, so a standby
+    outlives an outage and takes over once the database is back."""
+    standby = down = False
+    while True:
+        try:
+            if lease.try_acquire():
+                if standby:
+                    err.print("standby: the engine lease is ours; recovering")
+                return
+        except DatabaseUnavailable as exc:
+            if not down:
+                down = True
+                err.print(f"{unreachable(url, exc)}; retrying")
+        else:
+            if down:
+                down = False
+                err.print(f"the database at {url.shown} is reachable again")
+            if role == "all":
+                fail(f"another tradews server is running on this database: it holds "
+                     f"{lease.describe()}")  # fmt: skip
+            if not standby:
+                standby = True
+                err.print(
+                    f"standby: another engine holds {lease.describe()}; taking over when it stops"
+                )
+        time.sleep(0.25)
+
+
+WAIT_FOR_DB_S = 1.0
 
 
 def fmt_ms(ms: int | None) -> str:
@@ -378,15 +437,11 @@ def serve(
             fail(str(exc))
     if role == "gateway" and demo:
         fail("--demo goes to the engine (`tradews engine --demo`), which owns the demo market")
-    store = open_store(db, key_file)
-    lease = registry.open_lease(store.url)
-    if role != "gateway" and not lease.try_acquire():
-        if role == "all":
-            fail(f"another tradews server is running on this database: it holds {lease.describe()}")
-        err.print(f"standby: another engine holds {lease.describe()}; taking over when it stops")
-        while not lease.try_acquire():
-            time.sleep(0.25)
-        err.print("standby: the engine lease is ours; recovering")
+    store = wait_for_store(db, key_file)
+    url = parse_db(store.url)
+    lease = registry.open_lease(url)
+    if role != "gateway":
+        take_lease(lease, url, role)
     try:
         creds = seed_demo(store, clock.now_ms()) if demo else None
     except StoreError as exc:
@@ -476,6 +531,8 @@ def serve(
         except OSError as exc:
             where = "" if "admin listener" in str(exc) else f"{host}:{port}: "
             fail(f"cannot listen on {where}{exc.strerror or exc}")
+        if role != "gateway":
+            server.watch_lease(lease)
         engine_link = None
         if role == "engine":
             engine_link = EngineLink(server, bus_link, shard, now_ms=clock.now_ms)
@@ -549,8 +606,9 @@ def serve(
                 )
             else:
                 err.print(
-                    "[red]trading halted: the journal could not be written, or the engine found "
-                    "a broken invariant (see the log); restart to rebuild from the journal[/red]"
+                    "[red]trading halted: the journal could not be written, the engine lost "
+                    "its lease, or it found a broken invariant (see the log); restart to "
+                    "rebuild from the journal[/red]"
                 )
             raise typer.Exit(3)
         err.print("stopping: finishing journal writes, closing connections")
@@ -1250,4 +1308,8 @@ def quotes(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except DatabaseUnavailable as exc:  # an admin command whose database went away meanwhile
+        err.print(f"[red]error:[/red] the database is unreachable: {exc.detail}")
+        sys.exit(1)

@@ -9,12 +9,15 @@ told of anything a crash could take back.
 
 If the journal cannot be written, the engine's memory is ahead of the disk and nothing can be
 trusted: the host stops taking commands and calls ``on_fatal`` so the process exits and restarts
-from the journal.
+from the journal. The requests of the failed batch are answered ENGINE_UNAVAILABLE: whether
+their batch was committed (a connection lost during a commit leaves that unknown) is known from
+the journal after the restart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import Callable, Iterable, Sequence
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tradews.adapters.sql_journal import JournalEntry, SqlJournal
+from tradews.api.errors import ApiError, ErrorCode
 from tradews.domain.instrument import Instrument
 from tradews.domain.orders import Reject
 from tradews.engine.commands import AnyCommand, encoder
@@ -31,7 +35,12 @@ from tradews.session.streams import StreamRecord
 
 log = logging.getLogger(__name__)
 
-Reply = Callable[[Result], None]
+Reply = Callable[[Result | ApiError], None]  # an ApiError: the outcome is not known
+
+HALTED = (
+    "trading is halted: the journal could not be written; whether this request was applied is "
+    "known once the server has restarted (look the order up by clientOrderId)"
+)
 # Publishes one durable command: its events, and its private stream messages as numbered.
 Publish = Callable[[Sequence[object], Sequence[StreamRecord]], None]
 
@@ -202,6 +211,10 @@ class EngineHost:
             self.failed = error
             log.critical("journal write failed; stopping the engine: %r", error)
             self._on_fatal(error)
+            for parked in batch:
+                if parked.reply is not None and parked.entry is not None:
+                    with contextlib.suppress(Exception):
+                        parked.reply(ApiError(ErrorCode.ENGINE_UNAVAILABLE, HALTED))
             return
         if numbered:  # upkeep and reads alone are not counted as journal batches
             self.batches += 1

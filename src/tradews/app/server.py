@@ -12,7 +12,11 @@ Timers live here; every decision they trigger is made by the pure layers:
 - the *market data* timer sends one snapshot to every ``market_data`` subscriber;
 - the *watcher* polls ``PRAGMA data_version``: it lists new instruments, takes the operator's
   reference prices, hands the operator's inbox (deposits, withdrawals) to the engine, and closes
-  connections whose API key was revoked or has expired;
+  connections whose API key was revoked or has expired. While the database is unreachable it
+  says so once, keeps what it has, and reads everything again once it is back;
+- the *lease watch* (engine and all-in-one, on a thread of its own) checks once a second that
+  this process still holds the engine's lease, and halts trading if not: another engine may be
+  writing now;
 - the *deadline* timer (as often as the watcher) fires the dead-man's switches that are due
   (``ExpireDeadlines``); the engine says when the next one is, so it scans nothing;
   connections whose API key was revoked or has expired; once a second (more often while there
@@ -32,6 +36,7 @@ import json
 import logging
 import secrets
 import ssl
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -43,8 +48,8 @@ import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from tradews.adapters import clock
-from tradews.adapters.registry import open_archive, open_journal
-from tradews.adapters.sql_store import Operations, SqlStore, StoreError
+from tradews.adapters.registry import Lease, open_archive, open_journal, parse_db_url
+from tradews.adapters.sql_store import DatabaseUnavailable, Operations, SqlStore, StoreError
 from tradews.adapters.ws_server import (
     PING_INTERVAL,
     PING_TIMEOUT,
@@ -58,6 +63,7 @@ from tradews.adapters.ws_server import (
     create_server,
     listener_factory,
 )
+from tradews.api.errors import ApiError
 from tradews.app.catalog import Catalog
 from tradews.app.demo import start_ticks
 from tradews.app.demo_market import MAKER, TAKER, DemoMarket, funding
@@ -101,6 +107,13 @@ log = logging.getLogger(__name__)
 
 DAY_MS = 24 * 60 * 60 * 1000
 STREAM_UPKEEP_MS = 1000
+LEASE_CHECK_S = 1.0
+
+
+class LeaseLost(Exception):
+    """This engine no longer holds its lease: another one may take it and write."""
+
+
 _PRUNE_NOTHING = 0  # a time before every message: index them, prune none
 
 
@@ -256,6 +269,8 @@ class Server:
         self._admin: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._data_version = store.data_version()
+        self._store_unreachable = False
+        self._lease_watch: threading.Event | None = None  # set: stop watching
         self._inbox_in_flight: set[int] = set()
         self._pruned_at = 0
         self.fatal = asyncio.Event()
@@ -368,8 +383,26 @@ class Server:
                 f"{exc.strerror or exc} (--admin-port, or --no-admin)",
             ) from None
 
+    def watch_lease(self, lease: Lease, interval: float = LEASE_CHECK_S) -> None:
+        """Halt trading as soon as ``lease`` is no longer held (checked every ``interval`` s on
+        a daemon thread: the check blocks, and must not hold up the loop or the exit)."""
+        loop = asyncio.get_running_loop()
+        stop = self._lease_watch = threading.Event()
+
+        def check() -> None:
+            while not stop.wait(interval):
+                if not lease.held() and not stop.is_set():
+                    lost = LeaseLost(f"this engine no longer holds {lease.describe()}")
+                    with contextlib.suppress(RuntimeError):  # the loop has closed meanwhile
+                        loop.call_soon_threadsafe(self._fatal, lost)
+                    return
+
+        threading.Thread(target=check, name="lease-watch", daemon=True).start()
+
     async def stop(self) -> None:
         """Stop accepting, finish what is being made durable, tell clients we are going away."""
+        if self._lease_watch is not None:
+            self._lease_watch.set()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -511,7 +544,12 @@ class Server:
         self._streams_pumping = False
         if not self._tasks:  # stopped (the archive is closed): nothing more is sent
             return
-        if self.view.streams.pump(_writable, _send, _stream_lost):
+        try:
+            more = self.view.streams.pump(_writable, _send, _stream_lost)
+        except DatabaseUnavailable as exc:  # the archive: go on at a pulse once it is back
+            self._store_lost(exc)
+            return
+        if more:
             self._wake_streams()
 
     def _maintain_streams(self, now: int) -> None:
@@ -524,6 +562,9 @@ class Server:
         self.engine_host.maintain_streams(_PRUNE_NOTHING if self.view.streams.behind else before)
 
     def _fatal(self, error: BaseException) -> None:
+        host = self.engine_host
+        if host is not None and host.failed is None:
+            host.failed = error  # no command more: what it applied could not be made durable
         log.critical("trading halted (%r): the restart rebuilds the state from the journal", error)
         self.fatal.set()
 
@@ -631,26 +672,50 @@ class Server:
         ):
             self._streams_kept_at = now
             self._maintain_streams(now)
-        version = self.store.data_version()
-        changed = version != self._data_version
-        self._data_version = version
-        if changed:
-            self._reload_instruments()
-            self.reference_prices.set_operator_prices(self.store.reference_prices())
-            if self.engine_host is not None:
-                self._take_inbox()
         live = {c: c.session.principal for c in self.connections if c.session.principal is not None}
-        if not live:
-            return
-        expired = {c for c, p in live.items() if p.expires_at is not None and p.expires_at <= now}
         revoked: set[str] = set()
-        if changed:
-            revoked = self.store.invalid_keys({p.key_id for p in live.values()}, now)
+        try:
+            if self._store_changed():
+                self._reload_instruments()
+                self.reference_prices.set_operator_prices(self.store.reference_prices())
+                if self.engine_host is not None:
+                    self._take_inbox()
+                if live:
+                    revoked = self.store.invalid_keys({p.key_id for p in live.values()}, now)
+        except DatabaseUnavailable as exc:
+            self._store_lost(exc)
+        expired = {c for c, p in live.items() if p.expires_at is not None and p.expires_at <= now}
         for conn, principal in live.items():
             if conn in expired:
                 conn.close(CloseCode.POLICY_VIOLATION, "api key expired")
             elif principal.key_id in revoked:
                 conn.close(CloseCode.POLICY_VIOLATION, "api key revoked")
+
+    def _store_changed(self) -> bool:
+        """Whether another process has written to the store since the last look. After an
+        outage, True: what was written meanwhile is read again."""
+        version = self.store.data_version()
+        changed = version != self._data_version or self._store_unreachable
+        self._data_version = version
+        if self._store_unreachable:
+            self._store_unreachable = False
+            log.warning("the database at %s is reachable again", self._shown_url)
+        return changed
+
+    def _store_lost(self, exc: DatabaseUnavailable) -> None:
+        """Say once that the store is unreachable (each call meanwhile is refused with 4002)."""
+        if not self._store_unreachable:
+            self._store_unreachable = True
+            log.warning(
+                "the database at %s is unreachable (%s): logins and history reads are refused "
+                "until it is back",
+                self._shown_url,
+                exc.detail,
+            )
+
+    @property
+    def _shown_url(self) -> str:
+        return parse_db_url(self.store.url).shown
 
     def _reload_instruments(self) -> None:
         """List the store's new instruments. The engine journals each listing (so a replica
@@ -700,6 +765,6 @@ def _stream_lost(conn: Connection, reason: str) -> None:
     conn.close(CloseCode.INTERNAL_ERROR, reason)
 
 
-def _log_rejection(result: Result) -> None:
+def _log_rejection(result: Result | ApiError) -> None:
     if isinstance(result, Rejected):
         log.debug("internal command rejected: %s %s", result.reason.value, result.message)

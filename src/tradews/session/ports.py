@@ -17,6 +17,12 @@ if TYPE_CHECKING:
     from tradews.session.streams import StreamRecord
 
 
+class Unavailable(Exception):
+    """A port cannot answer now: what is behind it (the database) is unreachable. The call may
+    succeed later, so the session answers it with ENGINE_UNAVAILABLE and this message (never an
+    internal error), and a login refused this way does not count as a failed one."""
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     """Who a logged-in connection acts for."""

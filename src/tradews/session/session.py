@@ -88,7 +88,14 @@ from tradews.session.limits import RateLimiter, RateLimits, TokenBucket
 from tradews.session.login import LoginPolicy, proof_of
 from tradews.session.login import authenticate as log_in
 from tradews.session.market_data import MarketDataDesk
-from tradews.session.ports import Authenticator, History, InstrumentCatalog, Principal, Trading
+from tradews.session.ports import (
+    Authenticator,
+    History,
+    InstrumentCatalog,
+    Principal,
+    Trading,
+    Unavailable,
+)
 from tradews.session.quote_desk import QuoteDesk, QuoteStream
 from tradews.session.view import TradingView
 
@@ -487,6 +494,8 @@ class Session(Generic[C]):
             return codec.result(call, value)
         except ApiError as exc:
             return codec.error(call.id, exc)
+        except Unavailable as exc:
+            return codec.error(call.id, unavailable(exc))
         except Exception:
             log.exception("internal error in %s", call.method)
             return codec.error(call.id, ApiError(ErrorCode.INTERNAL_ERROR))
@@ -872,6 +881,8 @@ class Session(Generic[C]):
                     done(to_value(result))
                 except ApiError as exc:
                     done(exc)
+                except Unavailable as exc:  # a read the reply needs (a closed order's state)
+                    done(unavailable(exc))
 
             if not trading.submit(command, reply):
                 done(ApiError(ErrorCode.ENGINE_UNAVAILABLE, "trading is halted"))
@@ -963,6 +974,12 @@ class Session(Generic[C]):
 
 def _ignore(result: Result | ApiError) -> None:
     pass
+
+
+def unavailable(exc: Unavailable) -> ApiError:
+    """What a client is told when a port cannot answer now: retry later, nothing is wrong with
+    the request (ENGINE_UNAVAILABLE, as when trading is halted)."""
+    return ApiError(ErrorCode.ENGINE_UNAVAILABLE, str(exc))
 
 
 def _unexpected(result: Result) -> Any:
