@@ -3,12 +3,13 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: help install demo test lint typecheck unit bench proto compile uncompile clean
+.PHONY: help install demo test lint typecheck unit bench bench-peers-env bench-engine proto compile uncompile clean
 
 help:
 	@echo "make demo   - install, then run the demo server (SQLite, no other service)"
 	@echo "make test   - install, then lint, type-check and run the whole test suite"
 	@echo "make bench  - run the quote fan-out benchmark (see docs/performance.md)"
+	@echo "make bench-engine - the engine against matching-engine, lightmatchingengine and a bare loop"
 	@echo "make proto  - regenerate src/tradews/codecs/pb from proto/tradews/v1/tradews.proto"
 	@echo "make compile   - compile the matching engine with mypyc, in place (optional, faster)"
 	@echo "make uncompile - remove those compiled modules (back to pure Python)"
@@ -49,6 +50,21 @@ test: lint typecheck unit
 
 bench: install node_modules/.installed
 	$(BIN)/python bench/quote_fanout.py
+
+# The PyPI matching engines bench/engine_peers.py compares with, in a venv of their own on a
+# Python they support (matching-engine needs >= 3.12); never part of the project's install.
+PEERS_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python) python3.12)
+PEERS_VENV   := bench/.venv-peers
+
+$(PEERS_VENV)/.installed:
+	$(PEERS_PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet matching-engine==0.1.1 lightmatchingengine==2019.1.4
+	touch $@
+
+bench-peers-env: $(PEERS_VENV)/.installed
+
+bench-engine: install bench-peers-env
+	$(BIN)/python bench/engine_peers.py
 
 # The generated protobuf code is committed; tests/unit/test_proto_generated.py fails when it is
 # stale. protoc (from grpcio-tools) writes the module and its typing stub.
