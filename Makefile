@@ -3,14 +3,15 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: help install demo test lint typecheck unit bench proto compile uncompile clean
+.PHONY: help install demo test lint typecheck unit bench bench-peers-env bench-engine proto compile uncompile clean
 
 help:
 	@echo "make demo   - install, then run the demo server (SQLite, no other service)"
 	@echo "make test   - install, then lint, type-check and run the whole test suite"
 	@echo "make bench  - run the quote fan-out benchmark (see docs/performance.md)"
+	@echo "make bench-engine - the engine against matching-engine, lightmatchingengine and a bare loop"
 	@echo "make proto  - regenerate src/tradews/codecs/pb from proto/tradews/v1/tradews.proto"
-	@echo "make compile   - compile the matching engine with mypyc, in place (optional, faster)"
+	@echo "make compile   - compile the matching engine with mypyc again (make install does it)"
 	@echo "make uncompile - remove those compiled modules (back to pure Python)"
 
 $(BIN)/python:
@@ -30,7 +31,7 @@ node_modules/.installed: package.json package-lock.json
 		echo "npm not found: the Node.js client tests will be skipped"; \
 	fi
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed $(VENV)/.compiled
 
 demo: install
 	$(BIN)/tradews serve --demo
@@ -42,13 +43,34 @@ lint: install
 typecheck: install
 	$(BIN)/mypy src
 
+# The whole suite on the build `make install` made (compiled), then the engine's own suites
+# (domain and property tests, crash recovery, trading end to end) again on the pure-Python
+# fallback.
+PURE_SUITES := tests/domain tests/e2e/test_crash.py tests/e2e/test_trading.py tests/unit/test_build.py
+
 unit: install node_modules/.installed
 	$(BIN)/python -m pytest
+	TRADEWS_PURE_PYTHON=1 $(BIN)/python -m pytest $(PURE_SUITES)
 
 test: lint typecheck unit
 
 bench: install node_modules/.installed
 	$(BIN)/python bench/quote_fanout.py
+
+# The PyPI matching engines bench/engine_peers.py compares with, in a venv of their own on a
+# Python they support (matching-engine needs >= 3.12); never part of the project's install.
+PEERS_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python) python3.12)
+PEERS_VENV   := bench/.venv-peers
+
+$(PEERS_VENV)/.installed:
+	$(PEERS_PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet matching-engine==0.1.1 lightmatchingengine==2019.1.4
+	touch $@
+
+bench-peers-env: $(PEERS_VENV)/.installed
+
+bench-engine: install bench-peers-env
+	$(BIN)/python bench/engine_peers.py
 
 # The generated protobuf code is committed; tests/unit/test_proto_generated.py fails when it is
 # stale. protoc (from grpcio-tools) writes the module and its typing stub.
@@ -57,18 +79,25 @@ proto: install
 		--python_out=src/tradews/codecs/pb --pyi_out=src/tradews/codecs/pb \
 		proto/tradews/v1/tradews.proto
 
-# Optional: the engine's pure, fully typed modules compiled to C extensions with mypyc (part of
-# mypy), in place. Python then imports the .so instead of the .py beside it, so an edit to one of
-# these files needs `make compile` again (or `make uncompile`); the test run names them.
+# The engine's pure, fully typed modules compiled to C extensions with mypyc (part of mypy), in
+# place: part of `make install`, rebuilt whenever one of them changes. Python imports the .so
+# instead of the .py beside it (tradews/_build.py; TRADEWS_PURE_PYTHON=1 loads the .py files,
+# the tested fallback). Edited one? `make install` (or `make compile`) again: the tests refuse
+# to run on a compiled module older than its source.
 ENGINE_MODULES := src/tradews/domain/orders.py src/tradews/domain/order_book.py \
 	src/tradews/domain/ledger.py src/tradews/engine/engine.py
 
-compile: install
+$(VENV)/.compiled: $(ENGINE_MODULES) $(VENV)/.installed
 	cd src && ../$(BIN)/mypyc $(patsubst src/%,%,$(ENGINE_MODULES))
 	rm -rf src/build
+	touch $@
+
+compile: $(VENV)/.installed
+	rm -f $(VENV)/.compiled
+	$(MAKE) $(VENV)/.compiled
 
 uncompile:
-	rm -f $(patsubst %.py,%.cpython-*.so,$(ENGINE_MODULES)) src/*__mypyc*.so
+	rm -f $(VENV)/.compiled $(patsubst %.py,%.cpython-*.so,$(ENGINE_MODULES)) src/*__mypyc*.so
 	rm -rf src/build
 
 clean: uncompile

@@ -81,13 +81,20 @@ async def raw(server: ServerProcess) -> AsyncIterator[Client]:
 
 
 def pytest_report_header() -> str:
-    """Say whether the engine runs compiled (``make compile``) or as pure Python."""
-    import tradews.engine.engine as engine_module
+    """Say which build of the engine runs: compiled (``make install``) or pure Python."""
+    from tradews._build import build
 
-    compiled = str(engine_module.__file__).endswith(".so")
-    return "tradews engine: " + (
-        "compiled with mypyc (make compile)" if compiled else "pure Python"
-    )
+    return f"tradews engine: {build()}"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse to test a compiled module older than its source: the edit would not be tested."""
+    from tradews._build import stale_compiled
+
+    stale = stale_compiled()
+    if stale:
+        pytest.exit(f"compiled modules older than their sources: {', '.join(stale)}; "
+                    "run `make install` (or `make uncompile`)", returncode=4)  # fmt: skip
 
 
 def node_available() -> bool:

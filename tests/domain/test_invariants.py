@@ -18,7 +18,7 @@ import pytest
 from tradews.app.demo import DEMO_INSTRUMENTS
 from tradews.domain.invariants import InvariantViolation
 from tradews.domain.ledger import ATOMS_PER_UNIT, Ledger
-from tradews.domain.orders import Order, OrderStatus, OrderType, Side, TimeInForce
+from tradews.domain.orders import TRANSITIONS, Order, OrderStatus, OrderType, Side, TimeInForce
 from tradews.engine.commands import CancelOrder, Deposit, PlaceOrder
 from tradews.engine.engine import Engine, OrderResult
 
@@ -295,3 +295,18 @@ def test_the_guards_hold_under_python_dash_o() -> None:
         name: outcomes[name] for name, (_, text) in CASES.items() if text not in outcomes[name]
     }
     assert not missed, missed
+
+
+def test_an_order_moves_exactly_as_the_transition_table_allows() -> None:
+    """``Order.move_to`` checks ``TRANSITIONS`` by a shortcut; the two must agree everywhere."""
+    for start in OrderStatus:
+        for target in OrderStatus:
+            order = Order(1, BUYER, "ETH_USD", Side.BUY, OrderType.LIMIT, BID, LOT,
+                          TimeInForce.GTC, False, None, 1, 0)  # fmt: skip
+            order.status = start
+            try:
+                order.move_to(target)
+                moved = True
+            except InvariantViolation:
+                moved = False
+            assert moved == (target in TRANSITIONS[start]), (start, target)

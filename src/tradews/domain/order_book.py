@@ -32,28 +32,37 @@ class Level:
 
 
 class OrderBook:
-    __slots__ = ("_levels", "_prices", "orders", "owners", "symbol")
+    __slots__ = ("_ask_prices", "_asks", "_bid_prices", "_bids", "orders", "owners", "symbol")
 
     def __init__(self, symbol: str) -> None:
         self.symbol = symbol
-        self._levels: dict[Side, dict[int, Level]] = {Side.BUY: {}, Side.SELL: {}}
+        # Each side in attributes of its own, not in dicts keyed by side: a side is an enum, and
+        # hashing one costs more than the lookup it would serve.
+        self._bids: dict[int, Level] = {}
+        self._asks: dict[int, Level] = {}
         # Ascending on both sides: the best bid is the last, the best ask the first.
-        self._prices: dict[Side, list[int]] = {Side.BUY: [], Side.SELL: []}
+        self._bid_prices: list[int] = []
+        self._ask_prices: list[int] = []
         self.orders: dict[int, Order] = {}
         # account id -> how many of its orders rest in this book (accounts with none absent)
         self.owners: dict[int, int] = {}
 
+    def _side(self, side: int) -> tuple[dict[int, Level], list[int]]:
+        """The levels and the sorted prices of ``side`` (a :class:`Side` or its value)."""
+        if side == Side.BUY:
+            return self._bids, self._bid_prices
+        return self._asks, self._ask_prices
+
     # Reading --------------------------------------------------------------------------------
 
     def best(self, side: Side) -> int | None:
-        prices = self._prices[side]
-        if not prices:
-            return None
-        return prices[-1] if side is Side.BUY else prices[0]
+        if side is Side.BUY:
+            return self._bid_prices[-1] if self._bid_prices else None
+        return self._ask_prices[0] if self._ask_prices else None
 
-    def level_total(self, side: Side, price: int) -> int:
+    def level_total(self, side: int, price: int) -> int:
         """Resting quantity at ``price`` on ``side`` (0 if there is no such level)."""
-        level = self._levels[side].get(price)
+        level = (self._bids if side == Side.BUY else self._asks).get(price)
         return 0 if level is None else level.total
 
     def would_cross(self, side: Side, price: int) -> bool:
@@ -65,8 +74,7 @@ class OrderBook:
 
     def levels(self, side: Side) -> Iterator[Level]:
         """Levels of ``side`` from the best price outwards."""
-        levels = self._levels[side]
-        prices = self._prices[side]
+        levels, prices = self._side(side)
         ordered = reversed(prices) if side is Side.BUY else iter(prices)
         for price in ordered:
             yield levels[price]
@@ -135,12 +143,11 @@ class OrderBook:
 
     def rest(self, order: Order) -> None:
         """Put ``order`` at the back of the queue at its price."""
-        side = order.side
-        levels = self._levels[side]
+        levels, prices = self._side(order.side)
         level = levels.get(order.price)
         if level is None:
             level = levels[order.price] = Level(order.price)
-            insort(self._prices[side], order.price)
+            insort(prices, order.price)
         level.orders[order.order_id] = order
         level.total += order.remaining
         self.orders[order.order_id] = order
@@ -151,14 +158,12 @@ class OrderBook:
         """Take a resting order out of the book."""
         del self.orders[order.order_id]
         self._disown(order.account_id)
-        side = order.side
-        levels = self._levels[side]
+        levels, prices = self._side(order.side)
         level = levels[order.price]
         del level.orders[order.order_id]
         level.total -= order.remaining
         if not level.orders:
             del levels[order.price]
-            prices = self._prices[side]
             del prices[bisect_left(prices, order.price)]
 
     def _disown(self, account_id: int) -> None:
@@ -171,7 +176,7 @@ class OrderBook:
 
     def reduce(self, order: Order, new_remaining: int) -> None:
         """Lower a resting order's remaining quantity in place: it keeps its queue position."""
-        level = self._levels[order.side][order.price]
+        level = self._side(order.side)[0][order.price]
         level.total -= order.remaining - new_remaining
         order.remaining = new_remaining
 
@@ -186,30 +191,33 @@ class OrderBook:
         empty, or the next maker belongs to ``account_id`` (self-trade prevention, ``True``).
         """
         fills: list[tuple[Order, int]] = []
-        opposite = side.opposite
-        levels = self._levels[opposite]
-        prices = self._prices[opposite]
         is_buy = side is Side.BUY
+        levels, prices = (
+            (self._asks, self._ask_prices) if is_buy else (self._bids, self._bid_prices)
+        )
         while quantity and prices:
             price = prices[0] if is_buy else prices[-1]
             if limit is not None and (price > limit if is_buy else price < limit):
                 break
             level = levels[price]
-            for maker in list(level.orders.values()):
+            queue = level.orders
+            while quantity and queue:
+                maker = next(iter(queue.values()))  # the head of the queue
                 if maker.account_id == account_id:
                     return fills, True
-                take = maker.remaining if maker.remaining < quantity else quantity
+                left = maker.remaining
+                take = left if left < quantity else quantity
                 fills.append((maker, take))
                 quantity -= take
-                maker.remaining -= take
+                maker.remaining = left - take
                 level.total -= take
-                if maker.remaining == 0:
-                    del level.orders[maker.order_id]
+                if left == take:
+                    del queue[maker.order_id]
                     del self.orders[maker.order_id]
                     self._disown(maker.account_id)
-                if not quantity:
-                    break
-            if not level.orders:
+                else:
+                    break  # the incoming order is done
+            if not queue:
                 del levels[price]
                 if is_buy:
                     del prices[0]
@@ -224,8 +232,7 @@ class OrderBook:
         at start-up and by the ``/state`` report)."""
         seen = 0
         for side in (Side.BUY, Side.SELL):
-            levels = self._levels[side]
-            prices = self._prices[side]
+            levels, prices = self._side(side)
             if prices != sorted(set(prices)):
                 raise InvariantViolation(f"{self.symbol} {side.name}: price list not sorted/unique")
             if set(prices) != set(levels):

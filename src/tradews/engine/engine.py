@@ -82,7 +82,10 @@ _INT64 = 2**63  # amounts are stored in signed 64-bit integers
 _SIDE = {int(s): s for s in Side}
 _TYPE = {int(t): t for t in OrderType}
 _TIF = {int(t): t for t in TimeInForce}
-_STATUS_TEXT = {s: s.value for s in OrderStatus}
+# Hot paths compare enum members by identity and key dicts by plain ints: Enum's __hash__ and
+# .value are Python code, slower than the lookups they would serve.
+_NEW, _PARTIAL, _FILLED = OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED
+_BUY, _SELL = int(Side.BUY), int(Side.SELL)
 # Why the engine cancelled an order on its own (OrderUpdated.reason).
 CANCEL_ON_DISCONNECT = "CANCEL_ON_DISCONNECT"
 CANCEL_ALL_AFTER = "CANCEL_ALL_AFTER"
@@ -179,7 +182,7 @@ class Engine:
         self._at = 0
         self._events: list[Event] = []
         # Insertion-ordered dicts used as sets: deterministic event order without sorting.
-        self._touched_levels: dict[tuple[str, Side, int], None] = {}
+        self._touched_levels: dict[tuple[str, int, int], None] = {}  # symbol, side value, price
         self._touched_balances: dict[tuple[int, str], None] = {}
         for inst in instruments:
             self.list_instrument(inst)
@@ -347,7 +350,7 @@ class Engine:
         limit = order.price if order.type is OrderType.LIMIT else None
         fills, self_trade = book.match(order.side, limit, order.remaining, order.account_id)
         touched = self._touched_levels
-        opposite = order.side.opposite
+        opposite = _SELL if order.side is Side.BUY else _BUY
         for maker, quantity in fills:
             touched[(order.symbol, opposite, maker.price)] = None
             self._settle(market, maker, order, quantity)
@@ -357,7 +360,7 @@ class Engine:
             self._close(order, OrderStatus.CANCELLED, "SELF_TRADE")
         elif order.tif is TimeInForce.GTC:
             book.rest(order)
-            touched[(order.symbol, order.side, order.price)] = None
+            touched[(order.symbol, int(order.side), order.price)] = None
         else:
             self._close(order, OrderStatus.CANCELLED, "UNFILLED")
 
@@ -492,7 +495,7 @@ class Engine:
 
     def _cancel_resting(self, order: Order, reason: str | None) -> None:
         self.books[order.symbol].remove(order)
-        self._touched_levels[(order.symbol, order.side, order.price)] = None
+        self._touched_levels[(order.symbol, int(order.side), order.price)] = None
         self._close(order, OrderStatus.CANCELLED, reason)
 
     def _cancel_all(self, c: CancelAll) -> Result:
@@ -603,7 +606,7 @@ class Engine:
             order.quantity = new_quantity
             self._unlock(order.account_id, asset, order.locked - new_locked)
             order.locked = new_locked
-            self._touched_levels[(order.symbol, order.side, order.price)] = None
+            self._touched_levels[(order.symbol, int(order.side), order.price)] = None
             self._order_event(order, None)
             return OrderResult(self.last_state[order.order_id])
         if order.post_only and book.would_cross(order.side, new_price):
@@ -615,7 +618,7 @@ class Engine:
             self._unlock(order.account_id, asset, -extra)
         order.locked = new_locked
         book.remove(order)
-        self._touched_levels[(order.symbol, order.side, order.price)] = None
+        self._touched_levels[(order.symbol, int(order.side), order.price)] = None
         order.price = new_price
         order.quantity = new_quantity
         order.remaining = new_remaining
@@ -746,7 +749,7 @@ class Engine:
             order.remaining,
             int(order.tif),
             order.post_only,
-            _STATUS_TEXT[order.status],
+            _status_text(order.status),
             reason,
             order.created_at,
             self._at,
@@ -766,7 +769,7 @@ class Engine:
             books = self.books
             for symbol, side, price in self._touched_levels:
                 total = books[symbol].level_total(side, price)
-                events.append(BookChanged(seq, symbol, int(side), price, total))
+                events.append(BookChanged(seq, symbol, side, price, total))
             self._touched_levels.clear()
         if self._touched_balances:
             balance = self.ledger.balance
@@ -943,6 +946,15 @@ class Engine:
         if liveness:  # absent when empty: states without it keep the digest they always had
             state.append(liveness)
         return hashlib.sha256(msgspec.msgpack.encode(state)).hexdigest()
+
+
+def _status_text(status: OrderStatus) -> str:
+    """``status.value``, by identity (see ``_NEW``)."""
+    if status is _NEW:
+        return "new"
+    if status is _PARTIAL:
+        return "partially_filled"
+    return "filled" if status is _FILLED else "cancelled"
 
 
 def _fingerprint(c: PlaceOrder) -> tuple[Any, ...]:
