@@ -73,13 +73,29 @@ class BusUrl:
 def parse_bus_url(text: str) -> BusUrl:
     """``nats://host:port[/namespace]`` (the namespace separates deployments on one NATS)."""
     parts = urlsplit(text)
+    if parts.scheme == "memory":  # within one process (adapters/memory_bus.py)
+        return BusUrl("memory://", _namespace(parts.netloc + parts.path))
     if parts.scheme not in ("nats", "tls") or not parts.hostname:
         raise BusError(f"a bus URL looks like nats://host:4222[/namespace], got {text!r}")
-    namespace = parts.path.strip("/") or "tradews"
+    return BusUrl(f"{parts.scheme}://{parts.netloc}", _namespace(parts.path))
+
+
+def _namespace(text: str) -> str:
+    namespace = text.strip("/") or "tradews"
     if not _NAME.fullmatch(namespace):
         raise BusError(f"the bus namespace must be 1-32 of A-Z a-z 0-9 _ -, got {namespace!r}")
-    netloc = parts.netloc
-    return BusUrl(f"{parts.scheme}://{netloc}", namespace)
+    return namespace
+
+
+def open_bus(text: str, *, name: str) -> Any:
+    """The bus at ``text``: ``nats://host:4222[/namespace]``, or ``memory://namespace`` (one
+    process). Returns an ``app.bus.MessageBus``."""
+    url = parse_bus_url(text)
+    if url.servers == "memory://":
+        from tradews.adapters.memory_bus import MemoryBus
+
+        return MemoryBus(url, name=name)
+    return Bus(url, name=name)
 
 
 def check_shard(name: str) -> str:
@@ -109,9 +125,10 @@ class Command:
 class Bus:
     """One NATS connection and the JetStream streams of a deployment."""
 
-    def __init__(self, url: BusUrl, *, name: str) -> None:
+    def __init__(self, url: BusUrl, *, name: str, ack_wait_s: float = ACK_WAIT_S) -> None:
         self.url = url
         self._name = name
+        self._ack_wait = ack_wait_s
         self._nc: Any = None
         self._js: Any = None
         self.connected = asyncio.Event()
@@ -308,7 +325,7 @@ class Bus:
             durable=f"engine-{shard}",
             stream=self.url.commands_stream,
             config=ConsumerConfig(
-                ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_S, max_ack_pending=100_000
+                ack_policy=AckPolicy.EXPLICIT, ack_wait=self._ack_wait, max_ack_pending=100_000
             ),
         )
 

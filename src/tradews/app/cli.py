@@ -435,6 +435,11 @@ def serve(
             check_shard(shard)
         except BusError as exc:
             fail(str(exc))
+        if bus_url.servers == "memory://":
+            fail(
+                "a memory:// bus joins an engine and gateways within one process (tests): "
+                "between processes use nats://HOST:4222"
+            )
     if role == "gateway" and demo:
         fail("--demo goes to the engine (`tradews engine --demo`), which owns the demo market")
     store = wait_for_store(db, key_file)

@@ -30,8 +30,9 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from tradews.adapters.nats_bus import Bus, Command
+from tradews.adapters.nats_bus import Command
 from tradews.adapters.sql_journal import JournalEntry
+from tradews.app.bus import MessageBus
 from tradews.app.replica import gateway_of
 from tradews.engine.commands import EndSession, decoder, encoder
 
@@ -50,7 +51,9 @@ PRICES_REPEAT_S = 1.0  # unchanged reference prices are published again this oft
 
 
 class EngineLink:
-    def __init__(self, server: Server, bus: Bus, shard: str, *, now_ms: Callable[[], int]) -> None:
+    def __init__(
+        self, server: Server, bus: MessageBus, shard: str, *, now_ms: Callable[[], int]
+    ) -> None:
         self.server = server
         server.engine_link = self
         self.bus = bus

@@ -18,7 +18,7 @@ import secrets
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
-from tradews.adapters.nats_bus import Bus
+from tradews.app.bus import MessageBus
 from tradews.app.replica import GATEWAY_IDS, TAG_BITS, BusTrading, Replica, StreamNumbers
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ HEARTBEAT_S = 1.0  # how often a gateway tells the engine it is alive
 
 
 class GatewayLink:
-    def __init__(self, bus: Bus, shard: str, *, timeout_ms: int = 10_000) -> None:
+    def __init__(self, bus: MessageBus, shard: str, *, timeout_ms: int = 10_000) -> None:
         # Cancel-on-disconnect tags of this process's sessions carry its id in their high bits,
         # so the engine can end them all if this process dies without ending them itself.
         self.gateway_id = secrets.randbelow(GATEWAY_IDS - 1) + 1
