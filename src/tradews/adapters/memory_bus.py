@@ -39,7 +39,7 @@ class _Broker:
     seen: dict[str, float] = field(default_factory=dict)  # msg id -> stored at
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     log: dict[str, list[tuple[int, str, bytes]]] = field(default_factory=dict)
-    logged: dict[str, float] = field(default_factory=dict)  # <shard>:<seq> -> published at
+    logged: dict[str, float] = field(default_factory=dict)  # batch id -> published at
     followers: dict[str, list[Callable[[int, str, bytes], None]]] = field(default_factory=dict)
     price_followers: list[Callable[[Prices], None]] = field(default_factory=list)
     price_answer: Callable[[], Prices] | None = None
@@ -157,14 +157,16 @@ class MemoryBus:
     async def publish_log(
         self, shard: str, entries: Sequence[tuple[int, str | None, bytes]]
     ) -> None:
+        if not entries:
+            return
         broker, now = self.broker, time.monotonic()
+        key = f"{shard}:{entries[0][0]}-{entries[-1][0]}"  # as JetStream de-duplicates a batch
+        at = broker.logged.get(key)
+        if at is not None and now - at < self._window:
+            return
+        broker.logged[key] = now
         log = broker.log.setdefault(shard, [])
         for seq, msg_id, blob in entries:
-            key = f"{shard}:{seq}"  # the id JetStream de-duplicates a log entry by
-            at = broker.logged.get(key)
-            if at is not None and now - at < self._window:
-                continue
-            broker.logged[key] = now
             log.append((seq, msg_id or "", blob))
             for follower in list(broker.followers.get(shard, ())):
                 follower(seq, msg_id or "", blob)

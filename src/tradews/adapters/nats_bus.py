@@ -10,9 +10,9 @@ Two streams per deployment (``<ns>`` is the bus URL's path, ``tradews`` by defau
   consumer and acknowledges a message only once its command is durable, so a command an engine
   took and died on is delivered again to the next one.
 - ``<NS>_LOG`` (subjects ``<ns>.log.<shard>``): the journal's tail, published by the engine after
-  each durable batch, in sequence order: ``[seq, msg_id, command]`` per entry, ``Nats-Msg-Id``
-  ``<shard>:<seq>`` (so republishing after a failover repeats nothing). Gateways replay it into a
-  replica of the engine (see ``app/replica.py``).
+  each durable batch, in sequence order: one message per batch, ``[[seq, msg_id, command],
+  ...]``, ``Nats-Msg-Id`` ``<shard>:<first seq>-<last seq>``. Gateways replay it into a replica
+  of the engine (see ``app/replica.py``), skipping any seq they have already applied.
 
 Everything here is transport. What a message means is decided by the app layer.
 """
@@ -41,7 +41,10 @@ FETCH_BATCH = 256
 
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _log_encoder = msgspec.msgpack.Encoder()
-_log_decoder = msgspec.msgpack.Decoder(tuple[int, str, bytes])
+_log_decoder = msgspec.msgpack.Decoder(list[tuple[int, str, bytes]])
+# A log message carries a durable batch's entries, up to this many bytes of commands (NATS
+# refuses messages over its max_payload, 1 MiB by default).
+LOG_MESSAGE_BYTES = 256 * 1024
 _prices_encoder = msgspec.msgpack.Encoder()
 _prices_decoder = msgspec.msgpack.Decoder(dict[str, tuple[int, int]])
 
@@ -104,12 +107,29 @@ def check_shard(name: str) -> str:
     return name
 
 
-def encode_log(seq: int, msg_id: str | None, command: bytes) -> bytes:
-    return _log_encoder.encode((seq, msg_id or "", command))
+def encode_log(entries: Sequence[tuple[int, str | None, bytes]]) -> bytes:
+    """One log message: ``[[seq, msg_id, command], ...]``, in seq order."""
+    return _log_encoder.encode([(seq, msg_id or "", blob) for seq, msg_id, blob in entries])
 
 
-def decode_log(data: bytes) -> tuple[int, str, bytes]:
+def decode_log(data: bytes) -> list[tuple[int, str, bytes]]:
     return _log_decoder.decode(data)
+
+
+def log_messages(
+    entries: Sequence[tuple[int, str | None, bytes]],
+) -> list[Sequence[tuple[int, str | None, bytes]]]:
+    """Split a batch into messages of at most LOG_MESSAGE_BYTES of commands each."""
+    messages: list[Sequence[tuple[int, str | None, bytes]]] = []
+    start, size = 0, 0
+    for i, (_, _, blob) in enumerate(entries):
+        if size and size + len(blob) > LOG_MESSAGE_BYTES:
+            messages.append(entries[start:i])
+            start, size = i, 0
+        size += len(blob)
+    if start < len(entries):
+        messages.append(entries[start:])
+    return messages
 
 
 @dataclass(slots=True)
@@ -246,11 +266,12 @@ class Bus:
 
         async def deliver(msg: Any) -> None:
             try:
-                seq, msg_id, command = decode_log(msg.data)
+                entries = decode_log(msg.data)
             except msgspec.DecodeError:
-                log.error("bus: an undecodable log entry on %s", msg.subject)
+                log.error("bus: an undecodable log message on %s", msg.subject)
                 return
-            on_entry(seq, msg_id, command)
+            for seq, msg_id, command in entries:
+                on_entry(seq, msg_id, command)
 
         sub = await self._js.subscribe(
             self.url.log_subject(shard),
@@ -355,18 +376,25 @@ class Bus:
             if "no message found" in str(exc).lower() or "not found" in str(exc).lower():
                 return 0
             raise
-        return decode_log(msg.data)[0]
+        entries = decode_log(msg.data)
+        return entries[-1][0] if entries else 0
 
     async def publish_log(
         self, shard: str, entries: Sequence[tuple[int, str | None, bytes]]
     ) -> None:
-        """Publish journaled entries in order; returns once JetStream has stored every one."""
+        """Publish journaled entries in order, a durable batch in one message (or a few, when
+        large): one publish and one acknowledgement per batch, not per command. Returns once
+        JetStream has stored every one. The message id names the batch's seqs, so a batch
+        published twice is stored once; a republished entry in a batch cut differently may
+        reach followers again, and they skip seqs they have applied."""
         subject = self.url.log_subject(shard)
         js = self._js
         acks = [
             await js.publish_async(
-                subject, encode_log(seq, msg_id, blob), headers={MSG_ID: f"{shard}:{seq}"}
+                subject,
+                encode_log(batch),
+                headers={MSG_ID: f"{shard}:{batch[0][0]}-{batch[-1][0]}"},
             )
-            for seq, msg_id, blob in entries
+            for batch in log_messages(entries)
         ]
         await asyncio.gather(*acks)

@@ -41,7 +41,8 @@ class MessageBus(Protocol):
         self, shard: str, on_entry: Callable[[int, str, bytes], None]
     ) -> Callable[[], Awaitable[None]]:
         """Call ``on_entry(seq, msg_id, command)`` for every log entry published from now on,
-        in publishing order, each once. Returns a function that stops following."""
+        in publishing order. An entry published again may be delivered again (a follower skips
+        seqs it has). Returns a function that stops following."""
         ...
 
     async def publish_prices(self, prices: Prices) -> None: ...
@@ -73,8 +74,9 @@ class MessageBus(Protocol):
     async def publish_log(
         self, shard: str, entries: Sequence[tuple[int, str | None, bytes]]
     ) -> None:
-        """Append entries to the shard's log, in order; an entry published again within the
-        duplicate window (same shard and seq) is dropped. Returns once every one is stored."""
+        """Append entries to the shard's log, in order, as few messages as it can. The same
+        batch published again within the duplicate window is dropped. Returns once every entry
+        is stored."""
         ...
 
     async def answer_prices(self, current: Callable[[], Prices]) -> None: ...

@@ -190,8 +190,13 @@ class EngineLink:
         self._outbox.put_nowait(batch)
 
     async def _publish(self) -> None:
+        outbox = self._outbox
         while True:
-            batch = await self._outbox.get()
+            batch = await outbox.get()
+            taken = 1
+            while not outbox.empty():  # batches made durable meanwhile go in the same message
+                batch = batch + outbox.get_nowait()
+                taken += 1
             while True:
                 try:
                     await self.bus.publish_log(self.shard, batch)
@@ -205,7 +210,8 @@ class EngineLink:
             self.published_through = batch[-1][0]
             acks = self._acks
             await _ack_all([acks.pop(m) for _, m, _ in batch if m and m in acks])
-            self._outbox.task_done()
+            for _ in range(taken):
+                outbox.task_done()
 
     async def _reap_gateways(self) -> None:
         """End the cancel-on-disconnect sessions of gateways that stopped beating: a killed
