@@ -45,6 +45,7 @@ from tradews.domain.pricing import NoQuote, TwoWayPrice
 C = TypeVar("C")
 
 QUOTE_METHOD = "quote"
+_HEAD = b'{"jsonrpc":"2.0","method":"' + QUOTE_METHOD.encode() + b'","params":{"subscription":"'
 # How often (ms) the records of quotes expired for a lifetime are let go: a pass over the streams.
 SWEEP_MS = 1_000
 # A quote id's seq has at most this many digits (the ids a client sends back are not trusted).
@@ -119,10 +120,11 @@ class QuoteStream(Generic[C]):
     quantity_lots: int
     codec: Codec = JSON
     seq: int = 0
-    last_price: TwoWayPrice | None = None
+    last_price: tuple[int, int] | None = None  # (buy, sell) ticks of its latest quote
     valid_until: int = 0
     quantity_text: str = field(default="", init=False)
     subscription_bytes: bytes = field(default=b"", init=False)
+    json_head: bytes = field(default=b"", init=False)  # a JSON quote up to the subscription
     subscription_field: bytes = field(default=b"", init=False)  # protobuf field 1
     key: tuple[str, int] = field(default=("", 0), init=False)  # its price, shared
     own_key: tuple[str, int, int] = field(default=("", 0, 0), init=False)  # its own price
@@ -136,6 +138,7 @@ class QuoteStream(Generic[C]):
     def __post_init__(self) -> None:
         self.quantity_text = self.instrument.format_quantity(self.quantity_lots)
         self.subscription_bytes = self.subscription.encode()
+        self.json_head = _HEAD + self.subscription_bytes
         self.subscription_field = pbwire.text_field(1, self.subscription)
         self.key = (self.instrument.symbol, self.quantity_lots)
         self.own_key = (self.instrument.symbol, self.quantity_lots, self.account_id)
@@ -262,16 +265,22 @@ class QuoteDesk(Generic[C]):
         # per pulse: the price per (symbol, quantity), and the frame's bytes around the parts
         # that differ per stream (subscription, quote id, seq). A stream whose account has
         # orders in the book gets a price of its own, made without them.
+        # The JSON quote is assembled here rather than in _quote (the same bytes): this loop runs
+        # for every quote, and a call per quote is a good part of its cost.
         prices: dict[tuple[str, int] | tuple[str, int, int],
-                     tuple[TwoWayPrice, tuple[bytes, bytes], Terms] | None] = {}  # fmt: skip
+                     tuple[TwoWayPrice, tuple[bytes, bytes], Terms, tuple[int, int]]
+                     | None] = {}  # fmt: skip
         owners: dict[str, Container[int]] = {}
         pricer = self._pricer
         ends = self._ends(now_ms)
+        valid_until_json, timestamp_json = ends[0], ends[1]
         valid_until = now_ms + self.ttl_ms
         refresh_at = self.refresh_ms
+        json_codec = JSON
         for conn, streams in list(self._streams.items()):
             ready = writable(conn)
             frames: list[bytes] = []
+            made = 0
             for stream in streams:
                 key: tuple[str, int] | tuple[str, int, int] = stream.key
                 symbol = key[0]
@@ -293,18 +302,41 @@ class QuoteDesk(Generic[C]):
                             price,
                             self._middle(stream, price),
                             (price.buy_ticks, price.sell_ticks, valid_until),
+                            (price.buy_ticks, price.sell_ticks),
                         )
                     )
                 if priced is None:
                     continue
-                price, middle, terms = priced
-                if price == stream.last_price and now_ms < stream.valid_until - refresh_at:
+                price, middle, terms, pair = priced
+                if pair == stream.last_price and now_ms < stream.valid_until - refresh_at:
                     continue
                 if not ready:
                     self.skipped_slow += 1
                     continue
-                frames.append(self._quote(stream, price, middle, terms, ends, now_ms))
+                if stream.codec is not json_codec:
+                    frames.append(self._quote(stream, price, middle, terms, ends, now_ms))
+                    continue
+                seq = stream.seq = stream.seq + 1
+                stream.last_price = pair
+                stream.valid_until = valid_until
+                stream.issued.append(terms)  # at index seq - issued_from: one per seq, in order
+                made += 1
+                seq_bytes = b"%d" % seq
+                frames.append(
+                    b"".join(
+                        (
+                            stream.json_head,
+                            middle[0],
+                            stream.id_prefix_bytes,
+                            seq_bytes,
+                            valid_until_json,
+                            seq_bytes,
+                            timestamp_json,
+                        )
+                    )  # fmt: skip
+                )
             if frames:
+                self.quotes_made += made
                 yield conn, frames
 
     def _ends(self, now_ms: int) -> tuple[bytes, bytes, bytes, bytes]:
@@ -355,7 +387,7 @@ class QuoteDesk(Generic[C]):
         """
         seq = stream.seq = stream.seq + 1
         self.quotes_made += 1
-        stream.last_price = price
+        stream.last_price = terms[0], terms[1]
         valid_until = stream.valid_until = terms[2]
         stream.issued.append(terms)  # at index seq - issued_from: one per seq, in order
         seq_bytes = b"%d" % seq
@@ -379,9 +411,6 @@ class QuoteDesk(Generic[C]):
             )
             return stream.codec.push(Push(QUOTE_METHOD, quote))
         return b"".join(
-            (_HEAD, stream.subscription_bytes, middle[0], stream.id_prefix_bytes, seq_bytes,
-             ends[0], seq_bytes, ends[1])
+            (stream.json_head, middle[0], stream.id_prefix_bytes, seq_bytes, ends[0], seq_bytes,
+             ends[1])
         )  # fmt: skip
-
-
-_HEAD = b'{"jsonrpc":"2.0","method":"' + QUOTE_METHOD.encode() + b'","params":{"subscription":"'
