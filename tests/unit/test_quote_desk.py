@@ -78,9 +78,10 @@ def test_frames_equal_msgspec_encoding(
     spread=st.integers(0, 10**6),
     now=st.integers(0, 2**41),
     sub=st.sampled_from(["q1", "q42", "q123456789"]),
+    later_seq=st.integers(1, 2**40),
 )
 def test_protobuf_frames_equal_the_generated_encoding(
-    inst: Instrument, buy: int, spread: int, now: int, sub: str
+    inst: Instrument, buy: int, spread: int, now: int, sub: str, later_seq: int
 ) -> None:
     from tradews.codecs.pb import tradews_pb2 as pb
     from tradews.codecs.protobuf import PROTOBUF
@@ -90,17 +91,21 @@ def test_protobuf_frames_equal_the_generated_encoding(
         ttl_ms=3000, refresh_ms=1000, new_stream_token=lambda: "abc", pricer=FixedPrice(price)
     )
     stream = QuoteStream("conn", sub, 7, inst, inst.quote_size_lots, PROTOBUF)
-    frame = desk.open(stream, price, now)
-    expected = pb.ServerMessage(
-        market_data=pb.MarketUpdate(
-            quote=pb.Quote(
-                subscription=sub, symbol=inst.symbol, buy_price=inst.format_price(buy),
-                sell_price=inst.format_price(buy + spread), quantity=stream.quantity_text,
-                quote_id="abc-1", valid_until=now + 3000, seq=1, timestamp=now,
+    frames = [(1, now, desk.open(stream, price, now))]
+    stream.seq = later_seq - 1  # a later quote, its seq and id of any length
+    ((_, frame),) = desk.due(now + 3000, lambda c: True)
+    frames.append((later_seq, now + 3000, frame))
+    for seq, t, frame in frames:
+        expected = pb.ServerMessage(
+            market_data=pb.MarketUpdate(
+                quote=pb.Quote(
+                    subscription=sub, symbol=inst.symbol, buy_price=inst.format_price(buy),
+                    sell_price=inst.format_price(buy + spread), quantity=stream.quantity_text,
+                    quote_id=f"abc-{seq}", valid_until=t + 3000, seq=seq, timestamp=t,
+                )
             )
-        )
-    )  # fmt: skip
-    assert frame == expected.SerializeToString()
+        )  # fmt: skip
+        assert frame == expected.SerializeToString()
 
 
 class BookLike:
