@@ -4,7 +4,8 @@ Started by ``quote_fanout.py`` (one or more of these processes per measurement);
 over stdin/stdout, one JSON object a line:
 
 1. opens ``--connections`` WebSocket connections to ``--url``; on each sends ``rpc.login`` and
-   ``quote_request`` for ``--symbol``, and waits until every connection has had a quote;
+   one ``quote_request`` for each of ``--symbols`` (one quote stream each), and waits until every
+   connection has had a quote;
 2. prints ``{"ready": true, ...}``;
 3. reads ``{"start": T0, "end": T1}`` (wall-clock seconds): counts every quote received in
    [T0, T1) and the delivery latency of each, i.e. receive wall time minus the quote's
@@ -126,7 +127,7 @@ def _proto_frame(method: str, params: dict[str, Any], id_: int) -> bytes:
 async def _open(
     url: str,
     login: bytes,
-    request: bytes,
+    requests: list[bytes],
     recorder: Recorder,
     gate: asyncio.Semaphore,
     proto: bool,
@@ -142,7 +143,8 @@ async def _open(
         )
     kind = WSMsgType.BINARY if proto else WSMsgType.TEXT
     transport.send(kind, login)
-    transport.send(kind, request)
+    for request in requests:
+        transport.send(kind, request)
     return transport, listener, first_quote
 
 
@@ -169,11 +171,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     proto = args.encoding == "proto"
     frame = _proto_frame if proto else _frame
     login = frame("rpc.login", {"apiKey": args.key, "apiSecret": args.secret}, 1)
-    request = frame("quote_request", {"symbol": args.symbol, "type": "RFQ"}, 2)
+    requests = [
+        frame("quote_request", {"symbol": symbol, "type": "RFQ"}, 2 + i)
+        for i, symbol in enumerate(args.symbols)
+    ]
     gate = asyncio.Semaphore(args.connect_concurrency)
     started = time.monotonic()
     opened = await asyncio.gather(
-        *(_open(args.url, login, request, recorder, gate, proto) for _ in range(args.connections))
+        *(_open(args.url, login, requests, recorder, gate, proto) for _ in range(args.connections))
     )
     await asyncio.wait_for(asyncio.gather(*(f for _, _, f in opened)), timeout=60)
     listeners = [listener for _, listener, _ in opened]
@@ -220,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--url", required=True)
     parser.add_argument("--key", default="")
     parser.add_argument("--secret", default="")
-    parser.add_argument("--symbol", default="BTC_USD")
+    parser.add_argument("--symbols", nargs="+", default=["BTC_USD"])
     parser.add_argument("--connections", type=int, required=True)
     parser.add_argument("--connect-concurrency", type=int, default=50)
     parser.add_argument("--encoding", choices=("json", "proto"), default="json")

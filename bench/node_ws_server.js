@@ -1,13 +1,15 @@
 #!/usr/bin/env node
 // A quote broadcast server on Node.js `ws`: the reference point of bench/quote_fanout.py.
 //
-// The same job as bench/bare_picows_server.py: every tick, build one `quote` notification (the
-// shape and size tradews sends, with a fresh `timestamp`) into one Buffer and send it as a text
-// frame to every subscribed client, as the `ws` README's broadcast example does. A client whose
+// The same job as bench/bare_picows_server.py: every tick, build one `quote` notification per
+// symbol (BTC_USD, ETH_USD, SOL_USD: the shape and size tradews sends, with a fresh `timestamp`)
+// into one Buffer and send it as a text frame to every client subscribed to that symbol, one
+// `ws.send` per quote, as the `ws` README's broadcast example does. A client whose
 // `bufferedAmount` is over 64 KiB (the asyncio/uvloop transport high-water mark) is skipped for
 // that tick, as tradews skips a paused transport.
 //
-// Any request gets a JSON-RPC result: `rpc.login` -> true, `quote_request` subscribes.
+// Any request gets a JSON-RPC result: `rpc.login` -> true, `quote_request` subscribes to its
+// symbol.
 //
 //   node bench/node_ws_server.js --port 0 --tick-interval 0.01
 //
@@ -30,9 +32,22 @@ function parseArgs(argv) {
   return opts;
 }
 
-// A seeded random walk priced like the tradews demo BTC_USD stream (tick 0.01, 5 bps).
+// What each demo stream of tradews looks like: start price, price decimals, quote size, spread.
+const SYMBOLS = {
+  BTC_USD: [65000, 2, '1.0000', 5],
+  ETH_USD: [3200, 2, '10.000', 6],
+  SOL_USD: [150, 3, '100.00', 8],
+};
+
+// A seeded random walk priced like the tradews demo stream of `symbol` (tick, size, spread).
 class Feed {
-  constructor(seed = 1, start = 65000, volatility = 0.02) {
+  constructor(symbol = 'BTC_USD', subscription = 'q1', seed = 1, volatility = 0.02) {
+    const [start, decimals, quantity, spreadBps] = SYMBOLS[symbol];
+    this.symbol = symbol;
+    this.subscription = subscription;
+    this.decimals = decimals;
+    this.quantity = quantity;
+    this.spreadBps = spreadBps;
     this.state = seed >>> 0;
     this.price = start;
     this.sigma = volatility / Math.sqrt(3600);
@@ -57,17 +72,18 @@ class Feed {
 
   nextQuote(nowMs, dt) {
     this.price *= Math.exp(this.sigma * Math.sqrt(dt) * this.gauss());
-    const half = (this.price * 5) / 10000;
+    const half = (this.price * this.spreadBps) / 10000;
+    const scale = 10 ** this.decimals;
     this.seq += 1;
     const message = {
       jsonrpc: '2.0',
       method: 'quote',
       params: {
-        subscription: 'q1',
-        symbol: 'BTC_USD',
-        buyPrice: (Math.floor((this.price - half) * 100) / 100).toFixed(2),
-        sellPrice: (Math.ceil((this.price + half) * 100) / 100).toFixed(2),
-        quantity: '1.0000',
+        subscription: this.subscription,
+        symbol: this.symbol,
+        buyPrice: (Math.floor((this.price - half) * scale) / scale).toFixed(this.decimals),
+        sellPrice: (Math.ceil((this.price + half) * scale) / scale).toFixed(this.decimals),
+        quantity: this.quantity,
         quoteId: `${this.prefix}-${this.seq.toString(16)}`,
         validUntil: nowMs + 3000,
         seq: this.seq,
@@ -80,8 +96,9 @@ class Feed {
 
 function main() {
   const opts = parseArgs(process.argv.slice(2));
-  const subscribers = new Set();
-  const feed = new Feed();
+  const names = Object.keys(SYMBOLS);
+  const subscribers = new Map(names.map((symbol) => [symbol, new Set()]));
+  const feeds = names.map((symbol, i) => new Feed(symbol, `q${i + 1}`, i + 1));
   const wss = new WebSocketServer({ host: opts.host, port: opts.port, perMessageDeflate: false });
 
   wss.on('connection', (ws) => {
@@ -90,13 +107,16 @@ function main() {
       const request = JSON.parse(data.toString());
       let result = true;
       if (request.method === 'quote_request') {
-        subscribers.add(ws);
-        result = { subscription: 'q1', symbol: 'BTC_USD', quantity: '1.0000' };
+        const symbol = (request.params && request.params.symbol) || 'BTC_USD';
+        subscribers.get(symbol).add(ws);
+        const subscription = `q${names.indexOf(symbol) + 1}`;
+        result = { subscription, symbol, quantity: SYMBOLS[symbol][2] };
       }
       ws.send(JSON.stringify({ jsonrpc: '2.0', result, id: request.id ?? null }));
     });
-    ws.on('close', () => subscribers.delete(ws));
-    ws.on('error', () => subscribers.delete(ws));
+    const forget = () => subscribers.forEach((subs) => subs.delete(ws));
+    ws.on('close', forget);
+    ws.on('error', forget);
   });
 
   const intervalMs = opts.tickInterval * 1000;
@@ -104,10 +124,15 @@ function main() {
   let stopped = false;
   const pulse = () => {
     if (stopped) return;
-    const frame = feed.nextQuote(Date.now(), opts.tickInterval);
-    for (const ws of subscribers) {
-      if (ws.readyState === ws.OPEN && ws.bufferedAmount <= HIGH_WATER) {
-        ws.send(frame, { binary: false });
+    const nowMs = Date.now();
+    for (const feed of feeds) {
+      const subs = subscribers.get(feed.symbol);
+      if (subs.size === 0) continue;
+      const frame = feed.nextQuote(nowMs, opts.tickInterval);
+      for (const ws of subs) {
+        if (ws.readyState === ws.OPEN && ws.bufferedAmount <= HIGH_WATER) {
+          ws.send(frame, { binary: false });
+        }
       }
     }
     // Fixed schedule; if behind, skip missed beats rather than bunching them up.

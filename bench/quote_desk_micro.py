@@ -118,10 +118,12 @@ def main(argv: list[str] | None = None) -> None:
     for i in range(n):
         stream = QuoteStream(object(), f"q{i + 1}", 1, inst, inst.quote_size_lots)
         open_stream(desk, stream, reference[0], now[0])
+    # What the server calls each pulse: per connection where the desk groups by connection.
+    due = getattr(desk, "due_per_connection", desk.due)
 
     def pulse() -> None:
         step()
-        for _conn, _frame in desk.due(now[0], lambda conn: True):
+        for _conn, _frames in due(now[0], lambda conn: True):
             pass
 
     sent = sum(1 for _ in desk.due(now[0] + 10_000, lambda conn: True))
@@ -129,6 +131,21 @@ def main(argv: list[str] | None = None) -> None:
     results: dict[str, float] = {}
     results["QuoteDesk.due, whole (per quote)"] = per_quote_us(pulse, n, pulses)
     results["  step + reference only (per quote)"] = per_quote_us(step, n, pulses)
+    if "codec" in inspect.signature(QuoteStream).parameters:
+        from tradews.codecs.protobuf import PROTOBUF
+
+        proto_desk = make_desk(inst, reference)
+        proto_due = getattr(proto_desk, "due_per_connection", proto_desk.due)
+        for i in range(n):
+            stream = QuoteStream(object(), f"q{i + 1}", 1, inst, inst.quote_size_lots, PROTOBUF)
+            open_stream(proto_desk, stream, reference[0], now[0])
+
+        def proto_pulse() -> None:
+            step()
+            for _conn, _frames in proto_due(now[0], lambda conn: True):
+                pass
+
+        results["QuoteDesk.due, protobuf (per quote)"] = per_quote_us(proto_pulse, n, pulses)
 
     price = reference_price(reference[0], inst)
     new_id = id_source()

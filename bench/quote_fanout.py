@@ -1,15 +1,21 @@
 """Quote fan-out benchmark: tradews against a bare picows broadcast server and Node ``ws``.
 
-For each driving rate and client count N (default 100 and 1,000), each server in turn is started
-on 127.0.0.1, N WebSocket clients (``fanout_client.py``) log in and stream BTC_USD quotes, and
+For each driving rate, client count N (default 100 and 1,000) and number of symbols per client
+(``--symbols 1``: BTC_USD; ``--symbols 3``: BTC_USD, ETH_USD and SOL_USD, three quote streams
+per client), each server in turn is started on 127.0.0.1, N WebSocket clients
+(``fanout_client.py``) log in and stream quotes, and
 after a warm-up the clients count the quotes they receive over a fixed window and the delivery
 latency of each (receive wall time minus the quote's ``timestamp``). Servers:
 
 - ``tradews``: the real server (``tradews serve --demo``), via ``tradews.testing.ServerProcess``;
-- ``bare-picows``: ``bench/bare_picows_server.py``, one frame per tick sent to every client;
+- ``bare-picows``: ``bench/bare_picows_server.py``, one frame per symbol and tick sent to every
+  client of that symbol, one send each;
 - ``node-ws``: ``bench/node_ws_server.js``, the same on Node.js ``ws``.
 
-Driving rates (offered rate = N / tick interval):
+tradews writes a pulse's quotes for one client in one write; the two bare servers send each
+quote on its own, as the libraries' broadcast examples do.
+
+Driving rates (offered rate = N x symbols / tick interval):
 
 - ``max``: a pulse every ``--max-tick`` (0.2 ms), shorter than any server's pulse takes, so
   pulses run back to back and the figure is the most each server delivers;
@@ -19,7 +25,8 @@ Driving rates (offered rate = N / tick interval):
 By default the server is pinned to CPU 0 and the load generator to CPU 1, and every measurement
 is run ``--repeat`` times (servers taking turns); the median run is reported.
 
-    .venv/bin/python bench/quote_fanout.py [--clients 100 1000] [--seconds 4] [--tradews-ref REF]
+    .venv/bin/python bench/quote_fanout.py [--clients 100 1000] [--symbols 1 3] [--seconds 4]
+        [--tradews-ref REF]
 
 Results are printed as Markdown tables and saved as JSON under ``bench/results/``.
 See ``docs/performance.md`` for the method and the figures.
@@ -55,6 +62,8 @@ CLIENT = BENCH / "fanout_client.py"
 BARE_SERVER = BENCH / "bare_picows_server.py"
 NODE_SERVER = BENCH / "node_ws_server.js"
 SERVERS = ("tradews", "tradews-proto", "bare-picows", "node-ws")
+# The symbols a client streams, in order: ``--symbols K`` takes the first K.
+SYMBOLS = ("BTC_USD", "ETH_USD", "SOL_USD")
 # "tradews-proto" is the same server with clients speaking the protobuf encoding.
 # A run during which processes other than the server and the load generator used more than
 # this much CPU (% of one core) was disturbed (another job on the machine): it is run again
@@ -313,7 +322,12 @@ class Worker:
     """One ``fanout_client.py`` process with its share of the connections."""
 
     def __init__(
-        self, server: RunningServer, connections: int, stderr: IO[str], cpus: set[int] | None
+        self,
+        server: RunningServer,
+        connections: int,
+        symbols: int,
+        stderr: IO[str],
+        cpus: set[int] | None,
     ) -> None:
         cmd = [
             sys.executable,
@@ -323,6 +337,8 @@ class Worker:
             f"--secret={server.api_secret}",  # a secret may start with "-"
             f"--connections={connections}",
             f"--encoding={'proto' if server.name == 'tradews-proto' else 'json'}",
+            "--symbols",
+            *SYMBOLS[:symbols],
         ]
         with pinned(cpus):
             self.process = subprocess.Popen(
@@ -372,6 +388,7 @@ class Measurement:
     rate: str
     tick_interval: float
     offered_per_s: float
+    symbols: int = 1  # quote streams per client
     delivered_per_s: float = 0.0
     p50_ms: float = 0.0
     p99_ms: float = 0.0
@@ -399,9 +416,9 @@ class Measurement:
 def medians(runs: list[Measurement]) -> list[Measurement]:
     """Per (rate, N, server), the quiet run with the median delivered rate (any run if none
     was quiet), with every quiet run's rate."""
-    groups: dict[tuple[str, int, str], list[Measurement]] = {}
+    groups: dict[tuple[str, int, int, str], list[Measurement]] = {}
     for m in runs:
-        groups.setdefault((m.rate, m.clients, m.server), []).append(m)
+        groups.setdefault((m.rate, m.clients, m.symbols, m.server), []).append(m)
     chosen = []
     for group in groups.values():
         quiet = [m for m in group if not m.disturbed] or group
@@ -432,6 +449,7 @@ def measure(
     rate: str,
     tick_interval: float,
     *,
+    symbols: int,
     client_procs: int,
     warmup: float,
     seconds: float,
@@ -439,15 +457,17 @@ def measure(
     pin: bool,
     tradews: Tradews,
 ) -> Measurement:
-    result = Measurement(name, clients, rate, tick_interval, clients / tick_interval)
+    result = Measurement(
+        name, clients, rate, tick_interval, clients * symbols / tick_interval, symbols
+    )
     shares = [clients // client_procs + (i < clients % client_procs) for i in range(client_procs)]
     server_cpus, client_cpus = ({0}, {1}) if pin else (None, None)
-    log_path = workdir / f"client-{name}-{clients}-{rate}.log"
+    log_path = workdir / f"client-{name}-{clients}x{symbols}-{rate}.log"
     with (
         running(name, tick_interval, workdir, server_cpus, tradews) as server,
         log_path.open("w") as log,
     ):
-        workers = [Worker(server, share, log, client_cpus) for share in shares if share]
+        workers = [Worker(server, share, symbols, log, client_cpus) for share in shares if share]
         try:
             ready = [w.read(timeout=90) for w in workers]
             result.connect_seconds = max(r["connect_seconds"] for r in ready)
@@ -465,7 +485,7 @@ def measure(
         except Exception as exc:
             log.flush()
             tail = log_path.read_text()[-2000:]
-            raise RuntimeError(f"{name} N={clients} {rate}: {exc}\n{tail}") from exc
+            raise RuntimeError(f"{name} N={clients}x{symbols} {rate}: {exc}\n{tail}") from exc
         finally:
             for w in workers:
                 w.stop()
@@ -474,7 +494,9 @@ def measure(
     messages = sum(r["messages"] for r in reports)
     if not messages:
         errors = sorted({e for r in reports for e in r["errors"]})
-        raise RuntimeError(f"{name} N={clients} {rate}: no quote received in the window {errors}")
+        raise RuntimeError(
+            f"{name} N={clients}x{symbols} {rate}: no quote received in the window {errors}"
+        )
     hist: dict[int, int] = {}
     for r in reports:
         for bucket, n in r["hist"]:
@@ -552,6 +574,11 @@ def environment(tradews_ref: str | None) -> dict[str, str]:
     }
 
 
+def _n(clients: int, symbols: int) -> str:
+    """N, with the symbols per client when more than one: ``1,000 x 3``."""
+    return f"{clients:,}" + (f" x {symbols}" if symbols > 1 else "")
+
+
 def _pcts(values: list[float]) -> str:
     return " / ".join(f"{v:.0f}" for v in values)
 
@@ -566,7 +593,7 @@ def table(results: list[Measurement]) -> str:
         runs = ", ".join(f"{r / 1000:.0f}k" for r in m.runs_delivered_per_s)
         kernel_us = m.server_cpu_us_per_msg - m.server_user_us_per_msg
         lines.append(
-            f"| {m.rate} | {m.clients:,} | {m.server} | {m.offered_per_s:,.0f} "
+            f"| {m.rate} | {_n(m.clients, m.symbols)} | {m.server} | {m.offered_per_s:,.0f} "
             f"| {m.delivered_per_s:,.0f} ({runs}) | {m.p50_ms:.1f} | {m.p99_ms:.1f} "
             f"| {m.server_cpu_pct:.0f} | {m.server_cpu_us_per_msg:.1f} "
             f"({m.server_user_us_per_msg:.1f} + {kernel_us:.1f}) "
@@ -576,20 +603,24 @@ def table(results: list[Measurement]) -> str:
 
 
 def ratios(results: list[Measurement]) -> str:
-    """tradews over each other server: delivered msg/s, and server CPU per message inverted."""
-    by_key = {(m.rate, m.clients, m.server): m for m in results}
+    """tradews (each encoding) over each other server: delivered msg/s, and server CPU per
+    message inverted."""
+    by_key = {(m.rate, m.clients, m.symbols, m.server): m for m in results}
     lines = [
-        "| rate | N | msg/s tradews / node-ws | msg/s tradews / bare-picows "
-        "| msg per CPU-s tradews / node-ws | msg per CPU-s tradews / bare-picows |",
-        "|---|---|---|---|---|---|",
+        "| rate | N | tradews | msg/s / node-ws | msg/s / bare-picows "
+        "| msg per CPU-s / node-ws | msg per CPU-s / bare-picows |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for rate, clients in dict.fromkeys((m.rate, m.clients) for m in results):
-        ours = by_key.get((rate, clients, "tradews"))
+    cases = dict.fromkeys((m.rate, m.clients, m.symbols) for m in results)
+    for (rate, clients, symbols), encoding in itertools.product(
+        cases, ("tradews", "tradews-proto")
+    ):
+        ours = by_key.get((rate, clients, symbols, encoding))
         if ours is None:
             continue
         rate_cells, cpu_cells = [], []
         for other in ("node-ws", "bare-picows"):
-            theirs = by_key.get((rate, clients, other))
+            theirs = by_key.get((rate, clients, symbols, other))
             if theirs is None or not theirs.delivered_per_s or not ours.server_cpu_us_per_msg:
                 rate_cells.append("-")
                 cpu_cells.append("-")
@@ -597,13 +628,14 @@ def ratios(results: list[Measurement]) -> str:
             rate_cells.append(f"{ours.delivered_per_s / theirs.delivered_per_s:.2f}x")
             cpu_cells.append(f"{theirs.server_cpu_us_per_msg / ours.server_cpu_us_per_msg:.2f}x")
         if any(cell != "-" for cell in rate_cells):
-            lines.append(f"| {rate} | {clients:,} | {' | '.join(rate_cells + cpu_cells)} |")
+            cells = " | ".join(rate_cells + cpu_cells)
+            lines.append(f"| {rate} | {_n(clients, symbols)} | {encoding} | {cells} |")
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def progress(m: Measurement) -> str:
     return (
-        f"{m.rate:>8} N={m.clients:<5} {m.server:<12} offered {m.offered_per_s:>9,.0f}/s"
+        f"{m.rate:>8} N={_n(m.clients, m.symbols):<9} {m.server:<13} offered {m.offered_per_s:>9,.0f}/s"
         f"  delivered {m.delivered_per_s:>9,.0f}/s  p50 {m.p50_ms:6.1f} ms"
         f"  p99 {m.p99_ms:6.1f} ms  server {m.server_cpu_pct:3.0f}% CPU ({m.server_user_pct:.0f}% user)"
         f" {m.server_cpu_us_per_msg:5.1f} µs/msg"
@@ -627,6 +659,14 @@ def main(argv: list[str] | None = None) -> int:
         description="Quote fan-out: tradews vs bare picows vs Node ws (see docs/performance.md)."
     )
     parser.add_argument("--clients", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument(
+        "--symbols",
+        type=int,
+        nargs="+",
+        choices=range(1, len(SYMBOLS) + 1),
+        default=[1],
+        help=f"quote streams per client: the first K of {', '.join(SYMBOLS)}",
+    )
     parser.add_argument("--seconds", type=float, default=4.0, help="measuring window (s)")
     parser.add_argument("--warmup", type=float, default=1.5, help="seconds before the window")
     parser.add_argument("--servers", nargs="+", choices=SERVERS, default=list(SERVERS))
@@ -684,8 +724,8 @@ def main(argv: list[str] | None = None) -> int:
         env["tradews_serve_options"] = " ".join(tradews.options)
         # Servers take turns within each repetition, so a disturbance hits them alike.
         retries = args.retries
-        for rate, clients, _, name in itertools.product(
-            args.rates, args.clients, range(args.repeat), args.servers
+        for rate, clients, symbols, _, name in itertools.product(
+            args.rates, args.clients, args.symbols, range(args.repeat), args.servers
         ):
             while True:
                 waited = wait_until_quiet(args.quiet_wait)
@@ -697,6 +737,7 @@ def main(argv: list[str] | None = None) -> int:
                         clients,
                         rate,
                         ticks[rate],
+                        symbols=symbols,
                         client_procs=args.client_procs,
                         warmup=args.warmup,
                         seconds=args.seconds,

@@ -96,6 +96,24 @@ async def test_streams_are_independent_and_cancellable(logged_in: Client) -> Non
     assert info.value.code == 2004
 
 
+async def test_a_pulse_quotes_for_one_client_come_together_in_stream_order(
+    logged_in: Client,
+) -> None:
+    """The quotes of one pulse for one connection go out in one write, as consecutive whole
+    messages in the order the streams were opened; each stream's seq has no gap."""
+    symbols = ("BTC_USD", "ETH_USD", "SOL_USD")
+    subs = [(await logged_in.quote_request(s))["subscription"] for s in symbols]
+    got = await quotes(logged_in, 45)
+    assert {q["subscription"] for q in got} == set(subs)
+    for sub in subs:
+        seqs = [q["seq"] for q in got if q["subscription"] == sub]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    pulsed = [q for q in got if q["seq"] > 1]  # the first quote of each is sent by the request
+    for prev, nxt in zip(pulsed, pulsed[1:], strict=False):
+        if nxt["timestamp"] == prev["timestamp"]:  # the same pulse
+            assert subs.index(nxt["subscription"]) > subs.index(prev["subscription"])
+
+
 @pytest.mark.parametrize(
     "params, code, needle",
     [

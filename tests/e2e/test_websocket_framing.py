@@ -12,6 +12,7 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
+from picows import WSMsgType
 
 from tests.e2e.autobahn_echo import echo_factory
 from tests.raw_websocket import (
@@ -25,7 +26,7 @@ from tests.raw_websocket import (
     close_payload,
     encode,
 )
-from tradews.adapters.ws_server import MAX_MESSAGE_BYTES, create_server
+from tradews.adapters.ws_server import MAX_MESSAGE_BYTES, create_server, server_frames
 from tradews.codecs.pb import tradews_pb2 as pb
 from tradews.testing import ServerProcess
 
@@ -264,3 +265,13 @@ async def test_the_server_pings_an_idle_peer_and_takes_its_pong() -> None:
         ws.close()
         server.close()
         await asyncio.wait_for(server.wait_closed(), 5)
+
+
+@pytest.mark.parametrize("sizes", [(5,), (5, 125, 126), (200, 65_535, 65_536, 0)])
+def test_batched_server_frames_are_the_frames_one_by_one(sizes: tuple[int, ...]) -> None:
+    """Quotes for one connection go out as one buffer of frames: each frame in it must be
+    exactly the unmasked frame of its own (every length encoding, at its boundaries)."""
+    payloads = [bytes([65 + i]) * size for i, size in enumerate(sizes)]
+    batch = server_frames(WSMsgType.TEXT, payloads)
+    assert batch == b"".join(encode(TEXT, p, mask=False) for p in payloads)
+    assert server_frames(WSMsgType.BINARY, payloads[:1])[0] == 0x80 | BINARY

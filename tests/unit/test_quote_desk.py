@@ -78,9 +78,10 @@ def test_frames_equal_msgspec_encoding(
     spread=st.integers(0, 10**6),
     now=st.integers(0, 2**41),
     sub=st.sampled_from(["q1", "q42", "q123456789"]),
+    later_seq=st.integers(1, 2**40),
 )
 def test_protobuf_frames_equal_the_generated_encoding(
-    inst: Instrument, buy: int, spread: int, now: int, sub: str
+    inst: Instrument, buy: int, spread: int, now: int, sub: str, later_seq: int
 ) -> None:
     from tradews.codecs.pb import tradews_pb2 as pb
     from tradews.codecs.protobuf import PROTOBUF
@@ -90,17 +91,21 @@ def test_protobuf_frames_equal_the_generated_encoding(
         ttl_ms=3000, refresh_ms=1000, new_stream_token=lambda: "abc", pricer=FixedPrice(price)
     )
     stream = QuoteStream("conn", sub, 7, inst, inst.quote_size_lots, PROTOBUF)
-    frame = desk.open(stream, price, now)
-    expected = pb.ServerMessage(
-        market_data=pb.MarketUpdate(
-            quote=pb.Quote(
-                subscription=sub, symbol=inst.symbol, buy_price=inst.format_price(buy),
-                sell_price=inst.format_price(buy + spread), quantity=stream.quantity_text,
-                quote_id="abc-1", valid_until=now + 3000, seq=1, timestamp=now,
+    frames = [(1, now, desk.open(stream, price, now))]
+    stream.seq = later_seq - 1  # a later quote, its seq and id of any length
+    ((_, frame),) = desk.due(now + 3000, lambda c: True)
+    frames.append((later_seq, now + 3000, frame))
+    for seq, t, frame in frames:
+        expected = pb.ServerMessage(
+            market_data=pb.MarketUpdate(
+                quote=pb.Quote(
+                    subscription=sub, symbol=inst.symbol, buy_price=inst.format_price(buy),
+                    sell_price=inst.format_price(buy + spread), quantity=stream.quantity_text,
+                    quote_id=f"abc-{seq}", valid_until=t + 3000, seq=seq, timestamp=t,
+                )
             )
-        )
-    )  # fmt: skip
-    assert frame == expected.SerializeToString()
+        )  # fmt: skip
+        assert frame == expected.SerializeToString()
 
 
 class BookLike:
@@ -125,6 +130,7 @@ class BookLike:
 
 
 BTC = DEMO_INSTRUMENTS[0]
+TWO_WAY = TwoWayPrice(100, 110)
 
 
 def quote_of(frame: bytes) -> dict[str, object]:
@@ -198,3 +204,46 @@ def test_stream_tokens_never_repeat_and_depend_on_the_key() -> None:
     assert sorted(seen[:100]) != seen[:100]
     other = stream_tokens(b"key two")
     assert [other() for _ in range(100)] != seen[:100]
+
+
+def test_a_quote_is_known_by_its_exact_id_until_a_lifetime_past_expiry() -> None:
+    desk: QuoteDesk[str] = QuoteDesk(
+        ttl_ms=3000, refresh_ms=1000, new_stream_token=lambda: "tok", pricer=FixedPrice(TWO_WAY)
+    )
+    stream = QuoteStream("a", "q1", 8, BTC, 10)
+    desk.open(stream, TWO_WAY, 0)
+    # Kept one lifetime past its expiry (accepting it then says "expired"), then forgotten.
+    assert desk.lookup("tok-1", 6_000) is not None
+    assert desk.lookup("tok-1", 6_001) is None
+    for n in range(1, 4):  # seq 2, 3, 4 at 3 s, 6 s, 9 s
+        assert len(list(desk.due(n * 3_000, lambda c: True))) == 1
+    terms = desk.lookup("tok-3", 9_000)
+    assert terms is not None
+    assert (terms.quote_id, terms.account_id, terms.symbol, terms.quantity_lots) == (
+        "tok-3", 8, "BTC_USD", 10,
+    )  # fmt: skip
+    assert (terms.buy_ticks, terms.sell_ticks, terms.valid_until) == (100, 110, 9_000)
+    # Only the id as it was sent: no other spelling of the seq, no other token, no seq not sent.
+    for other in ("tok-03", "tok-+3", "tok- 3", "tok-3 ", "tok-3.0", "tok-0", "tok-5", "tok-",
+                  "tok", "-3", "tak-3", "tok-\u0663", "tok-" + "9" * 5000, "tok--3"):  # fmt: skip
+        assert desk.lookup(other, 9_000) is None, other
+    assert desk.lookup("tok-4", 15_000) is not None
+    assert desk.lookup("tok-4", 15_001) is None
+
+
+def test_a_closed_streams_quotes_stay_known_until_they_are_forgotten() -> None:
+    desk: QuoteDesk[str] = QuoteDesk(
+        ttl_ms=3000,
+        refresh_ms=1000,
+        new_stream_token=stream_tokens(b"k"),
+        pricer=FixedPrice(TWO_WAY),
+    )
+    stream = QuoteStream("a", "q1", 8, BTC, 10)
+    quote_id = str(quote_of(desk.open(stream, TWO_WAY, 0))["quoteId"])
+    desk.close(stream)
+    assert desk.stream_count == 0
+    assert list(desk.due(1_000, lambda c: True)) == []
+    assert desk.lookup(quote_id, 5_000) is not None
+    # The next pulse after the quote is a lifetime past expiry lets go of the stream entirely.
+    assert list(desk.due(6_001, lambda c: True)) == []
+    assert desk.lookup(quote_id, 5_000) is None

@@ -20,6 +20,7 @@ import hmac
 import logging
 import socket
 import ssl
+import struct
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -54,6 +55,27 @@ CloseCode = WSCloseCode
 
 MAX_MESSAGE_BYTES = 1 << 20
 CLOSE_GRACE = 5.0  # seconds a closed connection waits for the peer to close its side
+
+_LENGTH_16 = struct.Struct("!BBH")
+_LENGTH_64 = struct.Struct("!BBQ")
+
+
+def server_frames(kind: WSMsgType, payloads: Iterable[bytes]) -> bytes:
+    """Whole, unmasked frames of ``kind`` (RFC 6455 section 5.2, as a server sends them), one
+    per payload, back to back in one buffer: several messages for one transport write. picows
+    frames one message per write; this is the same framing for a batch."""
+    first = 0x80 | int(kind)  # FIN, no extension bits, the opcode
+    parts: list[bytes] = []
+    for payload in payloads:
+        size = len(payload)
+        if size < 126:
+            parts.append(bytes((first, size)))
+        elif size < 0x10000:
+            parts.append(_LENGTH_16.pack(first, 126, size))
+        else:
+            parts.append(_LENGTH_64.pack(first, 127, size))
+        parts.append(payload)
+    return b"".join(parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -531,11 +553,16 @@ class Connection(WebSocketEndpoint):
             return
         transport.send(kind, data)
 
-    def send_quote(self, data: bytes) -> None:
-        """The quote fast path: the desk only offers quotes to writable connections."""
+    def send_quotes(self, frames: list[bytes]) -> None:
+        """The quote fast path: the desk only offers quotes to writable connections. A pulse's
+        quotes for this connection go out in one write (one system call), framed together."""
         transport = self.transport
-        if transport is not None and not transport.is_close_frame_sent:
-            transport.send(self._kind, data)
+        if transport is None or transport.is_close_frame_sent:
+            return
+        if len(frames) == 1:
+            transport.send(self._kind, frames[0])
+        else:
+            transport.underlying_transport.write(server_frames(self._kind, frames))
 
     def send_push(self, push: Push) -> None:
         """Send a stream message. A perishable one (the latest value of something) is skipped

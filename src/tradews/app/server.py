@@ -645,8 +645,8 @@ class Server:
             dt = self.settings.tick_interval
             for symbol, walk in self._walks.items():
                 self.references[symbol] = walk.step(dt)
-        for conn, frame in self.quotes.due(now, _writable):
-            conn.send_quote(frame)
+        for conn, frames in self.quotes.due_per_connection(now, _writable):
+            conn.send_quotes(frames)
         self.view.publish_tickers(now, _send)
         if self.view.streams.behind:  # some may have become writable since
             self._wake_streams()

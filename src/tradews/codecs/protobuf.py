@@ -287,16 +287,22 @@ def int_field(number: int, value: int) -> bytes:
     return varint(number << 3) + varint(value) if value else b""
 
 
-def quote_frame(head: bytes, middle: bytes, quote_id: str, valid_until: bytes, seq: int,
-                timestamp: bytes) -> bytes:  # fmt: skip
+def quote_frame(head: bytes, middle: bytes, id_prefix: bytes, seq_text: bytes,
+                valid_until: bytes, seq: int, timestamp: bytes) -> bytes:  # fmt: skip
     """Assemble ``ServerMessage{market_data{quote{...}}}``: ``head`` is field 1 (subscription),
     ``middle`` fields 2-5 (symbol, prices, quantity), ``valid_until`` and ``timestamp`` fields 7
-    and 9, all pre-encoded; the quote id (6) and seq (8) are encoded here."""
+    and 9, all pre-encoded; the quote id (6), ``id_prefix`` then ``seq_text`` (``seq`` in ASCII
+    decimal), and seq (8) are encoded here (seq is never 0). Lengths under 128 (a quote's,
+    nearly always) take their one-byte varint without a call."""
+    id_size = len(id_prefix) + len(seq_text)
     body = b"".join(
-        (head, middle, text_field(6, quote_id), valid_until, int_field(8, seq), timestamp)
-    )
-    update = b"\x22" + varint(len(body)) + body  # MarketUpdate.quote = 4
-    return b"\x0a" + varint(len(update)) + update  # ServerMessage.market_data = 1
+        (head, middle, b"\x32", _ONE_BYTE[id_size] if id_size < 0x80 else varint(id_size),
+         id_prefix, seq_text, valid_until, b"\x40", varint(seq), timestamp)
+    )  # fmt: skip
+    size = len(body)
+    update = b"".join((b"\x22", _ONE_BYTE[size] if size < 0x80 else varint(size), body))
+    size = len(update)
+    return b"".join((b"\x0a", _ONE_BYTE[size] if size < 0x80 else varint(size), update))
 
 
 def _quote(q: api.Quote) -> pb.ServerMessage:
