@@ -21,6 +21,9 @@ from fractions import Fraction
 from tradews.domain.invariants import InvariantViolation
 from tradews.domain.orders import Order, Side
 
+# Sides as plain ints (what Order.side holds); Side members compare equal to them.
+_BUY, _SELL = 1, 2
+
 
 class Level:
     __slots__ = ("orders", "price", "total")
@@ -49,37 +52,37 @@ class OrderBook:
 
     def _side(self, side: int) -> tuple[dict[int, Level], list[int]]:
         """The levels and the sorted prices of ``side`` (a :class:`Side` or its value)."""
-        if side == Side.BUY:
+        if side == _BUY:
             return self._bids, self._bid_prices
         return self._asks, self._ask_prices
 
     # Reading --------------------------------------------------------------------------------
 
-    def best(self, side: Side) -> int | None:
-        if side is Side.BUY:
+    def best(self, side: int) -> int | None:
+        if side == _BUY:
             return self._bid_prices[-1] if self._bid_prices else None
         return self._ask_prices[0] if self._ask_prices else None
 
     def level_total(self, side: int, price: int) -> int:
         """Resting quantity at ``price`` on ``side`` (0 if there is no such level)."""
-        level = (self._bids if side == Side.BUY else self._asks).get(price)
+        level = (self._bids if side == _BUY else self._asks).get(price)
         return 0 if level is None else level.total
 
-    def would_cross(self, side: Side, price: int) -> bool:
+    def would_cross(self, side: int, price: int) -> bool:
         """Would an order of ``side`` at ``price`` trade against the book?"""
-        best = self.best(side.opposite)
+        best = self.best(_SELL if side == _BUY else _BUY)
         if best is None:
             return False
-        return best <= price if side is Side.BUY else best >= price
+        return best <= price if side == _BUY else best >= price
 
-    def levels(self, side: Side) -> Iterator[Level]:
+    def levels(self, side: int) -> Iterator[Level]:
         """Levels of ``side`` from the best price outwards."""
         levels, prices = self._side(side)
-        ordered = reversed(prices) if side is Side.BUY else iter(prices)
+        ordered = reversed(prices) if side == _BUY else iter(prices)
         for price in ordered:
             yield levels[price]
 
-    def depth(self, side: Side, n: int | None = None) -> list[tuple[int, int]]:
+    def depth(self, side: int, n: int | None = None) -> list[tuple[int, int]]:
         """``[(price, total quantity)]`` of the ``n`` best levels of ``side``."""
         out: list[tuple[int, int]] = []
         for level in self.levels(side):
@@ -88,14 +91,12 @@ class OrderBook:
             out.append((level.price, level.total))
         return out
 
-    def fillable(self, side: Side, limit: int | None, quantity: int, account_id: int) -> int:
+    def fillable(self, side: int, limit: int | None, quantity: int, account_id: int) -> int:
         """How much of ``quantity`` an order of ``side`` would fill now (at most ``limit``),
         stopping, like :meth:`match`, at the first resting order of the same account."""
         got = 0
-        for level in self.levels(side.opposite):
-            if limit is not None and (
-                level.price > limit if side is Side.BUY else level.price < limit
-            ):
+        for level in self.levels(_SELL if side == _BUY else _BUY):
+            if limit is not None and (level.price > limit if side == _BUY else level.price < limit):
                 break
             for maker in level.orders.values():
                 if maker.account_id == account_id:
@@ -105,7 +106,7 @@ class OrderBook:
                     return quantity
         return got
 
-    def vwap(self, side: Side, quantity: int, exclude: int | None = None) -> Fraction | None:
+    def vwap(self, side: int, quantity: int, exclude: int | None = None) -> Fraction | None:
         """Average price to take ``quantity`` from ``side`` of the book, or None if too thin.
 
         ``exclude``: an account whose orders do not count (as if they were not there). Only an
@@ -124,7 +125,7 @@ class OrderBook:
                 return Fraction(cost, quantity)
         return None
 
-    def _vwap_excluding(self, side: Side, quantity: int, account_id: int) -> Fraction | None:
+    def _vwap_excluding(self, side: int, quantity: int, account_id: int) -> Fraction | None:
         left = quantity
         cost = 0
         for level in self.levels(side):
@@ -181,7 +182,7 @@ class OrderBook:
         order.remaining = new_remaining
 
     def match(
-        self, side: Side, limit: int | None, quantity: int, account_id: int
+        self, side: int, limit: int | None, quantity: int, account_id: int
     ) -> tuple[list[tuple[Order, int]], bool]:
         """Trade an incoming order against the book; return ``(fills, self_trade_stop)``.
 
@@ -191,7 +192,7 @@ class OrderBook:
         empty, or the next maker belongs to ``account_id`` (self-trade prevention, ``True``).
         """
         fills: list[tuple[Order, int]] = []
-        is_buy = side is Side.BUY
+        is_buy = side == _BUY
         levels, prices = (
             (self._asks, self._ask_prices) if is_buy else (self._bids, self._bid_prices)
         )
@@ -249,7 +250,7 @@ class OrderBook:
                     )
                 last_priority = None
                 for order in level.orders.values():
-                    if order.side is not side or order.price != price or order.remaining <= 0:
+                    if order.side != side or order.price != price or order.remaining <= 0:
                         raise InvariantViolation(
                             f"{self.symbol}: {order!r} misplaced at {side.name} {price}"
                         )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import enum
 
 from tradews.domain.invariants import InvariantViolation
+from tradews.domain.ledger import Balance
 
 
 class Side(enum.IntEnum):
@@ -95,7 +96,11 @@ class Order:
     """A live order inside the engine. Mutable, but only the engine's thread ever touches it.
 
     Prices are ticks (0 for a market order), quantities lots. ``priority`` is the sequence number
-    that orders the queue at a price level: smaller goes first.
+    that orders the queue at a price level: smaller goes first. ``side``, ``type`` and ``tif``
+    are the plain values of :class:`Side`, :class:`OrderType` and :class:`TimeInForce`: events
+    carry them as ints, and comparing ints costs less than converting enums on every event.
+    ``pays`` and ``gets`` are the ledger rows the order locks funds in and receives fills into
+    (``gets`` found at the first fill), so that settling looks neither up.
     """
 
     __slots__ = (
@@ -116,6 +121,8 @@ class Order:
         "locked",
         "maker_fee_cbps",
         "taker_fee_cbps",
+        "pays",
+        "gets",
     )
 
     def __init__(
@@ -123,11 +130,11 @@ class Order:
         order_id: int,
         account_id: int,
         symbol: str,
-        side: Side,
-        type: OrderType,
+        side: int,
+        type: int,
         price: int,
         quantity: int,
-        tif: TimeInForce,
+        tif: int,
         post_only: bool,
         client_order_id: str | None,
         priority: int,
@@ -152,6 +159,8 @@ class Order:
         self.locked = 0  # funds this order holds locked in the ledger, in asset atoms
         self.maker_fee_cbps = maker_fee_cbps
         self.taker_fee_cbps = taker_fee_cbps
+        self.pays: Balance | None = None
+        self.gets: Balance | None = None
 
     @property
     def filled(self) -> int:
@@ -172,6 +181,6 @@ class Order:
 
     def __repr__(self) -> str:
         return (
-            f"Order({self.order_id} {self.side.name} {self.remaining}/{self.quantity}"
+            f"Order({self.order_id} {Side(self.side).name} {self.remaining}/{self.quantity}"
             f"@{self.price} acct={self.account_id} {self.status.value})"
         )

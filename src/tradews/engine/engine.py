@@ -49,9 +49,18 @@ import msgspec
 
 from tradews.domain.instrument import Instrument
 from tradews.domain.invariants import InvariantViolation
-from tradews.domain.ledger import ATOMS_PER_UNIT, InsufficientFunds, Ledger
+from tradews.domain.ledger import (
+    ATOMS_PER_UNIT,
+    Balance,
+    InsufficientFunds,
+    Ledger,
+    pay_from_available,
+    pay_from_locked,
+)
+from tradews.domain.ledger import lock as lock_row
+from tradews.domain.ledger import unlock as unlock_row
 from tradews.domain.order_book import OrderBook
-from tradews.domain.orders import Order, OrderStatus, OrderType, Reject, Side, TimeInForce
+from tradews.domain.orders import Order, OrderStatus, Reject, Side
 from tradews.engine.commands import (
     AcceptQuote,
     AmendOrder,
@@ -78,14 +87,13 @@ Event = OrderUpdated | TradeExecuted | BookChanged | BalanceChanged | FundsMoved
 
 _FEE_DIVISOR = 1_000_000  # fee rates are in 1/100 bps: 1e4 bps * 100
 _INT64 = 2**63  # amounts are stored in signed 64-bit integers
-# Enum lookups by value, without the cost of calling the Enum class on the hot path.
-_SIDE = {int(s): s for s in Side}
-_TYPE = {int(t): t for t in OrderType}
-_TIF = {int(t): t for t in TimeInForce}
-# Hot paths compare enum members by identity and key dicts by plain ints: Enum's __hash__ and
-# .value are Python code, slower than the lookups they would serve.
+# Orders carry side, type and time in force as plain ints (the values of the enums): hot paths
+# compare ints, and events take them as they are. Statuses compare by identity: Enum's __hash__
+# and .value are Python code, slower than the lookups they would serve.
 _NEW, _PARTIAL, _FILLED = OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED
-_BUY, _SELL = int(Side.BUY), int(Side.SELL)
+_BUY, _SELL = 1, 2
+_LIMIT, _MARKET = 1, 2
+_GTC, _IOC, _FOK = 1, 2, 3
 # Why the engine cancelled an order on its own (OrderUpdated.reason).
 CANCEL_ON_DISCONNECT = "CANCEL_ON_DISCONNECT"
 CANCEL_ALL_AFTER = "CANCEL_ALL_AFTER"
@@ -133,6 +141,8 @@ class Market:
     lot_atoms: int  # atoms of the base asset in one lot
     min_lots: int
     max_lots: int | None
+    base: str  # the instrument's, as plain fields: Instrument's attributes are slower to read
+    quote: str
 
     @classmethod
     def of(cls, inst: Instrument) -> Market:
@@ -143,7 +153,15 @@ class Market:
                 f"{inst.symbol}: tick x lot and lot must be multiples of 10^-8"
             )
         max_lots = None if inst.max_size is None else int(inst.max_size / inst.lot)
-        return cls(inst, int(notional), int(lot), int(inst.min_size / inst.lot), max_lots)
+        return cls(
+            inst,
+            int(notional),
+            int(lot),
+            int(inst.min_size / inst.lot),
+            max_lots,
+            inst.base,
+            inst.quote,
+        )
 
 
 class Engine:
@@ -183,7 +201,9 @@ class Engine:
         self._events: list[Event] = []
         # Insertion-ordered dicts used as sets: deterministic event order without sorting.
         self._touched_levels: dict[tuple[str, int, int], None] = {}  # symbol, side value, price
-        self._touched_balances: dict[tuple[int, str], None] = {}
+        self._touched_balances: dict[Balance, None] = {}
+        # The fee account's row per asset, once it has one (rows are never removed).
+        self._fee_rows: dict[str, Balance] = {}
         for inst in instruments:
             self.list_instrument(inst)
 
@@ -224,7 +244,8 @@ class Engine:
         stop applying commands and rebuild from the journal."""
         self.seq += 1
         self._at = cmd.at
-        self._events = []
+        if self._events:  # left over by a command that raised
+            self._events = []
         if isinstance(cmd, PlaceOrder):
             result = self._place(cmd)
         elif isinstance(cmd, CancelOrder):
@@ -271,13 +292,15 @@ class Engine:
                     Reject.DUPLICATE_CLIENT_ORDER_ID,
                     f"clientOrderId {c.client_order_id!r} was used for a different order",
                 )
-        side = _SIDE[c.side]
-        otype = _TYPE[c.type]
-        tif = _TIF[c.tif]
+        side = c.side
+        otype = c.type
+        tif = c.tif
+        if not (_BUY <= side <= _SELL and _LIMIT <= otype <= _MARKET and _GTC <= tif <= _FOK):
+            raise ValueError(f"side {side}, type {otype}, tif {tif}: not a valid order")
         problem = self._check_size(market, c.quantity)
         if problem is not None:
             return problem
-        if otype is OrderType.LIMIT:
+        if otype == _LIMIT:
             if c.price <= 0:
                 return Rejected(Reject.INVALID_PRICE, "a limit order needs a positive price")
             limit: int | None = c.price
@@ -285,31 +308,31 @@ class Engine:
             if c.price != 0:
                 return Rejected(Reject.PRICE_NOT_ALLOWED, "a market order takes no price")
             limit = None
-            if tif is TimeInForce.GTC:
-                tif = TimeInForce.IOC
+            if tif == _GTC:
+                tif = _IOC
         book = self.books[c.symbol]
         if c.post_only:
-            if tif is not TimeInForce.GTC or otype is OrderType.MARKET:
+            if tif != _GTC or otype == _MARKET:
                 return Rejected(Reject.POST_ONLY_NOT_GTC, "post-only orders must be GTC limits")
             if book.would_cross(side, c.price):
                 return Rejected(Reject.POST_ONLY_WOULD_TAKE, "post-only order would take")
-        if tif is TimeInForce.FOK:
+        if tif == _FOK:
             if book.fillable(side, limit, c.quantity, c.account_id) < c.quantity:
                 return Rejected(Reject.FOK_NOT_FILLABLE, "not enough to fill the whole order now")
-        elif otype is OrderType.MARKET and book.fillable(side, None, 1, c.account_id) == 0:
+        elif otype == _MARKET and book.fillable(side, None, 1, c.account_id) == 0:
             return Rejected(Reject.NO_LIQUIDITY, "nothing to trade against")
-        inst = market.instrument
         if (limit or 1) * c.quantity * market.notional_atoms >= _INT64 or (
             c.quantity * market.lot_atoms >= _INT64
         ):
             return Rejected(Reject.OUT_OF_RANGE, "the order is too large")
-        if side is Side.SELL:
-            asset, need = inst.base, c.quantity * market.lot_atoms
+        if side == _SELL:
+            asset, need = market.base, c.quantity * market.lot_atoms
         elif limit is not None:
-            asset, need = inst.quote, c.quantity * limit * market.notional_atoms
+            asset, need = market.quote, c.quantity * limit * market.notional_atoms
         else:
-            asset, need = inst.quote, self._market_buy_cost(book, market, c)
-        if not self._lock(c.account_id, asset, need):
+            asset, need = market.quote, self._market_buy_cost(book, market, c)
+        pays = self.ledger.row(c.account_id, asset)
+        if not self._lock(pays, need):
             return Rejected(Reject.INSUFFICIENT_FUNDS, f"not enough {asset} available")
 
         self._priority += 1
@@ -331,6 +354,7 @@ class Engine:
         )
         self._next_order_id += 1
         order.locked = need
+        order.pays = pays
         self.open_orders[order.order_id] = order
         if key is not None:
             self._client_ids[key] = (_fingerprint(c), order.order_id)
@@ -347,10 +371,10 @@ class Engine:
 
     def _take(self, book: OrderBook, market: Market, order: Order) -> None:
         """Match ``order`` as the taker, then rest or cancel what is left."""
-        limit = order.price if order.type is OrderType.LIMIT else None
+        limit = order.price if order.type == _LIMIT else None
         fills, self_trade = book.match(order.side, limit, order.remaining, order.account_id)
         touched = self._touched_levels
-        opposite = _SELL if order.side is Side.BUY else _BUY
+        opposite = _SELL if order.side == _BUY else _BUY
         for maker, quantity in fills:
             touched[(order.symbol, opposite, maker.price)] = None
             self._settle(market, maker, order, quantity)
@@ -358,9 +382,9 @@ class Engine:
             return
         if self_trade:
             self._close(order, OrderStatus.CANCELLED, "SELF_TRADE")
-        elif order.tif is TimeInForce.GTC:
+        elif order.tif == _GTC:
             book.rest(order)
-            touched[(order.symbol, int(order.side), order.price)] = None
+            touched[(order.symbol, order.side, order.price)] = None
         else:
             self._close(order, OrderStatus.CANCELLED, "UNFILLED")
 
@@ -380,39 +404,50 @@ class Engine:
 
     def _settle(self, market: Market, maker: Order, taker: Order, quantity: int) -> None:
         """Pay both sides of one fill at the maker's price, with fees, and update both orders."""
-        inst = market.instrument
         price = maker.price
         notional = price * quantity * market.notional_atoms
         base = quantity * market.lot_atoms
-        if taker.side is Side.BUY:
+        if taker.side == _BUY:
             buyer, seller = taker, maker
         else:
             buyer, seller = maker, taker
-        ledger = self.ledger
         touched = self._touched_balances
-        ledger.pay_from_locked(buyer.account_id, inst.quote, notional, seller.account_id)
+        buyer_pays = _pays(buyer)  # quote
+        seller_pays = _pays(seller)  # base
+        buyer_gets = buyer.gets
+        if buyer_gets is None:
+            buyer_gets = buyer.gets = self.ledger.row(buyer.account_id, market.base)
+        seller_gets = seller.gets
+        if seller_gets is None:
+            seller_gets = seller.gets = self.ledger.row(seller.account_id, market.quote)
+        pay_from_locked(buyer_pays, notional, seller_gets)
         buyer.locked -= notional
-        if buyer.type is OrderType.LIMIT and price < buyer.price:
+        if buyer.type == _LIMIT and price < buyer.price:
             refund = (buyer.price - price) * quantity * market.notional_atoms
-            ledger.unlock(buyer.account_id, inst.quote, refund)
+            unlock_row(buyer_pays, refund)
             buyer.locked -= refund
-        ledger.pay_from_locked(seller.account_id, inst.base, base, buyer.account_id)
+        pay_from_locked(seller_pays, base, buyer_gets)
         seller.locked -= base
-        maker_fee = self._fee(maker, base if maker is buyer else notional, maker.maker_fee_cbps)
-        taker_fee = self._fee(taker, base if taker is buyer else notional, taker.taker_fee_cbps)
-        touched[(buyer.account_id, inst.quote)] = None
-        touched[(buyer.account_id, inst.base)] = None
-        touched[(seller.account_id, inst.quote)] = None
-        touched[(seller.account_id, inst.base)] = None
+        if maker is buyer:
+            maker_fee = self._fee(market.base, buyer_gets, base, maker.maker_fee_cbps)
+            taker_fee = self._fee(market.quote, seller_gets, notional, taker.taker_fee_cbps)
+        else:
+            maker_fee = self._fee(market.quote, seller_gets, notional, maker.maker_fee_cbps)
+            taker_fee = self._fee(market.base, buyer_gets, base, taker.taker_fee_cbps)
+        # First touches order the BalanceChanged events: the fee account's rows, then these.
+        touched[buyer_pays] = None
+        touched[buyer_gets] = None
+        touched[seller_gets] = None
+        touched[seller_pays] = None
         taker.remaining -= quantity
         self._events.append(
             TradeExecuted(
                 self.seq,
                 self._next_trade_id,
-                inst.symbol,
+                maker.symbol,
                 price,
                 quantity,
-                int(taker.side),
+                taker.side,
                 maker.order_id,
                 taker.order_id,
                 maker.account_id,
@@ -431,23 +466,23 @@ class Engine:
             else:
                 self._close(order, OrderStatus.FILLED, None)
 
-    def _fee(self, order: Order, received: int, rate_cbps: int) -> int:
+    def _fee(self, asset: str, payer: Balance, received: int, rate_cbps: int) -> int:
+        """Charge a fee out of what ``payer`` (a row in ``asset``) has just received."""
         if not rate_cbps:
             return 0
         fee = -((-received * rate_cbps) // _FEE_DIVISOR)  # rounded up, to the atom
-        market = self.markets[order.symbol].instrument
-        asset = market.base if order.side is Side.BUY else market.quote
-        self.ledger.pay_from_available(order.account_id, asset, fee, self.fee_account_id)
-        self._touched_balances[(self.fee_account_id, asset)] = None
+        fee_row = self._fee_rows.get(asset)
+        if fee_row is None:
+            fee_row = self._fee_rows[asset] = self.ledger.row(self.fee_account_id, asset)
+        pay_from_available(payer, fee, fee_row)
+        self._touched_balances[fee_row] = None
         return fee
 
     def _close(self, order: Order, status: OrderStatus, reason: str | None) -> None:
         """Finish an order: release what it still holds locked, and forget it as open."""
         order.move_to(status)
         if order.locked:
-            inst = self.markets[order.symbol].instrument
-            asset = inst.quote if order.side is Side.BUY else inst.base
-            self._unlock(order.account_id, asset, order.locked)
+            self._unlock(_pays(order), order.locked)
             order.locked = 0
         self.open_orders.pop(order.order_id, None)
         if self._order_session:
@@ -495,7 +530,7 @@ class Engine:
 
     def _cancel_resting(self, order: Order, reason: str | None) -> None:
         self.books[order.symbol].remove(order)
-        self._touched_levels[(order.symbol, int(order.side), order.price)] = None
+        self._touched_levels[(order.symbol, order.side, order.price)] = None
         self._close(order, OrderStatus.CANCELLED, reason)
 
     def _cancel_all(self, c: CancelAll) -> Result:
@@ -595,30 +630,29 @@ class Engine:
         if new_price * new_quantity * market.notional_atoms >= _INT64:
             return Rejected(Reject.OUT_OF_RANGE, "the order is too large")
         book = self.books[order.symbol]
-        inst = market.instrument
         new_remaining = new_quantity - order.filled
-        asset = inst.quote if order.side is Side.BUY else inst.base
-        per_lot = new_price * market.notional_atoms if order.side is Side.BUY else market.lot_atoms
+        pays = _pays(order)
+        per_lot = new_price * market.notional_atoms if order.side == _BUY else market.lot_atoms
         new_locked = new_remaining * per_lot
         if new_price == order.price and new_quantity < order.quantity:
             # Smaller, same price: stays where it is in the queue.
             book.reduce(order, new_remaining)
             order.quantity = new_quantity
-            self._unlock(order.account_id, asset, order.locked - new_locked)
+            self._unlock(pays, order.locked - new_locked)
             order.locked = new_locked
-            self._touched_levels[(order.symbol, int(order.side), order.price)] = None
+            self._touched_levels[(order.symbol, order.side, order.price)] = None
             self._order_event(order, None)
             return OrderResult(self.last_state[order.order_id])
         if order.post_only and book.would_cross(order.side, new_price):
             return Rejected(Reject.POST_ONLY_WOULD_TAKE, "post-only order would take")
         extra = new_locked - order.locked
-        if extra > 0 and not self._lock(order.account_id, asset, extra):
-            return Rejected(Reject.INSUFFICIENT_FUNDS, f"not enough {asset} available")
+        if extra > 0 and not self._lock(pays, extra):
+            return Rejected(Reject.INSUFFICIENT_FUNDS, f"not enough {pays.asset} available")
         if extra < 0:
-            self._unlock(order.account_id, asset, -extra)
+            self._unlock(pays, -extra)
         order.locked = new_locked
         book.remove(order)
-        self._touched_levels[(order.symbol, int(order.side), order.price)] = None
+        self._touched_levels[(order.symbol, order.side, order.price)] = None
         order.price = new_price
         order.quantity = new_quantity
         order.remaining = new_remaining
@@ -665,7 +699,7 @@ class Engine:
                 return Rejected(Reject.INSUFFICIENT_FUNDS, f"not enough {c.asset} available")
             moved = -c.amount
         self._refs[c.ref] = terms
-        self._touched_balances[(c.account_id, c.asset)] = None
+        self._touched_balances[self.ledger.row(c.account_id, c.asset)] = None
         self._events.append(FundsMoved(self.seq, c.account_id, c.asset, moved, c.ref, self._at))
         return Done({"duplicate": False})
 
@@ -682,7 +716,7 @@ class Engine:
         inst = market.instrument
         notional = c.price * c.quantity * market.notional_atoms
         base = c.quantity * market.lot_atoms
-        if Side(c.side) is Side.BUY:
+        if Side(c.side) == _BUY:
             client_pays, client_amount = inst.quote, notional
             house_pays, house_amount = inst.base, base
         else:
@@ -700,8 +734,8 @@ class Engine:
             # Expired quotes are refused by their expiry anyway; forget the old ones.
             self._used_quotes = {q: v for q, v in self._used_quotes.items() if v > self._at}
         for account in (c.account_id, c.house_account_id):
-            self._touched_balances[(account, inst.base)] = None
-            self._touched_balances[(account, inst.quote)] = None
+            self._touched_balances[ledger.row(account, inst.base)] = None
+            self._touched_balances[ledger.row(account, inst.quote)] = None
         trade = TradeExecuted(
             self.seq,
             self._next_trade_id,
@@ -724,16 +758,16 @@ class Engine:
 
     # Bookkeeping ----------------------------------------------------------------------------
 
-    def _lock(self, account_id: int, asset: str, amount: int) -> bool:
-        if self.ledger.lock(account_id, asset, amount):
-            self._touched_balances[(account_id, asset)] = None
+    def _lock(self, row: Balance, amount: int) -> bool:
+        if lock_row(row, amount):
+            self._touched_balances[row] = None
             return True
         return False
 
-    def _unlock(self, account_id: int, asset: str, amount: int) -> None:
+    def _unlock(self, row: Balance, amount: int) -> None:
         if amount:
-            self.ledger.unlock(account_id, asset, amount)
-            self._touched_balances[(account_id, asset)] = None
+            unlock_row(row, amount)
+            self._touched_balances[row] = None
 
     def _order_event(self, order: Order, reason: str | None) -> None:
         event = OrderUpdated(
@@ -742,12 +776,12 @@ class Engine:
             order.order_id,
             order.client_order_id,
             order.symbol,
-            int(order.side),
-            int(order.type),
+            order.side,
+            order.type,
             order.price,
             order.quantity,
             order.remaining,
-            int(order.tif),
+            order.tif,
             order.post_only,
             _status_text(order.status),
             reason,
@@ -772,10 +806,10 @@ class Engine:
                 events.append(BookChanged(seq, symbol, side, price, total))
             self._touched_levels.clear()
         if self._touched_balances:
-            balance = self.ledger.balance
-            for account_id, asset in self._touched_balances:
-                available, locked = balance(account_id, asset)
-                events.append(BalanceChanged(seq, account_id, asset, available, locked))
+            for row in self._touched_balances:
+                events.append(
+                    BalanceChanged(seq, row.account_id, row.asset, row.available, row.locked)
+                )
             self._touched_balances.clear()
 
     # Checking -------------------------------------------------------------------------------
@@ -796,11 +830,13 @@ class Engine:
                 raise InvariantViolation(f"{order!r} is open but does not rest in the book")
             market = self.markets[order.symbol]
             inst = market.instrument
-            asset = inst.quote if order.side is Side.BUY else inst.base
+            asset = inst.quote if order.side == _BUY else inst.base
+            if order.pays is not self.ledger.row(order.account_id, asset):
+                raise InvariantViolation(f"{order!r} pays from another ledger row than {asset}")
             key = (order.account_id, asset)
             locked[key] = locked.get(key, 0) + order.locked
             per_lot = (
-                order.price * market.notional_atoms if order.side is Side.BUY else market.lot_atoms
+                order.price * market.notional_atoms if order.side == _BUY else market.lot_atoms
             )
             if order.locked != order.remaining * per_lot:
                 raise InvariantViolation(
@@ -897,7 +933,7 @@ class Engine:
         for row, last in zip(state["orders"], states, strict=True):
             (oid, acct, symbol, side, otype, price, qty, remaining, tif, post_only, coid,
              priority, locked, maker, taker, created_at, status) = row  # fmt: skip
-            order = Order(oid, acct, symbol, _SIDE[side], _TYPE[otype], price, qty, _TIF[tif],
+            order = Order(oid, acct, symbol, side, otype, price, qty, tif,
                           post_only, coid, priority, created_at, maker, taker)  # fmt: skip
             order.remaining = remaining
             order.locked = locked
@@ -908,6 +944,10 @@ class Engine:
         engine.ledger = Ledger.restore(
             [((a, asset), (av, lk)) for (a, asset), (av, lk) in state["balances"]], state["totals"]
         )
+        for order in engine.open_orders.values():  # the rows of the ledger just restored
+            market = engine.markets[order.symbol]
+            asset = market.quote if order.side == _BUY else market.base
+            order.pays = engine.ledger.row(order.account_id, asset)
         engine._client_ids = {(a, c): (tuple(f), oid) for a, c, f, oid in state["client_ids"]}
         engine._refs = {ref: tuple(terms) for ref, terms in state["refs"]}
         engine._used_quotes = dict(state["used_quotes"])
@@ -959,3 +999,11 @@ def _status_text(status: OrderStatus) -> str:
 
 def _fingerprint(c: PlaceOrder) -> tuple[Any, ...]:
     return (c.symbol, c.side, c.type, c.price, c.quantity, c.tif, c.post_only)
+
+
+def _pays(order: Order) -> Balance:
+    """The ledger row ``order`` holds its locked funds in (set when it was placed)."""
+    pays = order.pays
+    if pays is None:  # pragma: no cover - every open order has one
+        raise InvariantViolation(f"{order!r} has no ledger row")
+    return pays
