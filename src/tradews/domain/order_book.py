@@ -26,19 +26,41 @@ _BUY, _SELL = 1, 2
 
 
 class Level:
-    __slots__ = ("orders", "price", "total")
+    """One price on one side. It knows its symbol and side, so that a changed level can be
+    reported (``BookChanged``) from the object alone; ``total`` stays right after the level is
+    emptied and taken out of the book (0)."""
 
-    def __init__(self, price: int) -> None:
+    __slots__ = ("orders", "price", "side", "symbol", "total")
+
+    def __init__(self, symbol: str, side: int, price: int) -> None:
+        self.symbol = symbol
+        self.side = side
         self.price = price
         self.orders: dict[int, Order] = {}
         self.total = 0
 
 
 class OrderBook:
-    __slots__ = ("_ask_prices", "_asks", "_bid_prices", "_bids", "orders", "owners", "symbol")
+    __slots__ = (
+        "_ask_prices",
+        "_asks",
+        "_bid_prices",
+        "_bids",
+        "_emptied",
+        "orders",
+        "owners",
+        "symbol",
+        "touched",
+    )
 
-    def __init__(self, symbol: str) -> None:
+    def __init__(self, symbol: str, touched: dict[Level, None] | None = None) -> None:
         self.symbol = symbol
+        # Every level whose total changes is added here, in order of first change (an engine
+        # shares one dict between its books and reports them once per command, then clears it).
+        self.touched: dict[Level, None] = {} if touched is None else touched
+        # The last level emptied on each side (bids, asks): an order re-placed at that price
+        # reuses it, so that one price never has two Level objects in ``touched``.
+        self._emptied: list[Level | None] = [None, None]
         # Each side in attributes of its own, not in dicts keyed by side: a side is an enum, and
         # hashing one costs more than the lookup it would serve.
         self._bids: dict[int, Level] = {}
@@ -147,10 +169,14 @@ class OrderBook:
         levels, prices = self._side(order.side)
         level = levels.get(order.price)
         if level is None:
-            level = levels[order.price] = Level(order.price)
+            emptied = self._emptied[order.side - 1]
+            if emptied is None or emptied.price != order.price:
+                emptied = Level(self.symbol, order.side, order.price)
+            level = levels[order.price] = emptied
             insort(prices, order.price)
         level.orders[order.order_id] = order
         level.total += order.remaining
+        self.touched[level] = None
         self.orders[order.order_id] = order
         owners = self.owners
         owners[order.account_id] = owners.get(order.account_id, 0) + 1
@@ -163,9 +189,11 @@ class OrderBook:
         level = levels[order.price]
         del level.orders[order.order_id]
         level.total -= order.remaining
+        self.touched[level] = None
         if not level.orders:
             del levels[order.price]
             del prices[bisect_left(prices, order.price)]
+            self._emptied[order.side - 1] = level
 
     def _disown(self, account_id: int) -> None:
         owners = self.owners
@@ -180,6 +208,7 @@ class OrderBook:
         level = self._side(order.side)[0][order.price]
         level.total -= order.remaining - new_remaining
         order.remaining = new_remaining
+        self.touched[level] = None
 
     def match(
         self, side: int, limit: int | None, quantity: int, account_id: int
@@ -192,6 +221,7 @@ class OrderBook:
         empty, or the next maker belongs to ``account_id`` (self-trade prevention, ``True``).
         """
         fills: list[tuple[Order, int]] = []
+        touched = self.touched
         is_buy = side == _BUY
         levels, prices = (
             (self._asks, self._ask_prices) if is_buy else (self._bids, self._bid_prices)
@@ -209,6 +239,7 @@ class OrderBook:
                 left = maker.remaining
                 take = left if left < quantity else quantity
                 fills.append((maker, take))
+                touched[level] = None
                 quantity -= take
                 maker.remaining = left - take
                 level.total -= take
@@ -224,6 +255,7 @@ class OrderBook:
                     del prices[0]
                 else:
                     prices.pop()
+                self._emptied[level.side - 1] = level
         return fills, False
 
     # Checking -------------------------------------------------------------------------------

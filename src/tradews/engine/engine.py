@@ -59,7 +59,7 @@ from tradews.domain.ledger import (
 )
 from tradews.domain.ledger import lock as lock_row
 from tradews.domain.ledger import unlock as unlock_row
-from tradews.domain.order_book import OrderBook
+from tradews.domain.order_book import Level, OrderBook
 from tradews.domain.orders import Order, OrderStatus, Reject, Side
 from tradews.engine.commands import (
     AcceptQuote,
@@ -200,7 +200,7 @@ class Engine:
         self._at = 0
         self._events: list[Event] = []
         # Insertion-ordered dicts used as sets: deterministic event order without sorting.
-        self._touched_levels: dict[tuple[str, int, int], None] = {}  # symbol, side value, price
+        self._touched_levels: dict[Level, None] = {}  # shared by the books, which fill it
         self._touched_balances: dict[Balance, None] = {}
         # The fee account's row per asset, once it has one (rows are never removed).
         self._fee_rows: dict[str, Balance] = {}
@@ -212,7 +212,7 @@ class Engine:
         if inst.symbol in self.markets:
             return
         self.markets[inst.symbol] = Market.of(inst)
-        self.books[inst.symbol] = OrderBook(inst.symbol)
+        self.books[inst.symbol] = OrderBook(inst.symbol, self._touched_levels)
 
     def _list(self, c: ListInstrument) -> Result:
         if c.symbol in self.markets:
@@ -373,10 +373,7 @@ class Engine:
         """Match ``order`` as the taker, then rest or cancel what is left."""
         limit = order.price if order.type == _LIMIT else None
         fills, self_trade = book.match(order.side, limit, order.remaining, order.account_id)
-        touched = self._touched_levels
-        opposite = _SELL if order.side == _BUY else _BUY
         for maker, quantity in fills:
-            touched[(order.symbol, opposite, maker.price)] = None
             self._settle(market, maker, order, quantity)
         if not order.remaining:
             return
@@ -384,7 +381,6 @@ class Engine:
             self._close(order, OrderStatus.CANCELLED, "SELF_TRADE")
         elif order.tif == _GTC:
             book.rest(order)
-            touched[(order.symbol, order.side, order.price)] = None
         else:
             self._close(order, OrderStatus.CANCELLED, "UNFILLED")
 
@@ -530,7 +526,6 @@ class Engine:
 
     def _cancel_resting(self, order: Order, reason: str | None) -> None:
         self.books[order.symbol].remove(order)
-        self._touched_levels[(order.symbol, order.side, order.price)] = None
         self._close(order, OrderStatus.CANCELLED, reason)
 
     def _cancel_all(self, c: CancelAll) -> Result:
@@ -640,7 +635,6 @@ class Engine:
             order.quantity = new_quantity
             self._unlock(pays, order.locked - new_locked)
             order.locked = new_locked
-            self._touched_levels[(order.symbol, order.side, order.price)] = None
             self._order_event(order, None)
             return OrderResult(self.last_state[order.order_id])
         if order.post_only and book.would_cross(order.side, new_price):
@@ -652,7 +646,6 @@ class Engine:
             self._unlock(pays, -extra)
         order.locked = new_locked
         book.remove(order)
-        self._touched_levels[(order.symbol, order.side, order.price)] = None
         order.price = new_price
         order.quantity = new_quantity
         order.remaining = new_remaining
@@ -800,10 +793,8 @@ class Engine:
         events = self._events
         seq = self.seq
         if self._touched_levels:
-            books = self.books
-            for symbol, side, price in self._touched_levels:
-                total = books[symbol].level_total(side, price)
-                events.append(BookChanged(seq, symbol, side, price, total))
+            for level in self._touched_levels:
+                events.append(BookChanged(seq, level.symbol, level.side, level.price, level.total))
             self._touched_levels.clear()
         if self._touched_balances:
             for row in self._touched_balances:
@@ -941,6 +932,7 @@ class Engine:
             engine.books[symbol].rest(order)  # in priority order: queues come back as they were
             engine.open_orders[oid] = order
             engine.last_state[oid] = last
+        engine._touched_levels.clear()  # resting them again changed nothing to report
         engine.ledger = Ledger.restore(
             [((a, asset), (av, lk)) for (a, asset), (av, lk) in state["balances"]], state["totals"]
         )
