@@ -17,12 +17,14 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections.abc import Iterator
 from fractions import Fraction
+from typing import Final
 
 from tradews.domain.invariants import InvariantViolation
 from tradews.domain.orders import Order, Side
 
 # Sides as plain ints (what Order.side holds); Side members compare equal to them.
-_BUY, _SELL = 1, 2
+_BUY: Final = 1
+_SELL: Final = 2
 
 
 class Level:

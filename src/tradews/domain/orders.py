@@ -14,6 +14,7 @@ Rejected orders never enter the table: they are refused before they exist, with 
 from __future__ import annotations
 
 import enum
+from typing import Final
 
 from tradews.domain.invariants import InvariantViolation
 from tradews.domain.ledger import Balance
@@ -48,6 +49,12 @@ class OrderStatus(enum.Enum):
     PARTIALLY_FILLED = "partially_filled"
     FILLED = "filled"
     CANCELLED = "cancelled"
+
+
+# The members the hot paths compare by identity, as constants (compiled: C statics, not a lookup
+# of the class in the module's dict and of the member in the class).
+_NEW: Final = OrderStatus.NEW
+_PARTIAL: Final = OrderStatus.PARTIALLY_FILLED
 
 
 TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
@@ -154,7 +161,7 @@ class Order:
         self.post_only = post_only
         self.client_order_id = client_order_id
         self.priority = priority
-        self.status = OrderStatus.NEW
+        self.status = _NEW
         self.created_at = created_at
         self.locked = 0  # funds this order holds locked in the ledger, in asset atoms
         self.maker_fee_cbps = maker_fee_cbps
@@ -169,7 +176,7 @@ class Order:
     def move_to(self, status: OrderStatus) -> None:
         # TRANSITIONS without looking it up (hashing an Enum runs Python code): an open order may
         # go anywhere but back to NEW, a closed one nowhere. tests/domain checks they agree.
-        if not self.is_open or status is OrderStatus.NEW:
+        if not self.is_open or status is _NEW:
             raise InvariantViolation(
                 f"order {self.order_id}: {self.status} -> {status} is not allowed"
             )
@@ -177,7 +184,8 @@ class Order:
 
     @property
     def is_open(self) -> bool:
-        return self.status is OrderStatus.NEW or self.status is OrderStatus.PARTIALLY_FILLED
+        status = self.status
+        return status is _NEW or status is _PARTIAL
 
     def __repr__(self) -> str:
         return (

@@ -43,7 +43,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
@@ -85,15 +85,31 @@ from tradews.engine.events import (
 
 Event = OrderUpdated | TradeExecuted | BookChanged | BalanceChanged | FundsMoved
 
-_FEE_DIVISOR = 1_000_000  # fee rates are in 1/100 bps: 1e4 bps * 100
-_INT64 = 2**63  # amounts are stored in signed 64-bit integers
+# Final: compiled, these are C constants; otherwise every use is a lookup in the module's dict.
+_FEE_DIVISOR: Final = 1_000_000  # fee rates are in 1/100 bps: 1e4 bps * 100
+_INT64: Final = 2**63  # amounts are stored in signed 64-bit integers
 # Orders carry side, type and time in force as plain ints (the values of the enums): hot paths
 # compare ints, and events take them as they are. Statuses compare by identity: Enum's __hash__
 # and .value are Python code, slower than the lookups they would serve.
-_NEW, _PARTIAL, _FILLED = OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED
-_BUY, _SELL = 1, 2
-_LIMIT, _MARKET = 1, 2
-_GTC, _IOC, _FOK = 1, 2, 3
+_NEW: Final = OrderStatus.NEW
+_PARTIAL: Final = OrderStatus.PARTIALLY_FILLED
+_FILLED: Final = OrderStatus.FILLED
+_CANCELLED: Final = OrderStatus.CANCELLED
+_BUY: Final = 1
+_SELL: Final = 2
+_LIMIT: Final = 1
+_MARKET: Final = 2
+_GTC: Final = 1
+_IOC: Final = 2
+_FOK: Final = 3
+# The classes the hot paths build or test for, as constants: compiled, a name imported from an
+# uncompiled module is otherwise looked up in the module's dict at every use.
+_PLACE_ORDER: Final = PlaceOrder
+_CANCEL_ORDER: Final = CancelOrder
+_ORDER_UPDATED: Final = OrderUpdated
+_TRADE_EXECUTED: Final = TradeExecuted
+_BOOK_CHANGED: Final = BookChanged
+_BALANCE_CHANGED: Final = BalanceChanged
 # Why the engine cancelled an order on its own (OrderUpdated.reason).
 CANCEL_ON_DISCONNECT = "CANCEL_ON_DISCONNECT"
 CANCEL_ALL_AFTER = "CANCEL_ALL_AFTER"
@@ -246,9 +262,9 @@ class Engine:
         self._at = cmd.at
         if self._events:  # left over by a command that raised
             self._events = []
-        if isinstance(cmd, PlaceOrder):
+        if isinstance(cmd, _PLACE_ORDER):
             result = self._place(cmd)
-        elif isinstance(cmd, CancelOrder):
+        elif isinstance(cmd, _CANCEL_ORDER):
             result = self._cancel(cmd)
         elif isinstance(cmd, AmendOrder):
             result = self._amend(cmd)
@@ -378,11 +394,11 @@ class Engine:
         if not order.remaining:
             return
         if self_trade:
-            self._close(order, OrderStatus.CANCELLED, "SELF_TRADE")
+            self._close(order, _CANCELLED, "SELF_TRADE")
         elif order.tif == _GTC:
             book.rest(order)
         else:
-            self._close(order, OrderStatus.CANCELLED, "UNFILLED")
+            self._close(order, _CANCELLED, "UNFILLED")
 
     def _market_buy_cost(self, book: OrderBook, market: Market, c: PlaceOrder) -> int:
         left = c.quantity
@@ -437,7 +453,7 @@ class Engine:
         touched[seller_pays] = None
         taker.remaining -= quantity
         self._events.append(
-            TradeExecuted(
+            _TRADE_EXECUTED(
                 self.seq,
                 self._next_trade_id,
                 maker.symbol,
@@ -457,10 +473,10 @@ class Engine:
         self._next_trade_id += 1
         for order in (maker, taker):
             if order.remaining:
-                order.move_to(OrderStatus.PARTIALLY_FILLED)
+                order.move_to(_PARTIAL)
                 self._order_event(order, None)
             else:
-                self._close(order, OrderStatus.FILLED, None)
+                self._close(order, _FILLED, None)
 
     def _fee(self, asset: str, payer: Balance, received: int, rate_cbps: int) -> int:
         """Charge a fee out of what ``payer`` (a row in ``asset``) has just received."""
@@ -526,7 +542,7 @@ class Engine:
 
     def _cancel_resting(self, order: Order, reason: str | None) -> None:
         self.books[order.symbol].remove(order)
-        self._close(order, OrderStatus.CANCELLED, reason)
+        self._close(order, _CANCELLED, reason)
 
     def _cancel_all(self, c: CancelAll) -> Result:
         if c.symbol is not None and c.symbol not in self.markets:
@@ -763,7 +779,7 @@ class Engine:
             self._touched_balances[row] = None
 
     def _order_event(self, order: Order, reason: str | None) -> None:
-        event = OrderUpdated(
+        event = _ORDER_UPDATED(
             self.seq,
             order.account_id,
             order.order_id,
@@ -794,12 +810,14 @@ class Engine:
         seq = self.seq
         if self._touched_levels:
             for level in self._touched_levels:
-                events.append(BookChanged(seq, level.symbol, level.side, level.price, level.total))
+                events.append(
+                    _BOOK_CHANGED(seq, level.symbol, level.side, level.price, level.total)
+                )
             self._touched_levels.clear()
         if self._touched_balances:
             for row in self._touched_balances:
                 events.append(
-                    BalanceChanged(seq, row.account_id, row.asset, row.available, row.locked)
+                    _BALANCE_CHANGED(seq, row.account_id, row.asset, row.available, row.locked)
                 )
             self._touched_balances.clear()
 
