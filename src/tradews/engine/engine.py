@@ -213,7 +213,10 @@ class Engine:
         self._next_order_id = 1
         self._next_trade_id = 1
         self._priority = 0
-        self._at = 0
+        # The command's ``at`` and ``seq`` as Python ints, boxed once per command: compiled,
+        # every event built from an int attribute would otherwise allocate a new int object.
+        self._at: Any = 0
+        self._seq: Any = 0
         self._events: list[Event] = []
         # Insertion-ordered dicts used as sets: deterministic event order without sorting.
         self._touched_levels: dict[Level, None] = {}  # shared by the books, which fill it
@@ -259,6 +262,7 @@ class Engine:
         exception) means a bug has left the state impossible or half-changed: the caller must
         stop applying commands and rebuild from the journal."""
         self.seq += 1
+        self._seq = self.seq
         self._at = cmd.at
         if self._events:  # left over by a command that raised
             self._events = []
@@ -292,12 +296,17 @@ class Engine:
     # Orders ---------------------------------------------------------------------------------
 
     def _place(self, c: PlaceOrder) -> Result:
-        market = self.markets.get(c.symbol)
+        # Each field of the command read once: reading one is a generic attribute lookup.
+        symbol = c.symbol
+        account_id = c.account_id
+        price = c.price
+        quantity = c.quantity
+        market = self.markets.get(symbol)
         if market is None:
-            return Rejected(Reject.UNKNOWN_SYMBOL, f"unknown symbol {c.symbol!r}")
+            return Rejected(Reject.UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}")
         key = None
         if c.client_order_id is not None:
-            key = (c.account_id, c.client_order_id)
+            key = (account_id, c.client_order_id)
             seen = self._client_ids.get(key)
             if seen is not None:
                 fingerprint, order_id = seen
@@ -313,53 +322,53 @@ class Engine:
         tif = c.tif
         if not (_BUY <= side <= _SELL and _LIMIT <= otype <= _MARKET and _GTC <= tif <= _FOK):
             raise ValueError(f"side {side}, type {otype}, tif {tif}: not a valid order")
-        problem = self._check_size(market, c.quantity)
+        problem = self._check_size(market, quantity)
         if problem is not None:
             return problem
         if otype == _LIMIT:
-            if c.price <= 0:
+            if price <= 0:
                 return Rejected(Reject.INVALID_PRICE, "a limit order needs a positive price")
-            limit: int | None = c.price
+            limit: int | None = price
         else:
-            if c.price != 0:
+            if price != 0:
                 return Rejected(Reject.PRICE_NOT_ALLOWED, "a market order takes no price")
             limit = None
             if tif == _GTC:
                 tif = _IOC
-        book = self.books[c.symbol]
+        book = self.books[symbol]
         if c.post_only:
             if tif != _GTC or otype == _MARKET:
                 return Rejected(Reject.POST_ONLY_NOT_GTC, "post-only orders must be GTC limits")
-            if book.would_cross(side, c.price):
+            if book.would_cross(side, price):
                 return Rejected(Reject.POST_ONLY_WOULD_TAKE, "post-only order would take")
         if tif == _FOK:
-            if book.fillable(side, limit, c.quantity, c.account_id) < c.quantity:
+            if book.fillable(side, limit, quantity, account_id) < quantity:
                 return Rejected(Reject.FOK_NOT_FILLABLE, "not enough to fill the whole order now")
-        elif otype == _MARKET and book.fillable(side, None, 1, c.account_id) == 0:
+        elif otype == _MARKET and book.fillable(side, None, 1, account_id) == 0:
             return Rejected(Reject.NO_LIQUIDITY, "nothing to trade against")
-        if (limit or 1) * c.quantity * market.notional_atoms >= _INT64 or (
-            c.quantity * market.lot_atoms >= _INT64
+        if (limit or 1) * quantity * market.notional_atoms >= _INT64 or (
+            quantity * market.lot_atoms >= _INT64
         ):
             return Rejected(Reject.OUT_OF_RANGE, "the order is too large")
         if side == _SELL:
-            asset, need = market.base, c.quantity * market.lot_atoms
+            asset, need = market.base, quantity * market.lot_atoms
         elif limit is not None:
-            asset, need = market.quote, c.quantity * limit * market.notional_atoms
+            asset, need = market.quote, quantity * limit * market.notional_atoms
         else:
             asset, need = market.quote, self._market_buy_cost(book, market, c)
-        pays = self.ledger.row(c.account_id, asset)
+        pays = self.ledger.row(account_id, asset)
         if not self._lock(pays, need):
             return Rejected(Reject.INSUFFICIENT_FUNDS, f"not enough {asset} available")
 
         self._priority += 1
         order = Order(
             self._next_order_id,
-            c.account_id,
-            c.symbol,
+            account_id,
+            symbol,
             side,
             otype,
-            c.price,
-            c.quantity,
+            price,
+            quantity,
             tif,
             c.post_only,
             c.client_order_id,
@@ -376,9 +385,10 @@ class Engine:
             self._client_ids[key] = (_fingerprint(c), order.order_id)
         self._order_event(order, None)  # acknowledged before anything is filled
         self._take(book, market, order)
-        if c.session and order.is_open:
-            self._order_session[order.order_id] = c.session
-            session = (c.account_id, c.session)
+        tag = c.session
+        if tag and order.is_open:
+            self._order_session[order.order_id] = tag
+            session = (account_id, tag)
             tagged = self._sessions.get(session)
             if tagged is None:
                 tagged = self._sessions[session] = {}
@@ -388,11 +398,14 @@ class Engine:
     def _take(self, book: OrderBook, market: Market, order: Order) -> None:
         """Match ``order`` as the taker, then rest or cancel what is left."""
         limit = order.price if order.type == _LIMIT else None
-        fills, self_trade = book.match(order.side, limit, order.remaining, order.account_id)
-        for maker, quantity in fills:
-            self._settle(market, maker, order, quantity)
-        if not order.remaining:
-            return
+        self_trade = False
+        # A limit that does not reach the other side (half the orders) has nothing to match.
+        if limit is None or book.would_cross(order.side, limit):
+            fills, self_trade = book.match(order.side, limit, order.remaining, order.account_id)
+            for maker, quantity in fills:
+                self._settle(market, maker, order, quantity)
+            if not order.remaining:
+                return
         if self_trade:
             self._close(order, _CANCELLED, "SELF_TRADE")
         elif order.tif == _GTC:
@@ -454,7 +467,7 @@ class Engine:
         taker.remaining -= quantity
         self._events.append(
             _TRADE_EXECUTED(
-                self.seq,
+                self._seq,
                 self._next_trade_id,
                 maker.symbol,
                 price,
@@ -780,7 +793,7 @@ class Engine:
 
     def _order_event(self, order: Order, reason: str | None) -> None:
         event = _ORDER_UPDATED(
-            self.seq,
+            self._seq,
             order.account_id,
             order.order_id,
             order.client_order_id,
@@ -807,7 +820,7 @@ class Engine:
 
     def _flush_touched(self) -> None:
         events = self._events
-        seq = self.seq
+        seq = self._seq
         if self._touched_levels:
             for level in self._touched_levels:
                 events.append(
