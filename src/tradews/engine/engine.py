@@ -119,15 +119,48 @@ class UnlistableInstrument(ValueError):
     pass
 
 
-@dataclass(frozen=True, slots=True)
 class Rejected:
-    reason: Reject
-    message: str
+    """A refused command. Like :class:`OrderResult`, written out rather than a frozen dataclass:
+    compiled, a frozen dataclass is a Python class whose ``__init__`` runs as Python code; this
+    one is a native class. Immutable by its type (``Final``), equal by value, with the same
+    ``repr`` as the dataclass it replaces (tests/unit/test_build.py pins it)."""
+
+    __slots__ = ("message", "reason")
+
+    def __init__(self, reason: Reject, message: str) -> None:
+        self.reason: Final = reason
+        self.message: Final = message
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Rejected):
+            return NotImplemented
+        return self.reason is other.reason and self.message == other.message
+
+    def __hash__(self) -> int:
+        return hash((self.reason, self.message))
+
+    def __repr__(self) -> str:
+        return f"Rejected(reason={self.reason!r}, message={self.message!r})"
 
 
-@dataclass(frozen=True, slots=True)
 class OrderResult:
-    order: OrderUpdated
+    """An order's state after the command (see :class:`Rejected` for why not a dataclass)."""
+
+    __slots__ = ("order",)
+
+    def __init__(self, order: OrderUpdated) -> None:
+        self.order: Final = order
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, OrderResult):
+            return NotImplemented
+        return self.order == other.order
+
+    def __hash__(self) -> int:
+        return hash(self.order)
+
+    def __repr__(self) -> str:
+        return f"OrderResult(order={self.order!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,17 +181,37 @@ class Done:
 Result = Rejected | OrderResult | Duplicate | Done
 
 
-@dataclass(frozen=True, slots=True)
 class Market:
-    """An instrument as the engine uses it: with the atom scales of its two assets."""
+    """An instrument as the engine uses it: with the atom scales of its two assets. A native
+    class (compiled), not a frozen dataclass, so that the engine reads its fields directly;
+    they are ``Final``: immutable once made."""
 
-    instrument: Instrument
-    notional_atoms: int  # atoms of the quote asset in one tick x one lot
-    lot_atoms: int  # atoms of the base asset in one lot
-    min_lots: int
-    max_lots: int | None
-    base: str  # the instrument's, as plain fields: Instrument's attributes are slower to read
-    quote: str
+    __slots__ = (
+        "base",
+        "instrument",
+        "lot_atoms",
+        "max_lots",
+        "min_lots",
+        "notional_atoms",
+        "quote",
+    )
+
+    def __init__(
+        self,
+        instrument: Instrument,
+        notional_atoms: int,
+        lot_atoms: int,
+        min_lots: int,
+        max_lots: int | None,
+    ) -> None:
+        self.instrument: Final = instrument
+        self.notional_atoms: Final = notional_atoms  # atoms of the quote asset in 1 tick x 1 lot
+        self.lot_atoms: Final = lot_atoms  # atoms of the base asset in one lot
+        self.min_lots: Final = min_lots
+        self.max_lots: Final = max_lots
+        # The instrument's assets as fields of their own: Instrument's are slower to read.
+        self.base: Final = instrument.base
+        self.quote: Final = instrument.quote
 
     @classmethod
     def of(cls, inst: Instrument) -> Market:
@@ -169,15 +222,7 @@ class Market:
                 f"{inst.symbol}: tick x lot and lot must be multiples of 10^-8"
             )
         max_lots = None if inst.max_size is None else int(inst.max_size / inst.lot)
-        return cls(
-            inst,
-            int(notional),
-            int(lot),
-            int(inst.min_size / inst.lot),
-            max_lots,
-            inst.base,
-            inst.quote,
-        )
+        return cls(inst, int(notional), int(lot), int(inst.min_size / inst.lot), max_lots)
 
 
 class Engine:
