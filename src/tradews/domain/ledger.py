@@ -50,13 +50,14 @@ class Balance:
     """One account's balance in one asset. The engine holds on to these rows (an order keeps the
     rows it pays from and receives into) so that settling a fill looks nothing up."""
 
-    __slots__ = ("account_id", "asset", "available", "locked")
+    __slots__ = ("account_id", "asset", "available", "locked", "mark")
 
     def __init__(self, account_id: int, asset: str) -> None:
         self.account_id = account_id
         self.asset = asset
         self.available = 0
         self.locked = 0
+        self.mark = 0  # for the engine: the command that last reported this balance
 
 
 class Ledger:

@@ -32,7 +32,7 @@ class Level:
     reported (``BookChanged``) from the object alone; ``total`` stays right after the level is
     emptied and taken out of the book (0)."""
 
-    __slots__ = ("orders", "price", "side", "symbol", "total")
+    __slots__ = ("mark", "orders", "price", "side", "symbol", "total")
 
     def __init__(self, symbol: str, side: int, price: int) -> None:
         self.symbol = symbol
@@ -40,6 +40,30 @@ class Level:
         self.price = price
         self.orders: dict[int, Order] = {}
         self.total = 0
+        self.mark = -1  # the Touched.stamp it was last listed under
+
+
+class Touched:
+    """The levels whose totals changed since the owner last cleared ``levels``, in order of
+    first change, each once. A level is listed when its ``mark`` is not the current ``stamp``
+    (then marked): a list and an int compare, cheaper than a dict used as an ordered set. The
+    owner (an engine: one per command, shared by its books) moves ``stamp`` on when it clears
+    the list."""
+
+    __slots__ = ("levels", "stamp")
+
+    def __init__(self) -> None:
+        self.levels: list[Level] = []
+        self.stamp = 0
+
+    def add(self, level: Level) -> None:
+        if level.mark != self.stamp:
+            level.mark = self.stamp
+            self.levels.append(level)
+
+    def clear(self) -> None:
+        self.levels.clear()
+        self.stamp += 1
 
 
 class OrderBook:
@@ -55,11 +79,11 @@ class OrderBook:
         "touched",
     )
 
-    def __init__(self, symbol: str, touched: dict[Level, None] | None = None) -> None:
+    def __init__(self, symbol: str, touched: Touched | None = None) -> None:
         self.symbol = symbol
-        # Every level whose total changes is added here, in order of first change (an engine
-        # shares one dict between its books and reports them once per command, then clears it).
-        self.touched: dict[Level, None] = {} if touched is None else touched
+        # Every level whose total changes is added here (an engine shares one between its books
+        # and reports them once per command).
+        self.touched = Touched() if touched is None else touched
         # The last level emptied on each side (bids, asks): an order re-placed at that price
         # reuses it, so that one price never has two Level objects in ``touched``.
         self._emptied: list[Level | None] = [None, None]
@@ -178,7 +202,7 @@ class OrderBook:
             insort(prices, order.price)
         level.orders[order.order_id] = order
         level.total += order.remaining
-        self.touched[level] = None
+        self.touched.add(level)
         self.orders[order.order_id] = order
         owners = self.owners
         owners[order.account_id] = owners.get(order.account_id, 0) + 1
@@ -191,7 +215,7 @@ class OrderBook:
         level = levels[order.price]
         del level.orders[order.order_id]
         level.total -= order.remaining
-        self.touched[level] = None
+        self.touched.add(level)
         if not level.orders:
             del levels[order.price]
             del prices[bisect_left(prices, order.price)]
@@ -210,7 +234,7 @@ class OrderBook:
         level = self._side(order.side)[0][order.price]
         level.total -= order.remaining - new_remaining
         order.remaining = new_remaining
-        self.touched[level] = None
+        self.touched.add(level)
 
     def match(
         self, side: int, limit: int | None, quantity: int, account_id: int
@@ -241,7 +265,7 @@ class OrderBook:
                 left = maker.remaining
                 take = left if left < quantity else quantity
                 fills.append((maker, take))
-                touched[level] = None
+                touched.add(level)
                 quantity -= take
                 maker.remaining = left - take
                 level.total -= take

@@ -59,7 +59,7 @@ from tradews.domain.ledger import (
 )
 from tradews.domain.ledger import lock as lock_row
 from tradews.domain.ledger import unlock as unlock_row
-from tradews.domain.order_book import Level, OrderBook
+from tradews.domain.order_book import OrderBook, Touched
 from tradews.domain.orders import Order, OrderStatus, Reject, Side
 from tradews.engine.commands import (
     AcceptQuote,
@@ -264,8 +264,10 @@ class Engine:
         self._seq: Any = 0
         self._events: list[Event] = []
         # Insertion-ordered dicts used as sets: deterministic event order without sorting.
-        self._touched_levels: dict[Level, None] = {}  # shared by the books, which fill it
-        self._touched_balances: dict[Balance, None] = {}
+        # Levels and balances to report at the end of the command, in order of first change,
+        # each once: a balance is listed when its mark is not the command's seq (then marked).
+        self._touched_levels = Touched()  # shared by the books, which fill it
+        self._touched_balances: list[Balance] = []
         # The fee account's row per asset, once it has one (rows are never removed).
         self._fee_rows: dict[str, Balance] = {}
         for inst in instruments:
@@ -481,7 +483,6 @@ class Engine:
             buyer, seller = taker, maker
         else:
             buyer, seller = maker, taker
-        touched = self._touched_balances
         buyer_pays = _pays(buyer)  # quote
         seller_pays = _pays(seller)  # base
         buyer_gets = buyer.gets
@@ -505,10 +506,10 @@ class Engine:
             maker_fee = self._fee(market.quote, seller_gets, notional, maker.maker_fee_cbps)
             taker_fee = self._fee(market.base, buyer_gets, base, taker.taker_fee_cbps)
         # First touches order the BalanceChanged events: the fee account's rows, then these.
-        touched[buyer_pays] = None
-        touched[buyer_gets] = None
-        touched[seller_gets] = None
-        touched[seller_pays] = None
+        self._touch(buyer_pays)
+        self._touch(buyer_gets)
+        self._touch(seller_gets)
+        self._touch(seller_pays)
         taker.remaining -= quantity
         self._events.append(
             _TRADE_EXECUTED(
@@ -545,7 +546,7 @@ class Engine:
         if fee_row is None:
             fee_row = self._fee_rows[asset] = self.ledger.row(self.fee_account_id, asset)
         pay_from_available(payer, fee, fee_row)
-        self._touched_balances[fee_row] = None
+        self._touch(fee_row)
         return fee
 
     def _close(self, order: Order, status: OrderStatus, reason: str | None) -> None:
@@ -766,7 +767,7 @@ class Engine:
                 return Rejected(Reject.INSUFFICIENT_FUNDS, f"not enough {c.asset} available")
             moved = -c.amount
         self._refs[c.ref] = terms
-        self._touched_balances[self.ledger.row(c.account_id, c.asset)] = None
+        self._touch(self.ledger.row(c.account_id, c.asset))
         self._events.append(FundsMoved(self.seq, c.account_id, c.asset, moved, c.ref, self._at))
         return Done({"duplicate": False})
 
@@ -801,8 +802,8 @@ class Engine:
             # Expired quotes are refused by their expiry anyway; forget the old ones.
             self._used_quotes = {q: v for q, v in self._used_quotes.items() if v > self._at}
         for account in (c.account_id, c.house_account_id):
-            self._touched_balances[ledger.row(account, inst.base)] = None
-            self._touched_balances[ledger.row(account, inst.quote)] = None
+            self._touch(ledger.row(account, inst.base))
+            self._touch(ledger.row(account, inst.quote))
         trade = TradeExecuted(
             self.seq,
             self._next_trade_id,
@@ -827,14 +828,14 @@ class Engine:
 
     def _lock(self, row: Balance, amount: int) -> bool:
         if lock_row(row, amount):
-            self._touched_balances[row] = None
+            self._touch(row)
             return True
         return False
 
     def _unlock(self, row: Balance, amount: int) -> None:
         if amount:
             unlock_row(row, amount)
-            self._touched_balances[row] = None
+            self._touch(row)
 
     def _order_event(self, order: Order, reason: str | None) -> None:
         event = _ORDER_UPDATED(
@@ -863,15 +864,21 @@ class Engine:
             if len(closed) > self._closed_kept:
                 self.last_state.pop(closed.popleft(), None)
 
+    def _touch(self, row: Balance) -> None:
+        if row.mark != self.seq:
+            row.mark = self.seq
+            self._touched_balances.append(row)
+
     def _flush_touched(self) -> None:
         events = self._events
         seq = self._seq
-        if self._touched_levels:
-            for level in self._touched_levels:
+        touched = self._touched_levels
+        if touched.levels:
+            for level in touched.levels:
                 events.append(
                     _BOOK_CHANGED(seq, level.symbol, level.side, level.price, level.total)
                 )
-            self._touched_levels.clear()
+            touched.clear()
         if self._touched_balances:
             for row in self._touched_balances:
                 events.append(
