@@ -200,20 +200,20 @@ class OrderBook:
                 emptied = Level(self.symbol, order.side, order.price)
             level = levels[order.price] = emptied
             insort(prices, order.price)
-        level.orders[order.order_id] = order
+        level.orders[order.key] = order
         level.total += order.remaining
         self.touched.add(level)
-        self.orders[order.order_id] = order
+        self.orders[order.key] = order
         owners = self.owners
         owners[order.account_id] = owners.get(order.account_id, 0) + 1
 
     def remove(self, order: Order) -> None:
         """Take a resting order out of the book."""
-        del self.orders[order.order_id]
+        del self.orders[order.key]
         self._disown(order.account_id)
         levels, prices = self._side(order.side)
         level = levels[order.price]
-        del level.orders[order.order_id]
+        del level.orders[order.key]
         level.total -= order.remaining
         self.touched.add(level)
         if not level.orders:
@@ -270,8 +270,8 @@ class OrderBook:
                 maker.remaining = left - take
                 level.total -= take
                 if left == take:
-                    del queue[maker.order_id]
-                    del self.orders[maker.order_id]
+                    del queue[maker.key]
+                    del self.orders[maker.key]
                     self._disown(maker.account_id)
                 else:
                     break  # the incoming order is done

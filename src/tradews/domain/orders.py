@@ -14,7 +14,7 @@ Rejected orders never enter the table: they are refused before they exist, with 
 from __future__ import annotations
 
 import enum
-from typing import Final
+from typing import Any, Final
 
 from tradews.domain.invariants import InvariantViolation
 from tradews.domain.ledger import Balance
@@ -130,6 +130,7 @@ class Order:
         "taker_fee_cbps",
         "pays",
         "gets",
+        "key",
     )
 
     def __init__(
@@ -168,6 +169,9 @@ class Order:
         self.taker_fee_cbps = taker_fee_cbps
         self.pays: Balance | None = None
         self.gets: Balance | None = None
+        # order_id as a Python int made once. Compiled, an int attribute is a machine integer,
+        # and every use as a dict key or event field would allocate an int object for it again.
+        self.key: Any = order_id
 
     @property
     def filled(self) -> int:

@@ -427,7 +427,7 @@ class Engine:
         self._next_order_id += 1
         order.locked = need
         order.pays = pays
-        self.open_orders[order.order_id] = order
+        self.open_orders[order.key] = order
         if key is not None:
             self._client_ids[key] = (_fingerprint(c), order.order_id)
         self._order_event(order, None)  # acknowledged before anything is filled
@@ -440,7 +440,7 @@ class Engine:
             if tagged is None:
                 tagged = self._sessions[session] = {}
             tagged[order.order_id] = None
-        return OrderResult(self.last_state[order.order_id])
+        return OrderResult(self.last_state[order.key])
 
     def _take(self, book: OrderBook, market: Market, order: Order) -> None:
         """Match ``order`` as the taker, then rest or cancel what is left."""
@@ -519,8 +519,8 @@ class Engine:
                 price,
                 quantity,
                 taker.side,
-                maker.order_id,
-                taker.order_id,
+                maker.key,
+                taker.key,
                 maker.account_id,
                 taker.account_id,
                 maker_fee,
@@ -555,7 +555,7 @@ class Engine:
         if order.locked:
             self._unlock(_pays(order), order.locked)
             order.locked = 0
-        self.open_orders.pop(order.order_id, None)
+        self.open_orders.pop(order.key, None)
         if self._order_session:
             tag = self._order_session.pop(order.order_id, 0)
             if tag:
@@ -597,7 +597,7 @@ class Engine:
         if isinstance(order, Rejected):
             return order
         self._cancel_resting(order, None)
-        return OrderResult(self.last_state[order.order_id])
+        return OrderResult(self.last_state[order.key])
 
     def _cancel_resting(self, order: Order, reason: str | None) -> None:
         self.books[order.symbol].remove(order)
@@ -711,7 +711,7 @@ class Engine:
             self._unlock(pays, order.locked - new_locked)
             order.locked = new_locked
             self._order_event(order, None)
-            return OrderResult(self.last_state[order.order_id])
+            return OrderResult(self.last_state[order.key])
         if order.post_only and book.would_cross(order.side, new_price):
             return Rejected(Reject.POST_ONLY_WOULD_TAKE, "post-only order would take")
         extra = new_locked - order.locked
@@ -728,7 +728,7 @@ class Engine:
         order.priority = self._priority
         self._order_event(order, None)
         self._take(book, market, order)
-        return OrderResult(self.last_state[order.order_id])
+        return OrderResult(self.last_state[order.key])
 
     def _check_size(self, market: Market, quantity: int) -> Rejected | None:
         if quantity <= 0:
@@ -841,7 +841,7 @@ class Engine:
         event = _ORDER_UPDATED(
             self._seq,
             order.account_id,
-            order.order_id,
+            order.key,
             order.client_order_id,
             order.symbol,
             order.side,
@@ -856,11 +856,11 @@ class Engine:
             order.created_at,
             self._at,
         )
-        self.last_state[order.order_id] = event
+        self.last_state[order.key] = event
         self._events.append(event)
         if not order.is_open:
             closed = self._closed_ids
-            closed.append(order.order_id)
+            closed.append(order.key)
             if len(closed) > self._closed_kept:
                 self.last_state.pop(closed.popleft(), None)
 
