@@ -110,6 +110,13 @@ _ORDER_UPDATED: Final = OrderUpdated
 _TRADE_EXECUTED: Final = TradeExecuted
 _BOOK_CHANGED: Final = BookChanged
 _BALANCE_CHANGED: Final = BalanceChanged
+_astuple: Final = msgspec.structs.astuple
+# _place unpacks a PlaceOrder by position.
+if PlaceOrder.__struct_fields__ != (
+    "at", "account_id", "symbol", "side", "type", "price", "quantity", "tif", "post_only",
+    "client_order_id", "maker_fee_cbps", "taker_fee_cbps", "session",
+):  # fmt: skip
+    raise ImportError("PlaceOrder's fields changed: update Engine._place")
 # Why the engine cancelled an order on its own (OrderUpdated.reason).
 CANCEL_ON_DISCONNECT = "CANCEL_ON_DISCONNECT"
 CANCEL_ALL_AFTER = "CANCEL_ALL_AFTER"
@@ -343,17 +350,28 @@ class Engine:
     # Orders ---------------------------------------------------------------------------------
 
     def _place(self, c: PlaceOrder) -> Result:
-        # Each field of the command read once: reading one is a generic attribute lookup.
-        symbol = c.symbol
-        account_id = c.account_id
-        price = c.price
-        quantity = c.quantity
+        # The command's fields in one C call: compiled, reading each field is a generic
+        # attribute lookup (the order of the fields is checked below the class).
+        account_id: int
+        symbol: str
+        side: int
+        otype: int
+        price: int
+        quantity: int
+        tif: int
+        post_only: bool
+        client_order_id: str | None
+        maker_fee_cbps: int
+        taker_fee_cbps: int
+        tag: int
+        (_, account_id, symbol, side, otype, price, quantity, tif, post_only, client_order_id,
+         maker_fee_cbps, taker_fee_cbps, tag) = _astuple(c)  # fmt: skip
         market = self.markets.get(symbol)
         if market is None:
             return Rejected(Reject.UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}")
         key = None
-        if c.client_order_id is not None:
-            key = (account_id, c.client_order_id)
+        if client_order_id is not None:
+            key = (account_id, client_order_id)
             seen = self._client_ids.get(key)
             if seen is not None:
                 fingerprint, order_id = seen
@@ -362,11 +380,8 @@ class Engine:
                     return Duplicate(order_id) if state is None else OrderResult(state)
                 return Rejected(
                     Reject.DUPLICATE_CLIENT_ORDER_ID,
-                    f"clientOrderId {c.client_order_id!r} was used for a different order",
+                    f"clientOrderId {client_order_id!r} was used for a different order",
                 )
-        side = c.side
-        otype = c.type
-        tif = c.tif
         if not (_BUY <= side <= _SELL and _LIMIT <= otype <= _MARKET and _GTC <= tif <= _FOK):
             raise ValueError(f"side {side}, type {otype}, tif {tif}: not a valid order")
         problem = self._check_size(market, quantity)
@@ -383,7 +398,7 @@ class Engine:
             if tif == _GTC:
                 tif = _IOC
         book = self.books[symbol]
-        if c.post_only:
+        if post_only:
             if tif != _GTC or otype == _MARKET:
                 return Rejected(Reject.POST_ONLY_NOT_GTC, "post-only orders must be GTC limits")
             if book.would_cross(side, price):
@@ -417,12 +432,12 @@ class Engine:
             price,
             quantity,
             tif,
-            c.post_only,
-            c.client_order_id,
+            post_only,
+            client_order_id,
             self._priority,
             self._at,
-            c.maker_fee_cbps,
-            c.taker_fee_cbps,
+            maker_fee_cbps,
+            taker_fee_cbps,
         )
         self._next_order_id += 1
         order.locked = need
@@ -432,7 +447,6 @@ class Engine:
             self._client_ids[key] = (_fingerprint(c), order.order_id)
         self._order_event(order, None)  # acknowledged before anything is filled
         self._take(book, market, order)
-        tag = c.session
         if tag and order.is_open:
             self._order_session[order.order_id] = tag
             session = (account_id, tag)
