@@ -95,9 +95,9 @@ def engine_case(
 
 def shift(engine: Engine, account: int, asset: str, available: int, locked: int) -> None:
     """Change a ledger row behind the engine's back."""
-    row = engine.ledger._balances.setdefault((account, asset), [0, 0])
-    row[0] += available
-    row[1] += locked
+    row = engine.ledger.row(account, asset)
+    row.available += available
+    row.locked += locked
 
 
 def extra_lock(engine: Engine, bid: Order, ask: Order) -> None:
@@ -142,7 +142,7 @@ def one_atom_from_nowhere(engine: Engine, bid: Order, ask: Order) -> None:
 
 
 def asset_never_deposited(engine: Engine, bid: Order, ask: Order) -> None:
-    engine.ledger._balances[(FEES, "SOL")] = [1, 0]
+    engine.ledger.row(FEES, "SOL").available = 1
 
 
 def overdrawn(engine: Engine, bid: Order, ask: Order) -> None:

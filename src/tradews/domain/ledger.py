@@ -46,34 +46,56 @@ class InsufficientFunds(Exception):
     pass
 
 
+class Balance:
+    """One account's balance in one asset. The engine holds on to these rows (an order keeps the
+    rows it pays from and receives into) so that settling a fill looks nothing up."""
+
+    __slots__ = ("account_id", "asset", "available", "locked", "mark")
+
+    def __init__(self, account_id: int, asset: str) -> None:
+        self.account_id = account_id
+        self.asset = asset
+        self.available = 0
+        self.locked = 0
+        self.mark = 0  # for the engine: the command that last reported this balance
+
+
 class Ledger:
-    __slots__ = ("_balances", "_totals")
+    __slots__ = ("_accounts", "_totals")
 
     def __init__(self) -> None:
-        # (account_id, asset) -> [available, locked]
-        self._balances: dict[tuple[int, str], list[int]] = {}
+        # account_id -> asset -> balance: keyed by account then asset, so that no lookup builds
+        # an (account, asset) tuple.
+        self._accounts: dict[int, dict[str, Balance]] = {}
         self._totals: dict[str, int] = {}
 
-    def _row(self, account_id: int, asset: str) -> list[int]:
-        key = (account_id, asset)
-        row = self._balances.get(key)
+    def row(self, account_id: int, asset: str) -> Balance:
+        """The balance row, created (empty) on first use. Rows exist exactly for the pairs some
+        movement or lock attempt has touched: :meth:`items` (and so the state hash) lists them."""
+        assets = self._accounts.get(account_id)
+        if assets is None:
+            assets = self._accounts[account_id] = {}
+        row = assets.get(asset)
         if row is None:
-            row = self._balances[key] = [0, 0]
+            row = assets[asset] = Balance(account_id, asset)
         return row
 
+    def _find(self, account_id: int, asset: str) -> Balance | None:
+        assets = self._accounts.get(account_id)
+        return None if assets is None else assets.get(asset)
+
     def balance(self, account_id: int, asset: str) -> tuple[int, int]:
-        row = self._balances.get((account_id, asset))
-        return (0, 0) if row is None else (row[0], row[1])
+        row = self._find(account_id, asset)
+        return (0, 0) if row is None else (row.available, row.locked)
 
     def available(self, account_id: int, asset: str) -> int:
-        row = self._balances.get((account_id, asset))
-        return 0 if row is None else row[0]
+        row = self._find(account_id, asset)
+        return 0 if row is None else row.available
 
     def balances_of(self, account_id: int) -> dict[str, tuple[int, int]]:
         return {
-            asset: (row[0], row[1])
-            for (acct, asset), row in self._balances.items()
-            if acct == account_id
+            asset: (row.available, row.locked)
+            for asset, row in self._accounts.get(account_id, {}).items()
         }
 
     # External movements ---------------------------------------------------------------------
@@ -81,60 +103,39 @@ class Ledger:
     def deposit(self, account_id: int, asset: str, amount: int) -> None:
         if amount <= 0:
             raise InvariantViolation(f"deposit of {amount} {asset} to account {account_id}")
-        self._row(account_id, asset)[0] += amount
+        self.row(account_id, asset).available += amount
         self._totals[asset] = self._totals.get(asset, 0) + amount
 
     def withdraw(self, account_id: int, asset: str, amount: int) -> None:
         if amount <= 0:
             raise InvariantViolation(f"withdrawal of {amount} {asset} from account {account_id}")
-        row = self._row(account_id, asset)
-        if row[0] < amount:
+        row = self.row(account_id, asset)
+        if row.available < amount:
             raise InsufficientFunds
-        row[0] -= amount
+        row.available -= amount
         self._totals[asset] -= amount
 
-    # Internal movements ---------------------------------------------------------------------
+    # Internal movements: by account and asset, or on rows already in hand -------------------
 
     def lock(self, account_id: int, asset: str, amount: int) -> bool:
         """Move ``amount`` from available to locked; False (and no change) if not enough."""
-        row = self._row(account_id, asset)
-        if row[0] < amount:
-            return False
-        if amount < 0:
-            raise InvariantViolation(f"lock of {amount} {asset} for account {account_id}")
-        row[0] -= amount
-        row[1] += amount
-        return True
+        return lock(self.row(account_id, asset), amount)
 
     def unlock(self, account_id: int, asset: str, amount: int) -> None:
-        row = self._row(account_id, asset)
-        if not 0 <= amount <= row[1]:
-            raise InvariantViolation(
-                f"unlock of {amount} {asset} for account {account_id}, which has {row[1]} locked"
-            )
-        row[1] -= amount
-        row[0] += amount
+        unlock(self.row(account_id, asset), amount)
 
     def pay_from_locked(self, payer: int, asset: str, amount: int, payee: int) -> None:
         """Move ``amount`` out of ``payer``'s locked funds into ``payee``'s available funds."""
-        src = self._row(payer, asset)
-        if not 0 <= amount <= src[1]:
-            raise InvariantViolation(
-                f"payment of {amount} {asset} from account {payer}'s locked funds ({src[1]}) "
-                f"to account {payee}"
-            )
-        src[1] -= amount
-        self._row(payee, asset)[0] += amount
+        src = self.row(payer, asset)
+        if not 0 <= amount <= src.locked:  # before the payee's row is made: nothing changes
+            raise _bad_payment(src, amount, "locked", src.locked, payee)
+        pay_from_locked(src, amount, self.row(payee, asset))
 
     def pay_from_available(self, payer: int, asset: str, amount: int, payee: int) -> None:
-        src = self._row(payer, asset)
-        if not 0 <= amount <= src[0]:
-            raise InvariantViolation(
-                f"payment of {amount} {asset} from account {payer}'s available funds ({src[0]}) "
-                f"to account {payee}"
-            )
-        src[0] -= amount
-        self._row(payee, asset)[0] += amount
+        src = self.row(payer, asset)
+        if not 0 <= amount <= src.available:
+            raise _bad_payment(src, amount, "available", src.available, payee)
+        pay_from_available(src, amount, self.row(payee, asset))
 
     # Checking -------------------------------------------------------------------------------
 
@@ -144,17 +145,23 @@ class Ledger:
 
     def sums(self) -> dict[str, int]:
         out: dict[str, int] = {}
-        for (_, asset), (available, locked) in self._balances.items():
-            out[asset] = out.get(asset, 0) + available + locked
+        for assets in self._accounts.values():
+            for asset, row in assets.items():
+                out[asset] = out.get(asset, 0) + row.available + row.locked
         return out
 
     def locked_by_account(self) -> dict[tuple[int, str], int]:
-        return {key: row[1] for key, row in self._balances.items() if row[1]}
+        return {
+            (account_id, asset): row.locked
+            for account_id, assets in self._accounts.items()
+            for asset, row in assets.items()
+            if row.locked
+        }
 
     def validate(self) -> None:
         """Raise :class:`InvariantViolation` if a balance is negative or an asset's balances do
         not add up to its net deposits."""
-        for (account_id, asset), (available, locked) in self._balances.items():
+        for (account_id, asset), (available, locked) in self.items():
             if available < 0 or locked < 0:
                 raise InvariantViolation(
                     f"negative balance of account {account_id} in {asset}: "
@@ -174,11 +181,65 @@ class Ledger:
     ) -> Ledger:
         """A ledger with exactly these balances and net deposits (from :meth:`items`, :meth:`totals`)."""
         ledger = cls()
-        ledger._balances = {
-            (acct, asset): [avail, locked] for (acct, asset), (avail, locked) in items
-        }
+        for (acct, asset), (avail, locked) in items:
+            row = ledger.row(acct, asset)
+            row.available = avail
+            row.locked = locked
         ledger._totals = dict(totals)
         return ledger
 
     def items(self) -> list[tuple[tuple[int, str], tuple[int, int]]]:
-        return sorted((k, (v[0], v[1])) for k, v in self._balances.items())
+        return sorted(
+            ((account_id, asset), (row.available, row.locked))
+            for account_id, assets in self._accounts.items()
+            for asset, row in assets.items()
+        )
+
+
+# Movements on rows. Each checks before it changes anything: a movement the state cannot allow
+# is a bug in the caller (InvariantViolation), never a half-done change.
+
+
+def lock(row: Balance, amount: int) -> bool:
+    """Move ``amount`` from available to locked; False (and no change) if not enough."""
+    if row.available < amount:
+        return False
+    if amount < 0:
+        raise InvariantViolation(f"lock of {amount} {row.asset} for account {row.account_id}")
+    row.available -= amount
+    row.locked += amount
+    return True
+
+
+def unlock(row: Balance, amount: int) -> None:
+    if not 0 <= amount <= row.locked:
+        raise InvariantViolation(
+            f"unlock of {amount} {row.asset} for account {row.account_id}, "
+            f"which has {row.locked} locked"
+        )
+    row.locked -= amount
+    row.available += amount
+
+
+def pay_from_locked(src: Balance, amount: int, dst: Balance) -> None:
+    """Move ``amount`` out of ``src``'s locked funds into ``dst``'s available funds."""
+    if not 0 <= amount <= src.locked:
+        raise _bad_payment(src, amount, "locked", src.locked, dst.account_id)
+    src.locked -= amount
+    dst.available += amount
+
+
+def pay_from_available(src: Balance, amount: int, dst: Balance) -> None:
+    if not 0 <= amount <= src.available:
+        raise _bad_payment(src, amount, "available", src.available, dst.account_id)
+    src.available -= amount
+    dst.available += amount
+
+
+def _bad_payment(
+    src: Balance, amount: int, which: str, held: int, payee: int
+) -> InvariantViolation:
+    return InvariantViolation(
+        f"payment of {amount} {src.asset} from account {src.account_id}'s {which} funds "
+        f"({held}) to account {payee}"
+    )

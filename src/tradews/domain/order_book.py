@@ -17,25 +17,76 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections.abc import Iterator
 from fractions import Fraction
+from typing import Final
 
 from tradews.domain.invariants import InvariantViolation
 from tradews.domain.orders import Order, Side
 
+# Sides as plain ints (what Order.side holds); Side members compare equal to them.
+_BUY: Final = 1
+_SELL: Final = 2
+
 
 class Level:
-    __slots__ = ("orders", "price", "total")
+    """One price on one side. It knows its symbol and side, so that a changed level can be
+    reported (``BookChanged``) from the object alone; ``total`` stays right after the level is
+    emptied and taken out of the book (0)."""
 
-    def __init__(self, price: int) -> None:
+    __slots__ = ("mark", "orders", "price", "side", "symbol", "total")
+
+    def __init__(self, symbol: str, side: int, price: int) -> None:
+        self.symbol = symbol
+        self.side = side
         self.price = price
         self.orders: dict[int, Order] = {}
         self.total = 0
+        self.mark = -1  # the Touched.stamp it was last listed under
+
+
+class Touched:
+    """The levels whose totals changed since the owner last cleared ``levels``, in order of
+    first change, each once. A level is listed when its ``mark`` is not the current ``stamp``
+    (then marked): a list and an int compare, cheaper than a dict used as an ordered set. The
+    owner (an engine: one per command, shared by its books) moves ``stamp`` on when it clears
+    the list."""
+
+    __slots__ = ("levels", "stamp")
+
+    def __init__(self) -> None:
+        self.levels: list[Level] = []
+        self.stamp = 0
+
+    def add(self, level: Level) -> None:
+        if level.mark != self.stamp:
+            level.mark = self.stamp
+            self.levels.append(level)
+
+    def clear(self) -> None:
+        self.levels.clear()
+        self.stamp += 1
 
 
 class OrderBook:
-    __slots__ = ("_ask_prices", "_asks", "_bid_prices", "_bids", "orders", "owners", "symbol")
+    __slots__ = (
+        "_ask_prices",
+        "_asks",
+        "_bid_prices",
+        "_bids",
+        "_emptied",
+        "orders",
+        "owners",
+        "symbol",
+        "touched",
+    )
 
-    def __init__(self, symbol: str) -> None:
+    def __init__(self, symbol: str, touched: Touched | None = None) -> None:
         self.symbol = symbol
+        # Every level whose total changes is added here (an engine shares one between its books
+        # and reports them once per command).
+        self.touched = Touched() if touched is None else touched
+        # The last level emptied on each side (bids, asks): an order re-placed at that price
+        # reuses it, so that one price never has two Level objects in ``touched``.
+        self._emptied: list[Level | None] = [None, None]
         # Each side in attributes of its own, not in dicts keyed by side: a side is an enum, and
         # hashing one costs more than the lookup it would serve.
         self._bids: dict[int, Level] = {}
@@ -49,37 +100,37 @@ class OrderBook:
 
     def _side(self, side: int) -> tuple[dict[int, Level], list[int]]:
         """The levels and the sorted prices of ``side`` (a :class:`Side` or its value)."""
-        if side == Side.BUY:
+        if side == _BUY:
             return self._bids, self._bid_prices
         return self._asks, self._ask_prices
 
     # Reading --------------------------------------------------------------------------------
 
-    def best(self, side: Side) -> int | None:
-        if side is Side.BUY:
+    def best(self, side: int) -> int | None:
+        if side == _BUY:
             return self._bid_prices[-1] if self._bid_prices else None
         return self._ask_prices[0] if self._ask_prices else None
 
     def level_total(self, side: int, price: int) -> int:
         """Resting quantity at ``price`` on ``side`` (0 if there is no such level)."""
-        level = (self._bids if side == Side.BUY else self._asks).get(price)
+        level = (self._bids if side == _BUY else self._asks).get(price)
         return 0 if level is None else level.total
 
-    def would_cross(self, side: Side, price: int) -> bool:
+    def would_cross(self, side: int, price: int) -> bool:
         """Would an order of ``side`` at ``price`` trade against the book?"""
-        best = self.best(side.opposite)
+        best = self.best(_SELL if side == _BUY else _BUY)
         if best is None:
             return False
-        return best <= price if side is Side.BUY else best >= price
+        return best <= price if side == _BUY else best >= price
 
-    def levels(self, side: Side) -> Iterator[Level]:
+    def levels(self, side: int) -> Iterator[Level]:
         """Levels of ``side`` from the best price outwards."""
         levels, prices = self._side(side)
-        ordered = reversed(prices) if side is Side.BUY else iter(prices)
+        ordered = reversed(prices) if side == _BUY else iter(prices)
         for price in ordered:
             yield levels[price]
 
-    def depth(self, side: Side, n: int | None = None) -> list[tuple[int, int]]:
+    def depth(self, side: int, n: int | None = None) -> list[tuple[int, int]]:
         """``[(price, total quantity)]`` of the ``n`` best levels of ``side``."""
         out: list[tuple[int, int]] = []
         for level in self.levels(side):
@@ -88,14 +139,12 @@ class OrderBook:
             out.append((level.price, level.total))
         return out
 
-    def fillable(self, side: Side, limit: int | None, quantity: int, account_id: int) -> int:
+    def fillable(self, side: int, limit: int | None, quantity: int, account_id: int) -> int:
         """How much of ``quantity`` an order of ``side`` would fill now (at most ``limit``),
         stopping, like :meth:`match`, at the first resting order of the same account."""
         got = 0
-        for level in self.levels(side.opposite):
-            if limit is not None and (
-                level.price > limit if side is Side.BUY else level.price < limit
-            ):
+        for level in self.levels(_SELL if side == _BUY else _BUY):
+            if limit is not None and (level.price > limit if side == _BUY else level.price < limit):
                 break
             for maker in level.orders.values():
                 if maker.account_id == account_id:
@@ -105,7 +154,7 @@ class OrderBook:
                     return quantity
         return got
 
-    def vwap(self, side: Side, quantity: int, exclude: int | None = None) -> Fraction | None:
+    def vwap(self, side: int, quantity: int, exclude: int | None = None) -> Fraction | None:
         """Average price to take ``quantity`` from ``side`` of the book, or None if too thin.
 
         ``exclude``: an account whose orders do not count (as if they were not there). Only an
@@ -124,7 +173,7 @@ class OrderBook:
                 return Fraction(cost, quantity)
         return None
 
-    def _vwap_excluding(self, side: Side, quantity: int, account_id: int) -> Fraction | None:
+    def _vwap_excluding(self, side: int, quantity: int, account_id: int) -> Fraction | None:
         left = quantity
         cost = 0
         for level in self.levels(side):
@@ -146,25 +195,31 @@ class OrderBook:
         levels, prices = self._side(order.side)
         level = levels.get(order.price)
         if level is None:
-            level = levels[order.price] = Level(order.price)
+            emptied = self._emptied[order.side - 1]
+            if emptied is None or emptied.price != order.price:
+                emptied = Level(self.symbol, order.side, order.price)
+            level = levels[order.price] = emptied
             insort(prices, order.price)
-        level.orders[order.order_id] = order
+        level.orders[order.key] = order
         level.total += order.remaining
-        self.orders[order.order_id] = order
+        self.touched.add(level)
+        self.orders[order.key] = order
         owners = self.owners
         owners[order.account_id] = owners.get(order.account_id, 0) + 1
 
     def remove(self, order: Order) -> None:
         """Take a resting order out of the book."""
-        del self.orders[order.order_id]
+        del self.orders[order.key]
         self._disown(order.account_id)
         levels, prices = self._side(order.side)
         level = levels[order.price]
-        del level.orders[order.order_id]
+        del level.orders[order.key]
         level.total -= order.remaining
+        self.touched.add(level)
         if not level.orders:
             del levels[order.price]
             del prices[bisect_left(prices, order.price)]
+            self._emptied[order.side - 1] = level
 
     def _disown(self, account_id: int) -> None:
         owners = self.owners
@@ -179,9 +234,10 @@ class OrderBook:
         level = self._side(order.side)[0][order.price]
         level.total -= order.remaining - new_remaining
         order.remaining = new_remaining
+        self.touched.add(level)
 
     def match(
-        self, side: Side, limit: int | None, quantity: int, account_id: int
+        self, side: int, limit: int | None, quantity: int, account_id: int
     ) -> tuple[list[tuple[Order, int]], bool]:
         """Trade an incoming order against the book; return ``(fills, self_trade_stop)``.
 
@@ -191,7 +247,8 @@ class OrderBook:
         empty, or the next maker belongs to ``account_id`` (self-trade prevention, ``True``).
         """
         fills: list[tuple[Order, int]] = []
-        is_buy = side is Side.BUY
+        touched = self.touched
+        is_buy = side == _BUY
         levels, prices = (
             (self._asks, self._ask_prices) if is_buy else (self._bids, self._bid_prices)
         )
@@ -208,12 +265,13 @@ class OrderBook:
                 left = maker.remaining
                 take = left if left < quantity else quantity
                 fills.append((maker, take))
+                touched.add(level)
                 quantity -= take
                 maker.remaining = left - take
                 level.total -= take
                 if left == take:
-                    del queue[maker.order_id]
-                    del self.orders[maker.order_id]
+                    del queue[maker.key]
+                    del self.orders[maker.key]
                     self._disown(maker.account_id)
                 else:
                     break  # the incoming order is done
@@ -223,6 +281,7 @@ class OrderBook:
                     del prices[0]
                 else:
                     prices.pop()
+                self._emptied[level.side - 1] = level
         return fills, False
 
     # Checking -------------------------------------------------------------------------------
@@ -249,7 +308,7 @@ class OrderBook:
                     )
                 last_priority = None
                 for order in level.orders.values():
-                    if order.side is not side or order.price != price or order.remaining <= 0:
+                    if order.side != side or order.price != price or order.remaining <= 0:
                         raise InvariantViolation(
                             f"{self.symbol}: {order!r} misplaced at {side.name} {price}"
                         )

@@ -14,8 +14,10 @@ Rejected orders never enter the table: they are refused before they exist, with 
 from __future__ import annotations
 
 import enum
+from typing import Any, Final
 
 from tradews.domain.invariants import InvariantViolation
+from tradews.domain.ledger import Balance
 
 
 class Side(enum.IntEnum):
@@ -47,6 +49,12 @@ class OrderStatus(enum.Enum):
     PARTIALLY_FILLED = "partially_filled"
     FILLED = "filled"
     CANCELLED = "cancelled"
+
+
+# The members the hot paths compare by identity, as constants (compiled: C statics, not a lookup
+# of the class in the module's dict and of the member in the class).
+_NEW: Final = OrderStatus.NEW
+_PARTIAL: Final = OrderStatus.PARTIALLY_FILLED
 
 
 TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
@@ -95,7 +103,11 @@ class Order:
     """A live order inside the engine. Mutable, but only the engine's thread ever touches it.
 
     Prices are ticks (0 for a market order), quantities lots. ``priority`` is the sequence number
-    that orders the queue at a price level: smaller goes first.
+    that orders the queue at a price level: smaller goes first. ``side``, ``type`` and ``tif``
+    are the plain values of :class:`Side`, :class:`OrderType` and :class:`TimeInForce`: events
+    carry them as ints, and comparing ints costs less than converting enums on every event.
+    ``pays`` and ``gets`` are the ledger rows the order locks funds in and receives fills into
+    (``gets`` found at the first fill), so that settling looks neither up.
     """
 
     __slots__ = (
@@ -116,6 +128,9 @@ class Order:
         "locked",
         "maker_fee_cbps",
         "taker_fee_cbps",
+        "pays",
+        "gets",
+        "key",
     )
 
     def __init__(
@@ -123,11 +138,11 @@ class Order:
         order_id: int,
         account_id: int,
         symbol: str,
-        side: Side,
-        type: OrderType,
+        side: int,
+        type: int,
         price: int,
         quantity: int,
-        tif: TimeInForce,
+        tif: int,
         post_only: bool,
         client_order_id: str | None,
         priority: int,
@@ -147,11 +162,16 @@ class Order:
         self.post_only = post_only
         self.client_order_id = client_order_id
         self.priority = priority
-        self.status = OrderStatus.NEW
+        self.status = _NEW
         self.created_at = created_at
         self.locked = 0  # funds this order holds locked in the ledger, in asset atoms
         self.maker_fee_cbps = maker_fee_cbps
         self.taker_fee_cbps = taker_fee_cbps
+        self.pays: Balance | None = None
+        self.gets: Balance | None = None
+        # order_id as a Python int made once. Compiled, an int attribute is a machine integer,
+        # and every use as a dict key or event field would allocate an int object for it again.
+        self.key: Any = order_id
 
     @property
     def filled(self) -> int:
@@ -160,7 +180,7 @@ class Order:
     def move_to(self, status: OrderStatus) -> None:
         # TRANSITIONS without looking it up (hashing an Enum runs Python code): an open order may
         # go anywhere but back to NEW, a closed one nowhere. tests/domain checks they agree.
-        if not self.is_open or status is OrderStatus.NEW:
+        if not self.is_open or status is _NEW:
             raise InvariantViolation(
                 f"order {self.order_id}: {self.status} -> {status} is not allowed"
             )
@@ -168,10 +188,11 @@ class Order:
 
     @property
     def is_open(self) -> bool:
-        return self.status is OrderStatus.NEW or self.status is OrderStatus.PARTIALLY_FILLED
+        status = self.status
+        return status is _NEW or status is _PARTIAL
 
     def __repr__(self) -> str:
         return (
-            f"Order({self.order_id} {self.side.name} {self.remaining}/{self.quantity}"
+            f"Order({self.order_id} {Side(self.side).name} {self.remaining}/{self.quantity}"
             f"@{self.price} acct={self.account_id} {self.status.value})"
         )

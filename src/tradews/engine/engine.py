@@ -43,15 +43,24 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
 from tradews.domain.instrument import Instrument
 from tradews.domain.invariants import InvariantViolation
-from tradews.domain.ledger import ATOMS_PER_UNIT, InsufficientFunds, Ledger
-from tradews.domain.order_book import OrderBook
-from tradews.domain.orders import Order, OrderStatus, OrderType, Reject, Side, TimeInForce
+from tradews.domain.ledger import (
+    ATOMS_PER_UNIT,
+    Balance,
+    InsufficientFunds,
+    Ledger,
+    pay_from_available,
+    pay_from_locked,
+)
+from tradews.domain.ledger import lock as lock_row
+from tradews.domain.ledger import unlock as unlock_row
+from tradews.domain.order_book import OrderBook, Touched
+from tradews.domain.orders import Order, OrderStatus, Reject, Side
 from tradews.engine.commands import (
     AcceptQuote,
     AmendOrder,
@@ -76,16 +85,38 @@ from tradews.engine.events import (
 
 Event = OrderUpdated | TradeExecuted | BookChanged | BalanceChanged | FundsMoved
 
-_FEE_DIVISOR = 1_000_000  # fee rates are in 1/100 bps: 1e4 bps * 100
-_INT64 = 2**63  # amounts are stored in signed 64-bit integers
-# Enum lookups by value, without the cost of calling the Enum class on the hot path.
-_SIDE = {int(s): s for s in Side}
-_TYPE = {int(t): t for t in OrderType}
-_TIF = {int(t): t for t in TimeInForce}
-# Hot paths compare enum members by identity and key dicts by plain ints: Enum's __hash__ and
-# .value are Python code, slower than the lookups they would serve.
-_NEW, _PARTIAL, _FILLED = OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED
-_BUY, _SELL = int(Side.BUY), int(Side.SELL)
+# Final: compiled, these are C constants; otherwise every use is a lookup in the module's dict.
+_FEE_DIVISOR: Final = 1_000_000  # fee rates are in 1/100 bps: 1e4 bps * 100
+_INT64: Final = 2**63  # amounts are stored in signed 64-bit integers
+# Orders carry side, type and time in force as plain ints (the values of the enums): hot paths
+# compare ints, and events take them as they are. Statuses compare by identity: Enum's __hash__
+# and .value are Python code, slower than the lookups they would serve.
+_NEW: Final = OrderStatus.NEW
+_PARTIAL: Final = OrderStatus.PARTIALLY_FILLED
+_FILLED: Final = OrderStatus.FILLED
+_CANCELLED: Final = OrderStatus.CANCELLED
+_BUY: Final = 1
+_SELL: Final = 2
+_LIMIT: Final = 1
+_MARKET: Final = 2
+_GTC: Final = 1
+_IOC: Final = 2
+_FOK: Final = 3
+# The classes the hot paths build or test for, as constants: compiled, a name imported from an
+# uncompiled module is otherwise looked up in the module's dict at every use.
+_PLACE_ORDER: Final = PlaceOrder
+_CANCEL_ORDER: Final = CancelOrder
+_ORDER_UPDATED: Final = OrderUpdated
+_TRADE_EXECUTED: Final = TradeExecuted
+_BOOK_CHANGED: Final = BookChanged
+_BALANCE_CHANGED: Final = BalanceChanged
+_astuple: Final = msgspec.structs.astuple
+# _place unpacks a PlaceOrder by position.
+if PlaceOrder.__struct_fields__ != (
+    "at", "account_id", "symbol", "side", "type", "price", "quantity", "tif", "post_only",
+    "client_order_id", "maker_fee_cbps", "taker_fee_cbps", "session",
+):  # fmt: skip
+    raise ImportError("PlaceOrder's fields changed: update Engine._place")
 # Why the engine cancelled an order on its own (OrderUpdated.reason).
 CANCEL_ON_DISCONNECT = "CANCEL_ON_DISCONNECT"
 CANCEL_ALL_AFTER = "CANCEL_ALL_AFTER"
@@ -95,15 +126,48 @@ class UnlistableInstrument(ValueError):
     pass
 
 
-@dataclass(frozen=True, slots=True)
 class Rejected:
-    reason: Reject
-    message: str
+    """A refused command. Like :class:`OrderResult`, written out rather than a frozen dataclass:
+    compiled, a frozen dataclass is a Python class whose ``__init__`` runs as Python code; this
+    one is a native class. Immutable by its type (``Final``), equal by value, with the same
+    ``repr`` as the dataclass it replaces (tests/unit/test_build.py pins it)."""
+
+    __slots__ = ("message", "reason")
+
+    def __init__(self, reason: Reject, message: str) -> None:
+        self.reason: Final = reason
+        self.message: Final = message
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Rejected):
+            return NotImplemented
+        return self.reason is other.reason and self.message == other.message
+
+    def __hash__(self) -> int:
+        return hash((self.reason, self.message))
+
+    def __repr__(self) -> str:
+        return f"Rejected(reason={self.reason!r}, message={self.message!r})"
 
 
-@dataclass(frozen=True, slots=True)
 class OrderResult:
-    order: OrderUpdated
+    """An order's state after the command (see :class:`Rejected` for why not a dataclass)."""
+
+    __slots__ = ("order",)
+
+    def __init__(self, order: OrderUpdated) -> None:
+        self.order: Final = order
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, OrderResult):
+            return NotImplemented
+        return self.order == other.order
+
+    def __hash__(self) -> int:
+        return hash(self.order)
+
+    def __repr__(self) -> str:
+        return f"OrderResult(order={self.order!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,15 +188,37 @@ class Done:
 Result = Rejected | OrderResult | Duplicate | Done
 
 
-@dataclass(frozen=True, slots=True)
 class Market:
-    """An instrument as the engine uses it: with the atom scales of its two assets."""
+    """An instrument as the engine uses it: with the atom scales of its two assets. A native
+    class (compiled), not a frozen dataclass, so that the engine reads its fields directly;
+    they are ``Final``: immutable once made."""
 
-    instrument: Instrument
-    notional_atoms: int  # atoms of the quote asset in one tick x one lot
-    lot_atoms: int  # atoms of the base asset in one lot
-    min_lots: int
-    max_lots: int | None
+    __slots__ = (
+        "base",
+        "instrument",
+        "lot_atoms",
+        "max_lots",
+        "min_lots",
+        "notional_atoms",
+        "quote",
+    )
+
+    def __init__(
+        self,
+        instrument: Instrument,
+        notional_atoms: int,
+        lot_atoms: int,
+        min_lots: int,
+        max_lots: int | None,
+    ) -> None:
+        self.instrument: Final = instrument
+        self.notional_atoms: Final = notional_atoms  # atoms of the quote asset in 1 tick x 1 lot
+        self.lot_atoms: Final = lot_atoms  # atoms of the base asset in one lot
+        self.min_lots: Final = min_lots
+        self.max_lots: Final = max_lots
+        # The instrument's assets as fields of their own: Instrument's are slower to read.
+        self.base: Final = instrument.base
+        self.quote: Final = instrument.quote
 
     @classmethod
     def of(cls, inst: Instrument) -> Market:
@@ -179,11 +265,18 @@ class Engine:
         self._next_order_id = 1
         self._next_trade_id = 1
         self._priority = 0
-        self._at = 0
+        # The command's ``at`` and ``seq`` as Python ints, boxed once per command: compiled,
+        # every event built from an int attribute would otherwise allocate a new int object.
+        self._at: Any = 0
+        self._seq: Any = 0
         self._events: list[Event] = []
         # Insertion-ordered dicts used as sets: deterministic event order without sorting.
-        self._touched_levels: dict[tuple[str, int, int], None] = {}  # symbol, side value, price
-        self._touched_balances: dict[tuple[int, str], None] = {}
+        # Levels and balances to report at the end of the command, in order of first change,
+        # each once: a balance is listed when its mark is not the command's seq (then marked).
+        self._touched_levels = Touched()  # shared by the books, which fill it
+        self._touched_balances: list[Balance] = []
+        # The fee account's row per asset, once it has one (rows are never removed).
+        self._fee_rows: dict[str, Balance] = {}
         for inst in instruments:
             self.list_instrument(inst)
 
@@ -192,7 +285,7 @@ class Engine:
         if inst.symbol in self.markets:
             return
         self.markets[inst.symbol] = Market.of(inst)
-        self.books[inst.symbol] = OrderBook(inst.symbol)
+        self.books[inst.symbol] = OrderBook(inst.symbol, self._touched_levels)
 
     def _list(self, c: ListInstrument) -> Result:
         if c.symbol in self.markets:
@@ -223,11 +316,13 @@ class Engine:
         exception) means a bug has left the state impossible or half-changed: the caller must
         stop applying commands and rebuild from the journal."""
         self.seq += 1
+        self._seq = self.seq
         self._at = cmd.at
-        self._events = []
-        if isinstance(cmd, PlaceOrder):
+        if self._events:  # left over by a command that raised
+            self._events = []
+        if isinstance(cmd, _PLACE_ORDER):
             result = self._place(cmd)
-        elif isinstance(cmd, CancelOrder):
+        elif isinstance(cmd, _CANCEL_ORDER):
             result = self._cancel(cmd)
         elif isinstance(cmd, AmendOrder):
             result = self._amend(cmd)
@@ -255,12 +350,28 @@ class Engine:
     # Orders ---------------------------------------------------------------------------------
 
     def _place(self, c: PlaceOrder) -> Result:
-        market = self.markets.get(c.symbol)
+        # The command's fields in one C call: compiled, reading each field is a generic
+        # attribute lookup (the order of the fields is checked below the class).
+        account_id: int
+        symbol: str
+        side: int
+        otype: int
+        price: int
+        quantity: int
+        tif: int
+        post_only: bool
+        client_order_id: str | None
+        maker_fee_cbps: int
+        taker_fee_cbps: int
+        tag: int
+        (_, account_id, symbol, side, otype, price, quantity, tif, post_only, client_order_id,
+         maker_fee_cbps, taker_fee_cbps, tag) = _astuple(c)  # fmt: skip
+        market = self.markets.get(symbol)
         if market is None:
-            return Rejected(Reject.UNKNOWN_SYMBOL, f"unknown symbol {c.symbol!r}")
+            return Rejected(Reject.UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}")
         key = None
-        if c.client_order_id is not None:
-            key = (c.account_id, c.client_order_id)
+        if client_order_id is not None:
+            key = (account_id, client_order_id)
             seen = self._client_ids.get(key)
             if seen is not None:
                 fingerprint, order_id = seen
@@ -269,100 +380,99 @@ class Engine:
                     return Duplicate(order_id) if state is None else OrderResult(state)
                 return Rejected(
                     Reject.DUPLICATE_CLIENT_ORDER_ID,
-                    f"clientOrderId {c.client_order_id!r} was used for a different order",
+                    f"clientOrderId {client_order_id!r} was used for a different order",
                 )
-        side = _SIDE[c.side]
-        otype = _TYPE[c.type]
-        tif = _TIF[c.tif]
-        problem = self._check_size(market, c.quantity)
+        if not (_BUY <= side <= _SELL and _LIMIT <= otype <= _MARKET and _GTC <= tif <= _FOK):
+            raise ValueError(f"side {side}, type {otype}, tif {tif}: not a valid order")
+        problem = self._check_size(market, quantity)
         if problem is not None:
             return problem
-        if otype is OrderType.LIMIT:
-            if c.price <= 0:
+        if otype == _LIMIT:
+            if price <= 0:
                 return Rejected(Reject.INVALID_PRICE, "a limit order needs a positive price")
-            limit: int | None = c.price
+            limit: int | None = price
         else:
-            if c.price != 0:
+            if price != 0:
                 return Rejected(Reject.PRICE_NOT_ALLOWED, "a market order takes no price")
             limit = None
-            if tif is TimeInForce.GTC:
-                tif = TimeInForce.IOC
-        book = self.books[c.symbol]
-        if c.post_only:
-            if tif is not TimeInForce.GTC or otype is OrderType.MARKET:
+            if tif == _GTC:
+                tif = _IOC
+        book = self.books[symbol]
+        if post_only:
+            if tif != _GTC or otype == _MARKET:
                 return Rejected(Reject.POST_ONLY_NOT_GTC, "post-only orders must be GTC limits")
-            if book.would_cross(side, c.price):
+            if book.would_cross(side, price):
                 return Rejected(Reject.POST_ONLY_WOULD_TAKE, "post-only order would take")
-        if tif is TimeInForce.FOK:
-            if book.fillable(side, limit, c.quantity, c.account_id) < c.quantity:
+        if tif == _FOK:
+            if book.fillable(side, limit, quantity, account_id) < quantity:
                 return Rejected(Reject.FOK_NOT_FILLABLE, "not enough to fill the whole order now")
-        elif otype is OrderType.MARKET and book.fillable(side, None, 1, c.account_id) == 0:
+        elif otype == _MARKET and book.fillable(side, None, 1, account_id) == 0:
             return Rejected(Reject.NO_LIQUIDITY, "nothing to trade against")
-        inst = market.instrument
-        if (limit or 1) * c.quantity * market.notional_atoms >= _INT64 or (
-            c.quantity * market.lot_atoms >= _INT64
+        if (limit or 1) * quantity * market.notional_atoms >= _INT64 or (
+            quantity * market.lot_atoms >= _INT64
         ):
             return Rejected(Reject.OUT_OF_RANGE, "the order is too large")
-        if side is Side.SELL:
-            asset, need = inst.base, c.quantity * market.lot_atoms
+        if side == _SELL:
+            asset, need = market.base, quantity * market.lot_atoms
         elif limit is not None:
-            asset, need = inst.quote, c.quantity * limit * market.notional_atoms
+            asset, need = market.quote, quantity * limit * market.notional_atoms
         else:
-            asset, need = inst.quote, self._market_buy_cost(book, market, c)
-        if not self._lock(c.account_id, asset, need):
+            asset, need = market.quote, self._market_buy_cost(book, market, c)
+        pays = self.ledger.row(account_id, asset)
+        if not self._lock(pays, need):
             return Rejected(Reject.INSUFFICIENT_FUNDS, f"not enough {asset} available")
 
         self._priority += 1
         order = Order(
             self._next_order_id,
-            c.account_id,
-            c.symbol,
+            account_id,
+            symbol,
             side,
             otype,
-            c.price,
-            c.quantity,
+            price,
+            quantity,
             tif,
-            c.post_only,
-            c.client_order_id,
+            post_only,
+            client_order_id,
             self._priority,
             self._at,
-            c.maker_fee_cbps,
-            c.taker_fee_cbps,
+            maker_fee_cbps,
+            taker_fee_cbps,
         )
         self._next_order_id += 1
         order.locked = need
-        self.open_orders[order.order_id] = order
+        order.pays = pays
+        self.open_orders[order.key] = order
         if key is not None:
             self._client_ids[key] = (_fingerprint(c), order.order_id)
         self._order_event(order, None)  # acknowledged before anything is filled
         self._take(book, market, order)
-        if c.session and order.is_open:
-            self._order_session[order.order_id] = c.session
-            session = (c.account_id, c.session)
+        if tag and order.is_open:
+            self._order_session[order.order_id] = tag
+            session = (account_id, tag)
             tagged = self._sessions.get(session)
             if tagged is None:
                 tagged = self._sessions[session] = {}
             tagged[order.order_id] = None
-        return OrderResult(self.last_state[order.order_id])
+        return OrderResult(self.last_state[order.key])
 
     def _take(self, book: OrderBook, market: Market, order: Order) -> None:
         """Match ``order`` as the taker, then rest or cancel what is left."""
-        limit = order.price if order.type is OrderType.LIMIT else None
-        fills, self_trade = book.match(order.side, limit, order.remaining, order.account_id)
-        touched = self._touched_levels
-        opposite = _SELL if order.side is Side.BUY else _BUY
-        for maker, quantity in fills:
-            touched[(order.symbol, opposite, maker.price)] = None
-            self._settle(market, maker, order, quantity)
-        if not order.remaining:
-            return
+        limit = order.price if order.type == _LIMIT else None
+        self_trade = False
+        # A limit that does not reach the other side (half the orders) has nothing to match.
+        if limit is None or book.would_cross(order.side, limit):
+            fills, self_trade = book.match(order.side, limit, order.remaining, order.account_id)
+            for maker, quantity in fills:
+                self._settle(market, maker, order, quantity)
+            if not order.remaining:
+                return
         if self_trade:
-            self._close(order, OrderStatus.CANCELLED, "SELF_TRADE")
-        elif order.tif is TimeInForce.GTC:
+            self._close(order, _CANCELLED, "SELF_TRADE")
+        elif order.tif == _GTC:
             book.rest(order)
-            touched[(order.symbol, int(order.side), order.price)] = None
         else:
-            self._close(order, OrderStatus.CANCELLED, "UNFILLED")
+            self._close(order, _CANCELLED, "UNFILLED")
 
     def _market_buy_cost(self, book: OrderBook, market: Market, c: PlaceOrder) -> int:
         left = c.quantity
@@ -380,41 +490,51 @@ class Engine:
 
     def _settle(self, market: Market, maker: Order, taker: Order, quantity: int) -> None:
         """Pay both sides of one fill at the maker's price, with fees, and update both orders."""
-        inst = market.instrument
         price = maker.price
         notional = price * quantity * market.notional_atoms
         base = quantity * market.lot_atoms
-        if taker.side is Side.BUY:
+        if taker.side == _BUY:
             buyer, seller = taker, maker
         else:
             buyer, seller = maker, taker
-        ledger = self.ledger
-        touched = self._touched_balances
-        ledger.pay_from_locked(buyer.account_id, inst.quote, notional, seller.account_id)
+        buyer_pays = _pays(buyer)  # quote
+        seller_pays = _pays(seller)  # base
+        buyer_gets = buyer.gets
+        if buyer_gets is None:
+            buyer_gets = buyer.gets = self.ledger.row(buyer.account_id, market.base)
+        seller_gets = seller.gets
+        if seller_gets is None:
+            seller_gets = seller.gets = self.ledger.row(seller.account_id, market.quote)
+        pay_from_locked(buyer_pays, notional, seller_gets)
         buyer.locked -= notional
-        if buyer.type is OrderType.LIMIT and price < buyer.price:
+        if buyer.type == _LIMIT and price < buyer.price:
             refund = (buyer.price - price) * quantity * market.notional_atoms
-            ledger.unlock(buyer.account_id, inst.quote, refund)
+            unlock_row(buyer_pays, refund)
             buyer.locked -= refund
-        ledger.pay_from_locked(seller.account_id, inst.base, base, buyer.account_id)
+        pay_from_locked(seller_pays, base, buyer_gets)
         seller.locked -= base
-        maker_fee = self._fee(maker, base if maker is buyer else notional, maker.maker_fee_cbps)
-        taker_fee = self._fee(taker, base if taker is buyer else notional, taker.taker_fee_cbps)
-        touched[(buyer.account_id, inst.quote)] = None
-        touched[(buyer.account_id, inst.base)] = None
-        touched[(seller.account_id, inst.quote)] = None
-        touched[(seller.account_id, inst.base)] = None
+        if maker is buyer:
+            maker_fee = self._fee(market.base, buyer_gets, base, maker.maker_fee_cbps)
+            taker_fee = self._fee(market.quote, seller_gets, notional, taker.taker_fee_cbps)
+        else:
+            maker_fee = self._fee(market.quote, seller_gets, notional, maker.maker_fee_cbps)
+            taker_fee = self._fee(market.base, buyer_gets, base, taker.taker_fee_cbps)
+        # First touches order the BalanceChanged events: the fee account's rows, then these.
+        self._touch(buyer_pays)
+        self._touch(buyer_gets)
+        self._touch(seller_gets)
+        self._touch(seller_pays)
         taker.remaining -= quantity
         self._events.append(
-            TradeExecuted(
-                self.seq,
+            _TRADE_EXECUTED(
+                self._seq,
                 self._next_trade_id,
-                inst.symbol,
+                maker.symbol,
                 price,
                 quantity,
-                int(taker.side),
-                maker.order_id,
-                taker.order_id,
+                taker.side,
+                maker.key,
+                taker.key,
                 maker.account_id,
                 taker.account_id,
                 maker_fee,
@@ -426,30 +546,30 @@ class Engine:
         self._next_trade_id += 1
         for order in (maker, taker):
             if order.remaining:
-                order.move_to(OrderStatus.PARTIALLY_FILLED)
+                order.move_to(_PARTIAL)
                 self._order_event(order, None)
             else:
-                self._close(order, OrderStatus.FILLED, None)
+                self._close(order, _FILLED, None)
 
-    def _fee(self, order: Order, received: int, rate_cbps: int) -> int:
+    def _fee(self, asset: str, payer: Balance, received: int, rate_cbps: int) -> int:
+        """Charge a fee out of what ``payer`` (a row in ``asset``) has just received."""
         if not rate_cbps:
             return 0
         fee = -((-received * rate_cbps) // _FEE_DIVISOR)  # rounded up, to the atom
-        market = self.markets[order.symbol].instrument
-        asset = market.base if order.side is Side.BUY else market.quote
-        self.ledger.pay_from_available(order.account_id, asset, fee, self.fee_account_id)
-        self._touched_balances[(self.fee_account_id, asset)] = None
+        fee_row = self._fee_rows.get(asset)
+        if fee_row is None:
+            fee_row = self._fee_rows[asset] = self.ledger.row(self.fee_account_id, asset)
+        pay_from_available(payer, fee, fee_row)
+        self._touch(fee_row)
         return fee
 
     def _close(self, order: Order, status: OrderStatus, reason: str | None) -> None:
         """Finish an order: release what it still holds locked, and forget it as open."""
         order.move_to(status)
         if order.locked:
-            inst = self.markets[order.symbol].instrument
-            asset = inst.quote if order.side is Side.BUY else inst.base
-            self._unlock(order.account_id, asset, order.locked)
+            self._unlock(_pays(order), order.locked)
             order.locked = 0
-        self.open_orders.pop(order.order_id, None)
+        self.open_orders.pop(order.key, None)
         if self._order_session:
             tag = self._order_session.pop(order.order_id, 0)
             if tag:
@@ -491,12 +611,11 @@ class Engine:
         if isinstance(order, Rejected):
             return order
         self._cancel_resting(order, None)
-        return OrderResult(self.last_state[order.order_id])
+        return OrderResult(self.last_state[order.key])
 
     def _cancel_resting(self, order: Order, reason: str | None) -> None:
         self.books[order.symbol].remove(order)
-        self._touched_levels[(order.symbol, int(order.side), order.price)] = None
-        self._close(order, OrderStatus.CANCELLED, reason)
+        self._close(order, _CANCELLED, reason)
 
     def _cancel_all(self, c: CancelAll) -> Result:
         if c.symbol is not None and c.symbol not in self.markets:
@@ -595,30 +714,27 @@ class Engine:
         if new_price * new_quantity * market.notional_atoms >= _INT64:
             return Rejected(Reject.OUT_OF_RANGE, "the order is too large")
         book = self.books[order.symbol]
-        inst = market.instrument
         new_remaining = new_quantity - order.filled
-        asset = inst.quote if order.side is Side.BUY else inst.base
-        per_lot = new_price * market.notional_atoms if order.side is Side.BUY else market.lot_atoms
+        pays = _pays(order)
+        per_lot = new_price * market.notional_atoms if order.side == _BUY else market.lot_atoms
         new_locked = new_remaining * per_lot
         if new_price == order.price and new_quantity < order.quantity:
             # Smaller, same price: stays where it is in the queue.
             book.reduce(order, new_remaining)
             order.quantity = new_quantity
-            self._unlock(order.account_id, asset, order.locked - new_locked)
+            self._unlock(pays, order.locked - new_locked)
             order.locked = new_locked
-            self._touched_levels[(order.symbol, int(order.side), order.price)] = None
             self._order_event(order, None)
-            return OrderResult(self.last_state[order.order_id])
+            return OrderResult(self.last_state[order.key])
         if order.post_only and book.would_cross(order.side, new_price):
             return Rejected(Reject.POST_ONLY_WOULD_TAKE, "post-only order would take")
         extra = new_locked - order.locked
-        if extra > 0 and not self._lock(order.account_id, asset, extra):
-            return Rejected(Reject.INSUFFICIENT_FUNDS, f"not enough {asset} available")
+        if extra > 0 and not self._lock(pays, extra):
+            return Rejected(Reject.INSUFFICIENT_FUNDS, f"not enough {pays.asset} available")
         if extra < 0:
-            self._unlock(order.account_id, asset, -extra)
+            self._unlock(pays, -extra)
         order.locked = new_locked
         book.remove(order)
-        self._touched_levels[(order.symbol, int(order.side), order.price)] = None
         order.price = new_price
         order.quantity = new_quantity
         order.remaining = new_remaining
@@ -626,7 +742,7 @@ class Engine:
         order.priority = self._priority
         self._order_event(order, None)
         self._take(book, market, order)
-        return OrderResult(self.last_state[order.order_id])
+        return OrderResult(self.last_state[order.key])
 
     def _check_size(self, market: Market, quantity: int) -> Rejected | None:
         if quantity <= 0:
@@ -665,7 +781,7 @@ class Engine:
                 return Rejected(Reject.INSUFFICIENT_FUNDS, f"not enough {c.asset} available")
             moved = -c.amount
         self._refs[c.ref] = terms
-        self._touched_balances[(c.account_id, c.asset)] = None
+        self._touch(self.ledger.row(c.account_id, c.asset))
         self._events.append(FundsMoved(self.seq, c.account_id, c.asset, moved, c.ref, self._at))
         return Done({"duplicate": False})
 
@@ -682,7 +798,7 @@ class Engine:
         inst = market.instrument
         notional = c.price * c.quantity * market.notional_atoms
         base = c.quantity * market.lot_atoms
-        if Side(c.side) is Side.BUY:
+        if Side(c.side) == _BUY:
             client_pays, client_amount = inst.quote, notional
             house_pays, house_amount = inst.base, base
         else:
@@ -700,8 +816,8 @@ class Engine:
             # Expired quotes are refused by their expiry anyway; forget the old ones.
             self._used_quotes = {q: v for q, v in self._used_quotes.items() if v > self._at}
         for account in (c.account_id, c.house_account_id):
-            self._touched_balances[(account, inst.base)] = None
-            self._touched_balances[(account, inst.quote)] = None
+            self._touch(ledger.row(account, inst.base))
+            self._touch(ledger.row(account, inst.quote))
         trade = TradeExecuted(
             self.seq,
             self._next_trade_id,
@@ -724,58 +840,64 @@ class Engine:
 
     # Bookkeeping ----------------------------------------------------------------------------
 
-    def _lock(self, account_id: int, asset: str, amount: int) -> bool:
-        if self.ledger.lock(account_id, asset, amount):
-            self._touched_balances[(account_id, asset)] = None
+    def _lock(self, row: Balance, amount: int) -> bool:
+        if lock_row(row, amount):
+            self._touch(row)
             return True
         return False
 
-    def _unlock(self, account_id: int, asset: str, amount: int) -> None:
+    def _unlock(self, row: Balance, amount: int) -> None:
         if amount:
-            self.ledger.unlock(account_id, asset, amount)
-            self._touched_balances[(account_id, asset)] = None
+            unlock_row(row, amount)
+            self._touch(row)
 
     def _order_event(self, order: Order, reason: str | None) -> None:
-        event = OrderUpdated(
-            self.seq,
+        event = _ORDER_UPDATED(
+            self._seq,
             order.account_id,
-            order.order_id,
+            order.key,
             order.client_order_id,
             order.symbol,
-            int(order.side),
-            int(order.type),
+            order.side,
+            order.type,
             order.price,
             order.quantity,
             order.remaining,
-            int(order.tif),
+            order.tif,
             order.post_only,
             _status_text(order.status),
             reason,
             order.created_at,
             self._at,
         )
-        self.last_state[order.order_id] = event
+        self.last_state[order.key] = event
         self._events.append(event)
         if not order.is_open:
             closed = self._closed_ids
-            closed.append(order.order_id)
+            closed.append(order.key)
             if len(closed) > self._closed_kept:
                 self.last_state.pop(closed.popleft(), None)
 
+    def _touch(self, row: Balance) -> None:
+        if row.mark != self.seq:
+            row.mark = self.seq
+            self._touched_balances.append(row)
+
     def _flush_touched(self) -> None:
         events = self._events
-        seq = self.seq
-        if self._touched_levels:
-            books = self.books
-            for symbol, side, price in self._touched_levels:
-                total = books[symbol].level_total(side, price)
-                events.append(BookChanged(seq, symbol, side, price, total))
-            self._touched_levels.clear()
+        seq = self._seq
+        touched = self._touched_levels
+        if touched.levels:
+            for level in touched.levels:
+                events.append(
+                    _BOOK_CHANGED(seq, level.symbol, level.side, level.price, level.total)
+                )
+            touched.clear()
         if self._touched_balances:
-            balance = self.ledger.balance
-            for account_id, asset in self._touched_balances:
-                available, locked = balance(account_id, asset)
-                events.append(BalanceChanged(seq, account_id, asset, available, locked))
+            for row in self._touched_balances:
+                events.append(
+                    _BALANCE_CHANGED(seq, row.account_id, row.asset, row.available, row.locked)
+                )
             self._touched_balances.clear()
 
     # Checking -------------------------------------------------------------------------------
@@ -796,11 +918,13 @@ class Engine:
                 raise InvariantViolation(f"{order!r} is open but does not rest in the book")
             market = self.markets[order.symbol]
             inst = market.instrument
-            asset = inst.quote if order.side is Side.BUY else inst.base
+            asset = inst.quote if order.side == _BUY else inst.base
+            if order.pays is not self.ledger.row(order.account_id, asset):
+                raise InvariantViolation(f"{order!r} pays from another ledger row than {asset}")
             key = (order.account_id, asset)
             locked[key] = locked.get(key, 0) + order.locked
             per_lot = (
-                order.price * market.notional_atoms if order.side is Side.BUY else market.lot_atoms
+                order.price * market.notional_atoms if order.side == _BUY else market.lot_atoms
             )
             if order.locked != order.remaining * per_lot:
                 raise InvariantViolation(
@@ -897,7 +1021,7 @@ class Engine:
         for row, last in zip(state["orders"], states, strict=True):
             (oid, acct, symbol, side, otype, price, qty, remaining, tif, post_only, coid,
              priority, locked, maker, taker, created_at, status) = row  # fmt: skip
-            order = Order(oid, acct, symbol, _SIDE[side], _TYPE[otype], price, qty, _TIF[tif],
+            order = Order(oid, acct, symbol, side, otype, price, qty, tif,
                           post_only, coid, priority, created_at, maker, taker)  # fmt: skip
             order.remaining = remaining
             order.locked = locked
@@ -905,9 +1029,14 @@ class Engine:
             engine.books[symbol].rest(order)  # in priority order: queues come back as they were
             engine.open_orders[oid] = order
             engine.last_state[oid] = last
+        engine._touched_levels.clear()  # resting them again changed nothing to report
         engine.ledger = Ledger.restore(
             [((a, asset), (av, lk)) for (a, asset), (av, lk) in state["balances"]], state["totals"]
         )
+        for order in engine.open_orders.values():  # the rows of the ledger just restored
+            market = engine.markets[order.symbol]
+            asset = market.quote if order.side == _BUY else market.base
+            order.pays = engine.ledger.row(order.account_id, asset)
         engine._client_ids = {(a, c): (tuple(f), oid) for a, c, f, oid in state["client_ids"]}
         engine._refs = {ref: tuple(terms) for ref, terms in state["refs"]}
         engine._used_quotes = dict(state["used_quotes"])
@@ -959,3 +1088,11 @@ def _status_text(status: OrderStatus) -> str:
 
 def _fingerprint(c: PlaceOrder) -> tuple[Any, ...]:
     return (c.symbol, c.side, c.type, c.price, c.quantity, c.tif, c.post_only)
+
+
+def _pays(order: Order) -> Balance:
+    """The ledger row ``order`` holds its locked funds in (set when it was placed)."""
+    pays = order.pays
+    if pays is None:  # pragma: no cover - every open order has one
+        raise InvariantViolation(f"{order!r} has no ledger row")
+    return pays
