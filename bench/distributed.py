@@ -58,7 +58,14 @@ from quote_fanout import (
     tradews_counters,
     wait_until_quiet,
 )
-from tradews.testing import NATS_URL, Deployment, ServerProcess, drop_bus, fresh_bus_url
+from tradews.testing import (
+    NATS_URL,
+    Deployment,
+    ServerProcess,
+    drop_bus,
+    fresh_bus_url,
+    run_cli,
+)
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -87,7 +94,12 @@ class Databases:
         database = f"{parts.path.strip('/') or 'tradews'}_{name}"
         subprocess.run(["createdb", *self._pg_args(), database], check=True)
         self.made.append(database)
-        return urlunsplit(parts._replace(path="/" + database))
+        url = urlunsplit(parts._replace(path="/" + database))
+        # PostgreSQL is migrated only on request (SQLite on open); the key file every process
+        # reads goes beside the SQLite files' directory.
+        os.environ.setdefault("TRADEWS_KEY_FILE", str(self.directory / "tradews.key"))
+        run_cli("db", "upgrade", db=url)
+        return url
 
     def drop(self) -> None:
         for database in self.made:
