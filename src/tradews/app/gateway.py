@@ -34,10 +34,14 @@ SEND_TIMEOUT_S = 3.0  # at a stop, how long the last commands (ended sessions) g
 
 
 HEARTBEAT_S = 1.0  # how often a gateway tells the engine it is alive
+# A request the engine has not confirmed within this is answered 4002. Shorter than a client's
+# own deadline (10 s in tradews.client), so the client hears "unknown outcome, look it up"
+# instead of timing out with nothing.
+CONFIRM_TIMEOUT_MS = 5_000
 
 
 class GatewayLink:
-    def __init__(self, bus: MessageBus, shard: str, *, timeout_ms: int = 10_000) -> None:
+    def __init__(self, bus: MessageBus, shard: str, *, timeout_ms: int = CONFIRM_TIMEOUT_MS) -> None:
         # Cancel-on-disconnect tags of this process's sessions carry its id in their high bits,
         # so the engine can end them all if this process dies without ending them itself.
         self.gateway_id = secrets.randbelow(GATEWAY_IDS - 1) + 1

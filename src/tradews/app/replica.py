@@ -191,7 +191,7 @@ class BusTrading:
         replica: Replica,
         *,
         connected: Callable[[], bool],
-        timeout_ms: int = 10_000,
+        timeout_ms: int = 5_000,
     ) -> None:
         self._send = send
         self._replica = replica
