@@ -9,8 +9,34 @@ import msgspec
 
 from tradews import __version__
 from tradews.api.errors import ErrorCode
-from tradews.api.messages import InstrumentMarketData, MarketData, Quote, schema_hook
+from tradews.api.messages import (
+    Balance,
+    BookUpdate,
+    ConnectionWarning,
+    Fill,
+    MarketData,
+    OrderState,
+    PublicTrade,
+    Quote,
+    Ticker,
+    schema_hook,
+)
 from tradews.session.session import METHODS
+
+# Every notification the server pushes: method -> (params type, summary). OpenRPC describes only
+# calls, so these go in the document's ``x-notifications`` extension, with their schemas among
+# the components; docs/protocol.md's tables list the same names (tests/unit/test_docs.py).
+NOTIFICATIONS: dict[str, tuple[type, str]] = {
+    "quote": (Quote, "A firm RFQ quote of a quote_request subscription."),
+    "market_data": (MarketData, "Every instrument's last, bid and ask, each interval."),
+    "book": (BookUpdate, "book.SYMBOL: a snapshot, then deltas, checked by seq and checksum."),
+    "trades": (PublicTrade, "trades.SYMBOL: every public trade."),
+    "ticker": (Ticker, "ticker.SYMBOL: the ticker, on change."),
+    "orders": (OrderState, "orders: your order updates, numbered by streamSeq."),
+    "fills": (Fill, "orders: your trade confirmations, numbered by streamSeq."),
+    "balances": (Balance, "balances: your balances as they change, numbered by streamSeq."),
+    "warning": (ConnectionWarning, "The connection is falling behind (slow_consumer)."),
+}
 
 
 @functools.cache
@@ -23,7 +49,7 @@ def openrpc_raw() -> msgspec.Raw:
 def openrpc_document() -> dict[str, Any]:
     param_types = [m.params for m in METHODS.values()]
     result_types = [m.result for m in METHODS.values() if m.result not in (None, bool, dict)]
-    extra = [Quote, MarketData, InstrumentMarketData]
+    extra = [t for t, _ in NOTIFICATIONS.values() if t not in result_types]
     schemas, components = msgspec.json.schema_components(
         [*param_types, *result_types, *extra],
         ref_template="#/components/schemas/{name}",
@@ -59,10 +85,16 @@ def openrpc_document() -> dict[str, Any]:
         "info": {
             "title": "tradews JSON-RPC WebSocket API",
             "version": __version__,
-            "description": "Server pushes are notifications: 'quote' (see Quote) and "
-            "'market_data' (see MarketData). Error codes: "
+            "description": "Server pushes are JSON-RPC notifications, listed with their "
+            "params in x-notifications: "
+            + ", ".join(NOTIFICATIONS)
+            + ". Error codes: "
             + ", ".join(f"{int(c)} {c.name}" for c in ErrorCode),
         },
         "methods": methods,
+        "x-notifications": [
+            {"name": name, "summary": summary, "params": by_type[kind]}
+            for name, (kind, summary) in NOTIFICATIONS.items()
+        ],
         "components": {"schemas": components},
     }
