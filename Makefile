@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: help install demo test lint typecheck unit bench bench-peers-env bench-engine proto compile uncompile clean
+.PHONY: help install demo test lint typecheck unit bench bench-peers-env bench-engine proto docs compile uncompile clean
 
 help:
 	@echo "make demo   - install, then run the demo server (SQLite, no other service)"
@@ -11,6 +11,7 @@ help:
 	@echo "make bench  - run the quote fan-out benchmark (see docs/performance.md)"
 	@echo "make bench-engine - the engine against matching-engine, lightmatchingengine and a bare loop"
 	@echo "make proto  - regenerate src/tradews/codecs/pb from proto/tradews/v1/tradews.proto"
+	@echo "make docs   - regenerate docs/asyncapi.json from the message types"
 	@echo "make compile   - compile the matching engine with mypyc again (make install does it)"
 	@echo "make uncompile - remove those compiled modules (back to pure Python)"
 
@@ -71,6 +72,11 @@ bench-peers-env: $(PEERS_VENV)/.installed
 
 bench-engine: install bench-peers-env
 	$(BIN)/python bench/engine_peers.py
+
+# The AsyncAPI document of the streams is generated from the message types and committed;
+# tests/unit/test_asyncapi.py fails when it is stale.
+docs: install
+	$(BIN)/python -m tradews.app.asyncapi > docs/asyncapi.json
 
 # The generated protobuf code is committed; tests/unit/test_proto_generated.py fails when it is
 # stale. protoc (from grpcio-tools) writes the module and its typing stub.
