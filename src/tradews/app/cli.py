@@ -33,6 +33,7 @@ from rich.table import Column, Table
 
 from tradews import __version__
 from tradews.adapters import clock, registry
+from tradews.adapters.price_feed import parse_feed_url
 from tradews.adapters.sql_store import TIERS, ApiKey, DatabaseUnavailable, SqlStore, StoreError
 from tradews.adapters.ws_server import (
     PING_INTERVAL,
@@ -255,10 +256,18 @@ def serve(
     price_max_age: Annotated[
         str,
         typer.Option(
-            help="An operator's reference price older than this is stale (no quotes), unless "
-            "set with its own --max-age: e.g. 30s, 5m."
+            help="An operator's or the feed's reference price older than this is stale (no "
+            "quotes), unless set with its own --max-age: e.g. 30s, 5m."
         ),
     ] = format_duration(DEFAULT_MAX_AGE_MS),
+    price_feed: Annotated[
+        str | None,
+        typer.Option(
+            help="Follow reference prices from a feed: ws://host:port/path or "
+            "nats://host:port/subject, publishing {symbol, price, timestamp?} as JSON "
+            "(docs/operations.md)."
+        ),
+    ] = None,
     key_file: KeyFileOption = None,
     login_window: Annotated[
         float,
@@ -406,6 +415,11 @@ def serve(
     if band <= 0 or band >= 10_000:
         fail("--rfq-band-bps must be above 0 and below 10000")
     max_age_ms = parse_duration_ms(price_max_age, "--price-max-age")
+    if price_feed is not None:
+        try:
+            parse_feed_url(price_feed)
+        except ValueError as exc:
+            fail(str(exc))
     tls = None
     if (tls_cert is None) != (tls_key is None):
         fail("--tls-cert and --tls-key go together")
@@ -469,6 +483,7 @@ def serve(
         snapshot_every=max(1, snapshot_every),
         rfq_band_bps=band,
         price_max_age_ms=max_age_ms,
+        price_feed=price_feed,
         fees=schedule,
         rates=rates,
         limits=SessionLimits(max_sessions_per_key=max_sessions_per_key),

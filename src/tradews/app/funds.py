@@ -18,7 +18,7 @@ from typing import Any
 from tradews.adapters import clock
 from tradews.adapters.registry import open_journal, open_lease
 from tradews.adapters.sql_journal import JournalEntry
-from tradews.adapters.sql_store import Operations, SqlStore
+from tradews.adapters.sql_store import FEE_ACCOUNT, HOUSE_ACCOUNT, Operations, SqlStore
 from tradews.app.engine_host import recover
 from tradews.app.server import result_text
 from tradews.domain.ledger import to_atoms
@@ -34,6 +34,11 @@ def move_funds(
     *, timeout: float = 10.0,
 ) -> dict[str, Any]:  # fmt: skip
     target = store.get_account(account)
+    if target is None and account in (HOUSE_ACCOUNT, FEE_ACCOUNT):
+        # the system accounts exist from the engine's first start; funding the desk may come
+        # before it, on a database that has only its instruments
+        Operations(store).system_accounts(clock.now_ms())
+        target = store.get_account(account)
     if target is None:
         raise FundsError(f"no account named {account!r}")
     atoms = to_atoms(amount)

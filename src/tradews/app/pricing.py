@@ -40,10 +40,12 @@ def format_duration(ms: int) -> str:
 
 
 class ReferencePrices:
-    """Each instrument's reference: the operator's price where one is set, else the demo walk's.
+    """Each instrument's reference: the operator's price where one is set, else the price feed's
+    (``--price-feed``) where it has one, else the demo walk's.
 
-    An operator's price older than its maximum age is stale, and then there is no reference (the
-    walk does not stand in for it: the operator said what the price is, and that is out of date).
+    An operator's or a feed's price older than its maximum age is stale, and then there is no
+    reference (the next source does not stand in for it: the operator or the feed said what the
+    price is, and that is out of date).
     """
 
     def __init__(
@@ -52,9 +54,16 @@ class ReferencePrices:
         self.walks = walks  # symbol -> price in ticks, stepped by the server in demo mode
         self.default_max_age_ms = default_max_age_ms
         self._operator: dict[str, ReferencePrice] = {}
+        self._feed: dict[str, ReferencePrice] = {}
 
     def set_operator_prices(self, prices: Iterable[ReferencePrice]) -> None:
         self._operator = {p.symbol: p for p in prices}
+
+    def set_feed_price(self, symbol: str, price: Decimal, at_ms: int) -> None:
+        """A price from the feed, true at ``at_ms`` (an older one than held is ignored)."""
+        held = self._feed.get(symbol)
+        if held is None or held.set_at <= at_ms:
+            self._feed[symbol] = ReferencePrice(symbol, price, at_ms, None)
 
     def get(self, inst: Instrument, now_ms: int) -> Fraction | NoQuote:
         """The reference of ``inst`` in ticks at ``now_ms``, or why there is none."""
@@ -65,6 +74,12 @@ class ReferencePrices:
                 age = format_duration(op.max_age(default))
                 return NoQuote(f"the desk's reference price is stale (older than {age})")
             return Fraction(op.price) / Fraction(inst.tick)
+        fed = self._feed.get(inst.symbol)
+        if fed is not None:
+            if fed.is_stale(now_ms, self.default_max_age_ms):
+                age = format_duration(self.default_max_age_ms)
+                return NoQuote(f"the price feed's reference price is stale (older than {age})")
+            return Fraction(fed.price) / Fraction(inst.tick)
         walk = self.walks.get(inst.symbol)
         if walk is None:
             return NoQuote("the desk has no reference price for it")

@@ -48,6 +48,7 @@ import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from tradews.adapters import clock
+from tradews.adapters.price_feed import FeedPrice, PriceFeed, parse_feed_url
 from tradews.adapters.registry import Lease, open_archive, open_journal, parse_db_url
 from tradews.adapters.sql_store import DatabaseUnavailable, Operations, SqlStore, StoreError
 from tradews.adapters.ws_server import (
@@ -133,7 +134,8 @@ class ServerSettings:
     snapshot_every: int = 100_000  # commands between engine snapshots
     demo_traders: bool = True
     rfq_band_bps: Decimal = DEFAULT_BAND_BPS  # no quote when the book is further than this
-    price_max_age_ms: int = DEFAULT_MAX_AGE_MS  # operator prices older than this are stale
+    price_max_age_ms: int = DEFAULT_MAX_AGE_MS  # operator and feed prices older are stale
+    price_feed: str | None = None  # ws://... or nats://host:port/subject (adapters/price_feed.py)
     fees: FeeSchedule = field(default_factory=FeeSchedule)
     limits: SessionLimits = field(default_factory=SessionLimits)
     rates: RateLimits = field(default_factory=RateLimits)
@@ -211,6 +213,9 @@ class Server:
             self.references, default_max_age_ms=settings.price_max_age_ms
         )
         self.reference_prices.set_operator_prices(store.reference_prices())
+        self.price_feed: PriceFeed | None = None
+        if settings.price_feed is not None and settings.serve_clients:
+            self.price_feed = PriceFeed(parse_feed_url(settings.price_feed), self._feed_prices)
         self.quotes: QuoteDesk[Connection] = QuoteDesk(
             ttl_ms=settings.quote_ttl_ms,
             refresh_ms=settings.quote_refresh_ms,
@@ -321,6 +326,8 @@ class Server:
             await self.engine_host.drain()  # so is the desk's demo inventory
         if self.gateway is not None:
             await self.gateway.start()
+        if self.price_feed is not None:
+            self.price_feed.start()
         healthz = (b"/healthz", lambda query: (b"ok\n", "text/plain; charset=utf-8"))
         if self.settings.admin:
             self._admin = await self._listen_admin(healthz)
@@ -403,6 +410,8 @@ class Server:
         """Stop accepting, finish what is being made durable, tell clients we are going away."""
         if self._lease_watch is not None:
             self._lease_watch.set()
+        if self.price_feed is not None:
+            await self.price_feed.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -660,6 +669,14 @@ class Server:
         for conn in subscribers:
             if conn.writable:
                 conn.send_push(push)
+
+    def _feed_prices(self, prices: list[FeedPrice]) -> None:
+        """Prices from ``--price-feed``: the desk's reference for the instruments listed here
+        (a feed may carry more than this server trades)."""
+        catalog = self.catalog
+        for p in prices:
+            if catalog.get(p.symbol) is not None and p.timestamp is not None:
+                self.reference_prices.set_feed_price(p.symbol, p.price, p.timestamp)
 
     def _watch(self) -> None:
         now = self._now_ms()
