@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from tradews.domain.instrument import Instrument
 from tradews.domain.orders import Reject
 from tradews.engine.commands import AnyCommand, encoder
 from tradews.engine.engine import Engine, Rejected, Result
+from tradews.session.stats import Histogram
 from tradews.session.streams import StreamRecord
 
 log = logging.getLogger(__name__)
@@ -83,6 +85,9 @@ class EngineHost:
         self._idle.set()
         self.batches = 0
         self.commands = 0
+        self.commit_latency = Histogram()  # journal batches: from handed over to durable
+        self._in_flight = 0  # commands in the batch being written
+        self._write_started = 0
 
     def submit(
         self,
@@ -178,6 +183,8 @@ class EngineHost:
         snapshot = snapshots[-1] if snapshots else None
         maintain, self._maintain = self._maintain, None
         self._writing = True
+        self._in_flight = len(batch)
+        self._write_started = time.perf_counter_ns()
         if len(entries) <= INLINE_BATCH and maintain is None:
             # Light load: write on the loop's own thread. Handing a lone command to the writer
             # thread and back costs two thread wake-ups (about 90 us here), more than the CPU
@@ -206,6 +213,7 @@ class EngineHost:
         numbered: list[list[StreamRecord]] | None,
     ) -> None:
         self._writing = False
+        self._in_flight = 0
         if error is not None or numbered is None:
             error = error or RuntimeError("the journal returned nothing")
             self.failed = error
@@ -218,6 +226,7 @@ class EngineHost:
             return
         if numbered:  # upkeep and reads alone are not counted as journal batches
             self.batches += 1
+            self.commit_latency.observe(time.perf_counter_ns() - self._write_started)
         publish = self._publish
         records = iter(numbered)  # one list per entry, in the batch's order
         for parked in batch:
@@ -250,6 +259,11 @@ class EngineHost:
             self._flush()
         else:
             self._idle.set()
+
+    @property
+    def queue_depth(self) -> int:
+        """Commands applied and not yet durable: waiting for the journal, or being written."""
+        return len(self._parked) + self._in_flight
 
     @property
     def busy(self) -> bool:

@@ -10,18 +10,20 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from tradews.app.server import Server
+
+Family = GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily
 
 
 class ServerCollector(Collector):
     def __init__(self, server: Server) -> None:
         self._server = server
 
-    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    def collect(self) -> Iterator[Family]:
         s = self._server
         yield GaugeMetricFamily(
             "tradews_connections", "Open WebSocket connections.", value=len(s.connections)
@@ -78,10 +80,49 @@ class ServerCollector(Collector):
             value=s.services.rates.refused,
         )
         yield from _bus_metrics(s)
+        yield from _request_metrics(s)
         yield CounterMetricFamily(
             "tradews_quotes_skipped_slow_reader",
             "Quotes not sent because the client's socket buffer was full.",
             value=s.quotes.skipped_slow,
+        )
+
+
+def _request_metrics(s: Server) -> Iterator[Family]:
+    """Requests by method and encoding with their latency (receipt to reply: for a command,
+    that includes making it durable), error replies by method and reason, the engine's queue
+    and the journal's commit latency."""
+    stats = s.services.stats
+    latency = HistogramMetricFamily(
+        "tradews_request_duration_seconds",
+        "Requests by method and encoding: time from receipt to reply.",
+        labels=["method", "encoding"],
+    )
+    for (method, encoding), hist in sorted(stats.latency.items()):
+        latency.add_metric([method, encoding], hist.cumulative(), hist.sum_ns / 1e9)
+    yield latency
+    errors = CounterMetricFamily(
+        "tradews_request_errors",
+        "Error replies by method and reason (the error code's name; REJECTED:reason for an "
+        "order the engine rejected).",
+        labels=["method", "reason"],
+    )
+    for (method, reason), n in sorted(stats.errors.items()):
+        errors.add_metric([method, reason], n)
+    yield errors
+    host = s.engine_host
+    if host is not None:
+        yield GaugeMetricFamily(
+            "tradews_engine_queue_depth",
+            "Commands applied and not yet durable (waiting for the journal or being written).",
+            value=host.queue_depth,
+        )
+        commit = host.commit_latency
+        yield HistogramMetricFamily(
+            "tradews_journal_commit_seconds",
+            "Journal batches: time from handing a batch to the journal until it is durable.",
+            buckets=commit.cumulative(),
+            sum_value=commit.sum_ns / 1e9,
         )
 
 

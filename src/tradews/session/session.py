@@ -27,6 +27,7 @@ import functools
 import itertools
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -97,6 +98,7 @@ from tradews.session.ports import (
     Unavailable,
 )
 from tradews.session.quote_desk import QuoteDesk, QuoteStream
+from tradews.session.stats import RequestStats
 from tradews.session.view import TradingView
 
 C = TypeVar("C")
@@ -161,6 +163,7 @@ class Services(Generic[C]):
     openrpc: Callable[[], Any] | None = None
     login: LoginPolicy = field(default_factory=LoginPolicy)
     session_tags: Callable[[], int] = new_session_tag  # injected by tests
+    stats: RequestStats = field(default_factory=lambda: RequestStats(METHODS))
 
 
 class Scope(enum.Enum):
@@ -269,6 +272,13 @@ def rejected(reason: Reject, message: str) -> ApiError:
     return ApiError(ErrorCode.REJECTED, message, {"reason": reason.value})
 
 
+def error_label(exc: ApiError) -> str:
+    """An error's name for the metrics: its code's, with the reason of an order rejection."""
+    if exc.code is ErrorCode.REJECTED and isinstance(exc.data, dict):
+        return f"REJECTED:{exc.data.get('reason')}"
+    return exc.code.name
+
+
 class Session(Generic[C]):
     def __init__(
         self,
@@ -306,6 +316,7 @@ class Session(Generic[C]):
         self._cod_tag = 0  # cancel-on-disconnect: the tag of this session's orders; 0 when off
         self._logged_out = False
         self._frames_waiting = 0  # replies waiting for durability (see _await_deferred)
+        self._error: ApiError | None = None  # the error of the call just dispatched, if any
         # Set by the adapter when the client asked for it: every reply then carries the
         # remaining rate-limit budget.
         self.report_budget = False
@@ -320,6 +331,7 @@ class Session(Generic[C]):
         if self.state is SessionState.CLOSING or self.state is SessionState.CLOSED:
             return []
         self._last_now = now_ms
+        started = time.perf_counter_ns()
         codec = self.codec
         frame = codec.decode(data, max_batch=self._services.limits.max_batch)
         out: list[bytes] = []
@@ -331,17 +343,29 @@ class Session(Generic[C]):
         # Deferred calls (slot None: a notification) are started after the loop, in the
         # order they came, so the engine sees a batch's commands in the batch's order.
         deferred: list[tuple[int | None, Call, Deferred]] = []
+        stats, encoding = self._services.stats, codec.name
         for item in frame.items:
             if self.closing:
                 break  # the failed-login limit tripped, or rpc.logout: the rest is ignored
             method = METHODS.get(item.method) if isinstance(item, Call) else None
             refusal = self._charge(1 if method is None else method.cost, now_ms)
+            self._error = None
             if refusal is not None:
                 reply = codec.error(item.id, refusal)
+                self._error = refusal
             elif isinstance(item, Invalid):
                 reply = codec.error(item.id, item.error)
+                self._error = item.error
             else:
                 reply = self._dispatch(item, now_ms)
+            if not isinstance(reply, Deferred):
+                error = self._error
+                stats.record(
+                    item.method if isinstance(item, Call) else "invalid",
+                    encoding,
+                    time.perf_counter_ns() - started,
+                    None if error is None else error_label(error),
+                )
             if isinstance(reply, Deferred):
                 assert isinstance(item, Call)
                 if item.is_notification:
@@ -357,7 +381,9 @@ class Session(Generic[C]):
         if any(slot is not None for slot, _, _ in deferred):
             # The reply waits for durability; what follows it (a stream's first message) waits
             # with it, so that a reply always comes before its stream.
-            self._await_deferred(frame.is_batch, replies, deferred, follow_ups, after_reply)
+            self._await_deferred(
+                frame.is_batch, replies, deferred, follow_ups, after_reply, started
+            )
             return out
         for _, _, d in deferred:
             d.start(lambda value: None)
@@ -441,20 +467,25 @@ class Session(Generic[C]):
         deferred: list[tuple[int | None, Call, Deferred]],
         follow_ups: list[bytes],
         after_reply: list[Callable[[], None]],
+        started: int,
     ) -> None:
         """Send the reply (or the whole batch's reply), then the follow-ups, when every deferred
         part is done."""
         waiting = [sum(1 for slot, _, _ in deferred if slot is not None)]
         codec = self.codec
+        stats = self._services.stats
         self._frames_waiting += 1
 
         def finish(slot: int, call: Call, value: Any) -> None:
             if self.state is SessionState.CLOSED:
                 return
+            elapsed = time.perf_counter_ns() - started
             if isinstance(value, ApiError):
                 replies[slot] = codec.error(call.id, value)
+                stats.record(call.method, codec.name, elapsed, error_label(value))
             else:
                 replies[slot] = codec.result(call, value)
+                stats.record(call.method, codec.name, elapsed, None)
             replies[slot] = self._with_budget(replies[slot], self._last_now)
             waiting[0] -= 1
             if waiting[0] == 0:
@@ -493,12 +524,15 @@ class Session(Generic[C]):
                 return value
             return codec.result(call, value)
         except ApiError as exc:
+            self._error = exc
             return codec.error(call.id, exc)
         except Unavailable as exc:
-            return codec.error(call.id, unavailable(exc))
+            self._error = error = unavailable(exc)
+            return codec.error(call.id, error)
         except Exception:
             log.exception("internal error in %s", call.method)
-            return codec.error(call.id, ApiError(ErrorCode.INTERNAL_ERROR))
+            self._error = error = ApiError(ErrorCode.INTERNAL_ERROR)
+            return codec.error(call.id, error)
 
     @staticmethod
     def _decode_params(call: Call) -> Any:
