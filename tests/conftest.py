@@ -100,3 +100,14 @@ def pytest_configure(config: pytest.Config) -> None:
 def node_available() -> bool:
     root = Path(__file__).resolve().parent.parent
     return shutil.which("node") is not None and (root / "node_modules" / "ws").is_dir()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_any_server_log() -> Iterator[None]:
+    """After the whole run: no server logged a secret the tests know (every API secret and
+    private key they created, every demo key's secret), in any line after its banner."""
+    yield
+    from tradews.testing import leaked_secrets
+
+    leaked = leaked_secrets()
+    assert not leaked, f"{len(leaked)} log lines hold a secret, e.g. {leaked[0]!r}"

@@ -31,6 +31,24 @@ _KEY = re.compile(r"apiKey:\s+(\S+)")
 _SECRET = re.compile(r"apiSecret:\s+(\S+)")
 
 
+# Every secret the tests were given (API secrets, private keys) and every server they started:
+# at the end of a run, tests/conftest.py checks that no server logged one (only the demo banner
+# prints its own key's secret, on purpose).
+KNOWN_SECRETS: set[str] = set()
+STARTED: list[ServerProcess] = []
+
+
+def leaked_secrets() -> list[str]:
+    """Lines that servers logged after their banner holding a secret the tests know."""
+    secrets = [s for s in KNOWN_SECRETS if len(s) >= 16]
+    return [
+        line
+        for server in STARTED
+        for line in server.output[server.banner_lines :]
+        if any(secret in line for secret in secrets)
+    ]
+
+
 @dataclass
 class ServerProcess:
     process: subprocess.Popen[str]
@@ -40,6 +58,7 @@ class ServerProcess:
     api_key: str = ""
     api_secret: str = ""
     output: list[str] = field(default_factory=list)
+    banner_lines: int = 0  # the output's lines up to the end of the banner
 
     @classmethod
     def start(
@@ -85,6 +104,10 @@ class ServerProcess:
             elif m := _SECRET.search(line):
                 server.api_secret = m.group(1)
             elif "Press Ctrl+C" in line:
+                server.banner_lines = len(server.output)
+                if server.api_secret:
+                    KNOWN_SECRETS.add(server.api_secret)
+                STARTED.append(server)
                 return server
 
     def admin(self, path: str) -> bytes:
@@ -245,7 +268,12 @@ def run_cli(*args: str, db: Path | str, check: bool = True) -> Any:
     if check and done.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
     if "--json" in args and done.returncode == 0:
-        return json.loads(done.stdout)
+        parsed = json.loads(done.stdout)
+        if isinstance(parsed, dict):
+            KNOWN_SECRETS.update(
+                str(parsed[k]) for k in ("apiSecret", "privateKey") if parsed.get(k)
+            )
+        return parsed
     return done
 
 

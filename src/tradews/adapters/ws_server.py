@@ -596,7 +596,7 @@ class Connection(WebSocketEndpoint):
         transport = self.transport
         if transport is None:
             return
-        log.info("disconnecting %s: %s", self.session.peer, reason)
+        log.info("disconnecting: %s", reason, extra=self.session.log_extra)
         self._registry.output.backlogged.discard(self)
         self._registry.output.dropped += 1
         # The session ends in on_ws_disconnected, which the abort brings at once: not here, where

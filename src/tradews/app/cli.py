@@ -42,6 +42,7 @@ from tradews.adapters.ws_server import (
     OutputLimits,
     tls_context,
 )
+from tradews.app.logs import LOG_FORMATS
 from tradews.app.logs import configure as configure_logging
 from tradews.app.pricing import DEFAULT_MAX_AGE_MS, format_duration
 from tradews.domain.instrument import Instrument, InvalidDecimal, OffStep, parse_decimal
@@ -283,6 +284,9 @@ def serve(
         ),
     ] = True,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    log_format: Annotated[
+        str, typer.Option(help="text, or json: one object per line, for a log pipeline.")
+    ] = "text",
     admin: Annotated[
         bool, typer.Option(help="Serve /metrics, /state and /healthz on the admin listener.")
     ] = True,
@@ -372,7 +376,9 @@ def serve(
 
     if log_level.lower() not in ("debug", "info", "warning", "error"):
         fail("--log-level must be debug, info, warning or error")
-    configure_logging(log_level)
+    if log_format not in LOG_FORMATS:
+        fail("--log-format must be text or json")
+    configure_logging(log_level, log_format)
     if not 0 <= port <= 65535:
         fail("port must be between 0 and 65535")
     if volatility < 0:

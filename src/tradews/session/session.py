@@ -26,6 +26,7 @@ import enum
 import functools
 import itertools
 import logging
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -272,6 +273,9 @@ def rejected(reason: Reject, message: str) -> ApiError:
     return ApiError(ErrorCode.REJECTED, message, {"reason": reason.value})
 
 
+_KEY_ID = re.compile(r"tw_[0-9a-f]{8,40}")
+
+
 def error_label(exc: ApiError) -> str:
     """An error's name for the metrics: its code's, with the reason of an order rejection."""
     if exc.code is ErrorCode.REJECTED and isinstance(exc.data, dict):
@@ -320,6 +324,12 @@ class Session(Generic[C]):
         # Set by the adapter when the client asked for it: every reply then carries the
         # remaining rate-limit budget.
         self.report_budget = False
+
+    @property
+    def log_extra(self) -> dict[str, Any]:
+        """The fields of a log line about this connection (``app/logs.py``)."""
+        account = None if self.principal is None else self.principal.account_name
+        return {"conn": self._id, "peer": self.peer, "account": account}
 
     # Input ---------------------------------------------------------------------------------
 
@@ -530,7 +540,7 @@ class Session(Generic[C]):
             self._error = error = unavailable(exc)
             return codec.error(call.id, error)
         except Exception:
-            log.exception("internal error in %s", call.method)
+            log.exception("internal error in %s", call.method, extra=self.log_extra)
             self._error = error = ApiError(ErrorCode.INTERNAL_ERROR)
             return codec.error(call.id, error)
 
@@ -565,7 +575,10 @@ class Session(Generic[C]):
                 raise ApiError(
                     ErrorCode.TIER_NOT_ALLOWED, "websocket access requires the enterprise tier"
                 )
-        except ApiError:
+        except ApiError as exc:
+            # the key id only where it looks like one: a secret pasted into apiKey stays out
+            key = p.api_key if _KEY_ID.fullmatch(p.api_key) else "(not a key id)"
+            log.warning("login refused for key %s: %s", key, exc.message, extra=self.log_extra)
             self._login_failures += 1
             if self._login_failures >= self._services.limits.max_login_failures:
                 self._close("too many failed logins")
@@ -584,6 +597,7 @@ class Session(Generic[C]):
         services.sessions_per_key[principal.key_id] = open_sessions + 1
         self.principal = principal
         self.state = SessionState.AUTHENTICATED
+        log.info("logged in with key %s", principal.key_id, extra=self.log_extra)
         return True
 
     def _m_rpc_logout(self, p: NoParams, now_ms: int) -> Deferred:
