@@ -42,3 +42,31 @@ def test_each_tradews_command_parses(name: str) -> None:
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
+
+
+SINGLE = COMPOSE.parent / "compose.single.yaml"
+UNIT = COMPOSE.parent / "tradews.service"
+
+
+@pytest.mark.parametrize("name", ["migrate", "tradews"])
+def test_the_single_process_example_parses(name: str) -> None:
+    service = yaml.safe_load(SINGLE.read_text())["services"][name]
+    assert service["image"] == "tradews"
+    done = subprocess.run(
+        [sys.executable, "-m", "tradews", *service["command"], "--help"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_systemd_unit_runs_a_command_that_parses() -> None:
+    lines = UNIT.read_text().splitlines()
+    start = next(line for line in lines if line.startswith("ExecStart="))
+    binary, *args = start.removeprefix("ExecStart=").split()
+    assert binary == "/opt/tradews/bin/tradews"
+    done = subprocess.run(
+        [sys.executable, "-m", "tradews", *args, "--help"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Environment=TRADEWS_DB=/var/lib/tradews/tradews.db" in lines
