@@ -73,6 +73,7 @@ from tradews.app.openrpc import openrpc_raw
 from tradews.app.pricing import DEFAULT_MAX_AGE_MS, DeskPricer, ReferencePrices
 from tradews.app.replica import BusTrading
 from tradews.codecs.push import Push
+from tradews.console import Console
 from tradews.domain.invariants import InvariantViolation
 from tradews.domain.ledger import format_atoms
 from tradews.domain.orders import Side
@@ -333,6 +334,7 @@ class Server:
                     self._now_ms,
                     dict([healthz]),
                     OriginPolicy(self.settings.allowed_origins, secure=tls is not None),
+                    Console(secure=tls is not None).page,
                 ),
                 self.settings.host,
                 self.settings.port,
