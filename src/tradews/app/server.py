@@ -65,6 +65,7 @@ from tradews.adapters.ws_server import (
 )
 from tradews.api.errors import ApiError
 from tradews.app.catalog import Catalog
+from tradews.app.console import Console
 from tradews.app.demo import start_ticks
 from tradews.app.demo_market import MAKER, TAKER, DemoMarket, funding
 from tradews.app.engine_host import EngineHost, recover
@@ -73,7 +74,6 @@ from tradews.app.openrpc import openrpc_raw
 from tradews.app.pricing import DEFAULT_MAX_AGE_MS, DeskPricer, ReferencePrices
 from tradews.app.replica import BusTrading
 from tradews.codecs.push import Push
-from tradews.console import Console
 from tradews.domain.invariants import InvariantViolation
 from tradews.domain.ledger import format_atoms
 from tradews.domain.orders import Side
