@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import urllib.request
+import zlib
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any, TypeVar
 import pytest
 
 from tests.conftest import require
+from tradews.api.checksum import book_checksum
 from tradews.client import Client
 from tradews.testing import ServerProcess
 
@@ -147,6 +149,40 @@ def test_a_wrong_secret_shows_the_servers_message(
     assert status(browser) == "logged-out"
     assert by_id(browser, "login").is_displayed()
     shot(browser, "01-wrong-secret")
+
+
+BOOK_CHECKS = """
+const done = arguments[arguments.length - 1];
+import("/console/book.js").then(({ Book, OutOfSync, crc32 }) => {
+  const book = new Book("ETH_USD", "0.01", "0.001");
+  book.apply({ type: "snapshot", seq: 5, prevSeq: null, checksum: arguments[0],
+               bids: [["3000.00", "2.000"], ["2999.99", "1.000"]], asks: [["3001.00", "0.500"]] });
+  const after = { type: "delta", seq: 9, prevSeq: 5, checksum: arguments[1],
+                  bids: [["3000.00", "0.000"]], asks: [["3000.50", "0.250"]] };
+  book.apply(after);
+  const gap = () => { try { book.apply({ ...after, seq: 12, prevSeq: 10 }); return "applied"; }
+                      catch (e) { return e instanceof OutOfSync ? e.message : String(e); } };
+  const wrong = () => { try { book.apply({ ...after, seq: 10, prevSeq: 9, checksum: 7 });
+                              return "applied"; }
+                        catch (e) { return e instanceof OutOfSync ? e.message : String(e); } };
+  done({ crc: crc32("201:4|202:3"), checksum: book.checksum, gap: gap(), wrong: wrong() });
+}).catch((e) => done({ error: String(e) }));
+"""
+
+
+def test_the_ladder_checks_sequence_and_checksum_as_the_server_computes_them(
+    browser: Any,
+) -> None:
+    """book.js against tradews.api.checksum, on docs/protocol.md's example."""
+    snapshot = book_checksum([(300000, 2000), (299999, 1000)], [(300100, 500)])
+    delta = book_checksum([(299999, 1000)], [(300050, 250), (300100, 500)])
+    result = browser.execute_async_script(BOOK_CHECKS, snapshot, delta)
+    assert result == {
+        "crc": zlib.crc32(b"201:4|202:3"),
+        "checksum": delta,
+        "gap": "expected prevSeq 9, got 10",
+        "wrong": "checksum mismatch at seq 10",
+    }
 
 
 def test_log_in_and_see_quotes_move(browser: Any, demo: ServerProcess) -> None:
