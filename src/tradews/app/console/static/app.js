@@ -120,7 +120,7 @@ async function connect() {
   state.conn = conn;
   try {
     await conn.open();
-    await conn.call("rpc.login", state.creds);
+    await logIn(conn, state.creds);
   } catch (error) {
     if (error instanceof RpcError) {
       // Refused: the key or secret is wrong, revoked, expired... Do not try again with it.
@@ -147,6 +147,60 @@ async function connect() {
   } catch (error) {
     showError(describe(error));
   }
+}
+
+// Signed login (docs/protocol.md, rpc.login): the secret never crosses the wire. WebCrypto is
+// there only in a secure context (https://, or http:// on this machine); elsewhere, and for a
+// key the server cannot check a signature of, the secret is sent as a plain login.
+const PLAIN_ONLY = new Set(["SIGNED_LOGIN_UNSUPPORTED", "KEY_FILE_UNAVAILABLE"]);
+
+async function logIn(conn, creds) {
+  await syncClock(conn);
+  if (!globalThis.crypto || !crypto.subtle) return conn.call("rpc.login", creds);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await conn.call("rpc.login", await signedLogin(creds));
+    } catch (error) {
+      if (!(error instanceof RpcError)) throw error;
+      if (error.code === 1010 && attempt === 0 && error.data && error.data.serverTime) {
+        state.clockOffset = error.data.serverTime - Date.now();
+        continue;
+      }
+      if (error.code === 1002 && error.data && PLAIN_ONLY.has(error.data.reason)) {
+        return conn.call("rpc.login", creds);
+      }
+      throw error;
+    }
+  }
+}
+
+async function signedLogin({ apiKey, apiSecret }) {
+  const timestamp = Date.now() + state.clockOffset;
+  const random = crypto.getRandomValues(new Uint8Array(16));
+  const nonce = btoa(String.fromCharCode(...random))
+    .replaceAll("+", "-")
+    .replaceAll("/", "_")
+    .replaceAll("=", "");
+  const text = new TextEncoder();
+  const key = await crypto.subtle.importKey(
+    "raw",
+    text.encode(apiSecret),
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign"],
+  );
+  const message = `tradews-login-v1\n${apiKey}\n${timestamp}\n${nonce}`;
+  const signature = new Uint8Array(await crypto.subtle.sign("HMAC", key, text.encode(message)));
+  const hex = [...signature].map((byte) => byte.toString(16).padStart(2, "0")).join("");
+  return { apiKey, timestamp, nonce, signature: hex };
+}
+
+// The server's clock minus this browser's, from `time` (no login needed): for quote countdowns
+// and signed logins' timestamps.
+async function syncClock(conn) {
+  const sent = Date.now();
+  const { time } = await conn.call("time");
+  state.clockOffset = time - Math.round((sent + Date.now()) / 2);
 }
 
 function onClose(code, reason, opened) {
@@ -205,9 +259,6 @@ $("logout").addEventListener("click", async () => {
 
 async function subscribeAll() {
   const conn = state.conn;
-  const sent = Date.now();
-  const { time } = await conn.call("time");
-  state.clockOffset = time - Math.round((sent + Date.now()) / 2);
   const instruments = await conn.call("instruments");
   const first = state.instruments.size === 0;
   for (const instrument of instruments) state.instruments.set(instrument.symbol, instrument);
