@@ -336,8 +336,28 @@ def test_no_script_or_policy_errors_in_the_browser(browser: Any) -> None:
     assert errors == []
 
 
-def test_a_lost_server_shows_reconnecting(browser: Any, demo: ServerProcess) -> None:
+def test_log_out_and_back_in_then_ride_out_a_server_restart(
+    browser: Any, demo: ServerProcess
+) -> None:
+    by_id(browser, "logout").click()
+    wait_for(browser, lambda: status(browser) == "logged-out", "the logged-out state")
+    assert by_id(browser, "login").is_displayed() and not by_id(browser, "desk").is_displayed()
+    # A key of its own: a demo server issues a new banner key, and revokes the old, each start.
+    key = demo.cli("key", "create", "demo")
+    log_in(browser, key["apiKey"], key["apiSecret"])
+    wait_for(browser, lambda: status(browser) == "logged-in", "the second login")
+
+    port = demo.url.rsplit(":", 1)[1]
     demo.stop()
     wait_for(browser, lambda: status(browser) == "reconnecting", "the reconnecting state")
     assert "reconnecting in" in by_id(browser, "status").text
+    assert by_id(browser, "quote-BTC_USD").get_attribute("data-expired") == "true"
     shot(browser, "07-reconnecting")
+    with ServerProcess.start(demo.db, demo=True, args=("--port", port)) as again:
+        assert again.url == demo.url
+        wait_for(browser, lambda: status(browser) == "logged-in", "the console to log in again")
+        card = by_id(browser, "quote-BTC_USD")
+        wait_for(browser, lambda: card.get_attribute("data-expired") == "false", "fresh quotes")
+        wait_for(browser, lambda: by_id(browser, "book").get_attribute("data-synced") == "true",
+                 "the book again")  # fmt: skip
+        shot(browser, "08-reconnected")

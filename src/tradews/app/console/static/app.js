@@ -207,6 +207,10 @@ function onClose(code, reason, opened) {
   const wasOnline = state.online;
   state.online = false;
   for (const card of $("quotes").children) card.dataset.expired = "true";
+  if (wasOnline) {
+    $("book").dataset.synced = "false";
+    $("book-status").textContent = "not live: the book resynchronises when connected again";
+  }
   if (state.keepOnline && state.creds) {
     if (code === 1008) {
       // The server ended the session for good (key revoked or expired, too many failures).
@@ -272,7 +276,10 @@ async function subscribeAll() {
   // Private streams first, then the state they change, so that no update falls in between.
   await conn.call("subscribe", { channel: "orders" });
   await conn.call("subscribe", { channel: "balances" });
-  for (const order of await conn.call("orders_open")) showOrder(order);
+  const open = await conn.call("orders_open");
+  state.orders.clear(); // what changed while disconnected: start from the open orders now
+  $("order-rows").replaceChildren();
+  for (const order of open) showOrder(order);
   for (const { symbol } of instruments) {
     await conn.call("subscribe", { channel: `ticker.${symbol}` });
     requestQuotes(symbol);
