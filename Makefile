@@ -8,6 +8,7 @@ BIN    := $(VENV)/bin
 help:
 	@echo "make demo   - install, then run the demo server (SQLite, no other service)"
 	@echo "make test   - install, then lint, type-check and run the whole test suite"
+	@echo "make browser - install Debian's chromium and chromium-driver if missing (console tests)"
 	@echo "make bench  - run the quote fan-out benchmark (see docs/performance.md)"
 	@echo "make bench-engine - the engine against matching-engine, lightmatchingengine and a bare loop"
 	@echo "make proto  - regenerate src/tradews/codecs/pb from proto/tradews/v1/tradews.proto"
