@@ -336,6 +336,44 @@ def test_no_script_or_policy_errors_in_the_browser(browser: Any) -> None:
     assert errors == []
 
 
+# Loaded before the page's own scripts (through the DevTools protocol, which the page's policy
+# does not govern): a WebSocket that drops the next book delta when told to, as a lost message.
+DROP_A_DELTA = """
+(() => {
+  const Native = window.WebSocket;
+  window.dropNextDelta = false;
+  window.WebSocket = class extends Native {
+    set onmessage(handler) {
+      super.onmessage = (event) => {
+        if (window.dropNextDelta && String(event.data).includes('"type":"delta"')) {
+          window.dropNextDelta = false;
+          return;
+        }
+        handler(event);
+      };
+    }
+  };
+})();
+"""
+
+
+def test_a_lost_book_message_makes_the_ladder_resynchronise(
+    browser: Any, console_url: str, demo: ServerProcess
+) -> None:
+    browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": DROP_A_DELTA})
+    browser.get(console_url)
+    log_in(browser, demo.api_key, demo.api_secret)
+    book = by_id(browser, "book")
+    wait_for(browser, lambda: book.get_attribute("data-synced") == "true", "the book")
+    assert book.get_attribute("data-resyncs") is None
+    browser.execute_script("window.dropNextDelta = true")
+    wait_for(browser, lambda: book.get_attribute("data-resyncs") == "1", "a resynchronisation")
+    # Synchronised again: only a new snapshot (a new subscription) starts a replica after a gap.
+    wait_for(browser, lambda: book.get_attribute("data-synced") == "true", "the book again")
+    assert by_id(browser, "book-status").text.endswith(" verified")
+    assert not by_id(browser, "error").is_displayed()
+
+
 def test_log_out_and_back_in_then_ride_out_a_server_restart(
     browser: Any, demo: ServerProcess
 ) -> None:
