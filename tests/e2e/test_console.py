@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import require
 from tradews.api.checksum import book_checksum
 from tradews.client import Client
-from tradews.testing import ServerProcess
+from tradews.testing import ServerProcess, run_cli
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -399,3 +399,10 @@ def test_log_out_and_back_in_then_ride_out_a_server_restart(
         wait_for(browser, lambda: by_id(browser, "book").get_attribute("data-synced") == "true",
                  "the book again")  # fmt: skip
         shot(browser, "08-reconnected")
+
+        # A key revoked while in use ends the session for good: said, and not retried.
+        run_cli("key", "revoke", key["apiKey"], db=again.db)
+        wait_for(browser, lambda: status(browser) == "logged-out", "the end of the session")
+        assert by_id(browser, "error").text == "The server closed the session: api key revoked"
+        assert by_id(browser, "login").is_displayed()
+        shot(browser, "09-key-revoked")

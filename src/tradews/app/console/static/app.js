@@ -125,9 +125,7 @@ async function connect() {
     if (error instanceof RpcError) {
       // Refused: the key or secret is wrong, revoked, expired... Do not try again with it.
       state.keepOnline = false;
-      state.creds = null;
-      showError(`Login refused: ${error.message} (${error.code})`);
-      setStatus("logged-out");
+      loggedOut(`Login refused: ${error.message} (${error.code})`);
       conn.close();
     } else if (!state.keepOnline) {
       showError(`Cannot reach the server: ${error.message}`);
@@ -203,6 +201,9 @@ async function syncClock(conn) {
   state.clockOffset = time - Math.round((sent + Date.now()) / 2);
 }
 
+// Close reasons (code 1008) after which the same key cannot log in again (docs/protocol.md).
+const FINAL = /api key revoked|api key expired|too many failed logins/;
+
 function onClose(code, reason, opened) {
   const wasOnline = state.online;
   state.online = false;
@@ -212,8 +213,8 @@ function onClose(code, reason, opened) {
     $("book-status").textContent = "not live: the book resynchronises when connected again";
   }
   if (state.keepOnline && state.creds) {
-    if (code === 1008) {
-      // The server ended the session for good (key revoked or expired, too many failures).
+    if (code === 1008 && FINAL.test(reason)) {
+      // The server ended the session for good: logging in again with this key cannot work.
       state.keepOnline = false;
       loggedOut(`The server closed the session: ${reason || "policy violation"}`);
       return;
