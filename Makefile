@@ -3,11 +3,12 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: help install demo test lint typecheck unit bench bench-peers-env bench-engine proto docs compile uncompile clean
+.PHONY: help install browser demo test lint typecheck unit bench bench-peers-env bench-engine proto docs compile uncompile clean
 
 help:
 	@echo "make demo   - install, then run the demo server (SQLite, no other service)"
 	@echo "make test   - install, then lint, type-check and run the whole test suite"
+	@echo "make browser - install Debian's chromium and chromium-driver if missing (console tests)"
 	@echo "make bench  - run the quote fan-out benchmark (see docs/performance.md)"
 	@echo "make bench-engine - the engine against matching-engine, lightmatchingengine and a bare loop"
 	@echo "make proto  - regenerate src/tradews/codecs/pb from proto/tradews/v1/tradews.proto"
@@ -34,6 +35,22 @@ node_modules/.installed: package.json package-lock.json
 
 install: $(VENV)/.installed $(VENV)/.compiled
 
+# Debian's headless Chromium and its WebDriver for the browser console tests
+# (tests/e2e/test_console.py, driven by Selenium); installed once, only when missing.
+# Without them (no root, no apt-get) those tests skip with a reason (and fail under
+# TRADEWS_REQUIRE_SERVICES=1).
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium and chromium-driver (Debian packages) for the console tests"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null \
+		|| { apt-get update -qq >/dev/null && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+		|| echo "chromium could not be installed: the browser console tests will be skipped"; \
+	else \
+		echo "chromium not found: the browser console tests will be skipped"; \
+	fi
+
 demo: install
 	$(BIN)/tradews serve --demo
 
@@ -49,7 +66,7 @@ typecheck: install
 # fallback.
 PURE_SUITES := tests/domain tests/e2e/test_crash.py tests/e2e/test_trading.py tests/unit/test_build.py
 
-unit: install node_modules/.installed
+unit: install node_modules/.installed browser
 	$(BIN)/python -m pytest
 	TRADEWS_PURE_PYTHON=1 $(BIN)/python -m pytest $(PURE_SUITES)
 

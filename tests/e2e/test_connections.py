@@ -117,3 +117,18 @@ async def test_healthz(server: ServerProcess) -> None:
     url = server.url.replace("ws://", "http://") + "/healthz"
     body = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read())
     assert body == b"ok\n"
+
+
+async def test_the_browser_console_and_the_api_share_the_root_path(server: ServerProcess) -> None:
+    """A plain GET of / is the console's page (on a gateway too); a handshake on / the API."""
+    url = server.url.replace("ws://", "http://") + "/"
+
+    def fetch() -> tuple[str, bytes]:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.headers["Content-Security-Policy"], response.read()
+
+    policy, page = await asyncio.to_thread(fetch)
+    assert page.startswith(b"<!doctype html>") and b"tradews console" in page
+    assert f"connect-src {server.url};" in policy
+    async with await Client.connect(server.url + "/") as client:
+        assert isinstance(await client.time(), int)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
 import ssl
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -91,6 +93,12 @@ async def test_tls_serves_wss_in_both_encodings(tmp_path: Path, encoding: str) -
             await c.login(server.api_key, server.api_secret)
             await c.quote_request("BTC_USD")
             assert (await c.next_notification()).method == "quote"
+        # The console is served over https too, and may connect to wss:// on the same host only.
+        page = server.url.replace("wss://", "https://") + "/"
+        response = await asyncio.to_thread(urllib.request.urlopen, page, timeout=5, context=trust)
+        with response:
+            policy = response.headers["Content-Security-Policy"]
+        assert f"connect-src {server.url};" in policy
         # A client that does not trust the certificate does not get in.
         with pytest.raises((ssl.SSLError, OSError, ClientError)):
             await Client.connect(server.url, encoding=encoding, timeout=5)

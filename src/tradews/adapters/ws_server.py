@@ -710,6 +710,8 @@ class Connections:
 
 # Plain-HTTP routes: path -> handler(query parameters) -> (body, content type).
 HttpRoutes = dict[bytes, Callable[[dict[str, str]], tuple[bytes, str]]]
+# Static pages (the browser console): (path, Host header) -> (body, headers), or None.
+Pages = Callable[[bytes, str | None], tuple[bytes, Mapping[str, str]] | None]
 
 
 def split_target(target: bytes) -> tuple[bytes, dict[str, str]]:
@@ -717,6 +719,12 @@ def split_target(target: bytes) -> tuple[bytes, dict[str, str]]:
     path, _, query = target.partition(b"?")
     params = urllib.parse.parse_qs(query.decode("latin-1"), max_num_fields=20)
     return path, {k: v[-1] for k, v in params.items()}
+
+
+def _page(body: bytes, headers: Mapping[str, str]) -> WSUpgradeResponseWithListener:
+    return WSUpgradeResponseWithListener(
+        WSUpgradeResponse.create_ok_response(body, extra_headers=headers), None
+    )
 
 
 def _http(status: HTTPStatus, body: bytes, content_type: str) -> WSUpgradeResponseWithListener:
@@ -737,9 +745,10 @@ def listener_factory(
     clock: Callable[[], int],
     http_routes: HttpRoutes | None = None,
     origins: OriginPolicy | None = None,
+    pages: Pages | None = None,
 ) -> Callable[[WSUpgradeRequest], Connection | WSUpgradeResponseWithListener]:
-    """Every path upgrades to the API, except ``http_routes`` (plain GET, e.g. ``/healthz``).
-    A handshake from a browser page whose origin ``origins`` does not admit is refused (403).
+    """Every path upgrades to the API, except ``http_routes`` (plain GET, e.g. ``/healthz``)
+    and ``pages`` (plain GET of the browser console's files, ``/`` among them). A handshake from a browser page whose origin ``origins`` does not admit is refused (403).
 
     The query string may ask for ``rateLimits=1``: every reply then carries the remaining
     rate-limit budget."""
@@ -749,10 +758,14 @@ def listener_factory(
     def factory(request: WSUpgradeRequest) -> Connection | WSUpgradeResponseWithListener:
         headers = request.headers
         path, query = split_target(request.path)
-        route = routes.get(path)
-        if route is not None and "upgrade" not in headers.get("Connection", "").lower():
-            body, content_type = route(query)
-            return _http(HTTPStatus.OK, body, content_type)
+        if "upgrade" not in headers.get("Connection", "").lower():
+            route = routes.get(path)
+            if route is not None:
+                body, content_type = route(query)
+                return _http(HTTPStatus.OK, body, content_type)
+            page = pages(path, headers.get("Host")) if pages is not None else None
+            if page is not None:
+                return _page(*page)
         if not policy.admits(headers.get("Origin"), headers.get("Host")):
             return _http(HTTPStatus.FORBIDDEN, b"origin not allowed\n", "text/plain")
         codec, chosen = negotiate(headers.get("Sec-WebSocket-Protocol", ""))

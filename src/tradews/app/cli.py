@@ -575,6 +575,9 @@ def serve(
         else:
             url = f"{'wss' if tls else 'ws'}://{host}:{server.port}"
             out.print(f"[bold green]tradews {__version__}[/bold green] listening on {url}")
+            out.print(
+                f"console: {'https' if tls else 'http'}://{host}:{server.port}/ (in a browser)"
+            )
         out.print(f"database: {parse_db(store.url).shown}  instruments: {instruments}")
         if server.admin_port is not None:
             out.print(f"admin: http://{admin_host}:{server.admin_port} (/metrics, /state)")

@@ -66,6 +66,7 @@ from tradews.adapters.ws_server import (
 )
 from tradews.api.errors import ApiError
 from tradews.app.catalog import Catalog
+from tradews.app.console import Console
 from tradews.app.demo import start_ticks
 from tradews.app.demo_market import MAKER, TAKER, DemoMarket, funding
 from tradews.app.engine_host import EngineHost, recover
@@ -340,6 +341,7 @@ class Server:
                     self._now_ms,
                     dict([healthz]),
                     OriginPolicy(self.settings.allowed_origins, secure=tls is not None),
+                    Console(secure=tls is not None).page,
                 ),
                 self.settings.host,
                 self.settings.port,
