@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Awaitable, Callable, Iterable
 from decimal import Decimal
 from pathlib import Path
@@ -87,3 +89,18 @@ def funded_accounts(db: Path | str, names: Iterable[str]) -> dict[str, dict[str,
             )
             assert out["ok"] and out["via"] == "offline"
     return keys
+
+
+def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """A plain GET: (status, body), whatever the status."""
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+async def readyz(base_url: str) -> tuple[int, bytes]:
+    """``GET /readyz`` of a server (its ws:// or http:// URL), off the event loop."""
+    return await asyncio.to_thread(http_get, base_url.replace("ws://", "http://") + "/readyz")

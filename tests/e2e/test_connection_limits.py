@@ -6,34 +6,23 @@ import asyncio
 import json
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import eventually
+from tests.helpers import eventually, http_get
 from tests.raw_websocket import RawWebSocket
 from tradews.client import Client, RpcError
 from tradews.testing import ServerProcess
 
 
-def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
 async def test_state_and_metrics_are_not_on_the_client_port(server: ServerProcess) -> None:
     public = server.url.replace("ws://", "http://")
     for path in ("/state", "/state?check=1", "/metrics"):
-        status, body = await asyncio.to_thread(get, public + path)
+        status, body = await asyncio.to_thread(http_get, public + path)
         assert status != 200 and b"stateHash" not in body and b"tradews_" not in body, path
-    status, body = await asyncio.to_thread(get, public + "/healthz")
+    status, body = await asyncio.to_thread(http_get, public + "/healthz")
     assert (status, body) == (200, b"ok\n")  # for load balancers; says nothing else
 
 
@@ -51,12 +40,12 @@ async def test_the_admin_listener_serves_them(server: ServerProcess) -> None:
 async def test_the_admin_token_is_required_when_set(tmp_path: Path) -> None:
     args = ("--admin-token", "s3cret-token")
     with ServerProcess.start(tmp_path / "a.db", demo=False, args=args) as server:
-        status, _ = await asyncio.to_thread(get, server.admin_url + "/metrics")
+        status, _ = await asyncio.to_thread(http_get, server.admin_url + "/metrics")
         assert status == 401
         wrong = {"Authorization": "Bearer nope"}
-        assert (await asyncio.to_thread(get, server.admin_url + "/metrics", wrong))[0] == 401
+        assert (await asyncio.to_thread(http_get, server.admin_url + "/metrics", wrong))[0] == 401
         right = {"Authorization": "Bearer s3cret-token"}
-        status, body = await asyncio.to_thread(get, server.admin_url + "/metrics", right)
+        status, body = await asyncio.to_thread(http_get, server.admin_url + "/metrics", right)
         assert status == 200 and b"tradews_connections" in body
 
 

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.helpers import eventually
+from tests.helpers import eventually, readyz
 from tradews.client import Client
 from tradews.testing import ServerProcess
 
@@ -117,6 +117,11 @@ async def test_healthz(server: ServerProcess) -> None:
     url = server.url.replace("ws://", "http://") + "/healthz"
     body = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read())
     assert body == b"ok\n"
+
+
+async def test_readyz_on_both_listeners(server: ServerProcess) -> None:
+    assert await readyz(server.url) == (200, b"ready\n")
+    assert await readyz(server.admin_url) == (200, b"ready\n")
 
 
 async def test_the_browser_console_and_the_api_share_the_root_path(server: ServerProcess) -> None:

@@ -23,7 +23,7 @@ import pytest
 
 from tests.conftest import require
 from tests.databases import fresh_pg_database
-from tests.helpers import eventually, funded_accounts, take
+from tests.helpers import eventually, funded_accounts, readyz, take
 from tradews.adapters.nats_bus import Bus, parse_bus_url
 from tradews.client import Client, ConnectionClosed, RpcError
 from tradews.engine.commands import PlaceOrder, encoder
@@ -385,6 +385,8 @@ async def test_a_nats_outage_gives_clear_errors_and_heals_by_itself(
         error = await eventually(refused, lambda e: e is not None, what="a refusal")
         assert error is not None and error.code == 4002
         assert "bus is down" in str(error.message) or "could not be reached" in str(error.message)
+        not_ready = (503, b"not ready: the bus (NATS) is unreachable\n")
+        await eventually(lambda: readyz(d.gateways[0].url), not_ready.__eq__, what="503")
         # reads go on from the replica meanwhile
         assert (await client.call("order_status", {"clientOrderId": "a"}))["status"] == "new"
         start()
@@ -405,6 +407,7 @@ async def test_a_nats_outage_gives_clear_errors_and_heals_by_itself(
         # timeout (5 s, answered 4002) before a later one goes through
         order = await eventually(placed, lambda o: o is not None, what="trading back", timeout=30)
         assert order is not None and order["clientOrderId"] == "b"
+        await eventually(lambda: readyz(d.gateways[0].url), (200, b"ready\n").__eq__, what="200")
         await converged(d)
         await client.close()
 

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import require
-from tests.helpers import eventually, funded_accounts
+from tests.helpers import eventually, funded_accounts, readyz
 from tradews.client import Client, ConnectionClosed, RpcError
 from tradews.testing import (
     NATS_URL,
@@ -216,6 +216,8 @@ async def test_a_gateway_refuses_logins_while_the_database_is_down_and_heals_by_
         pg.stop()
         error = await refused_login(gateway, keys["t2"])
         assert error.code == 4002 and UNREACHABLE in error.message
+        # a load balancer's readiness probe takes the gateway out meanwhile
+        assert await readyz(gateway.url) == (503, f"not ready: {UNREACHABLE}\n".encode())
         # reads from the replica go on
         assert [o["clientOrderId"] for o in await client.call("orders_open", {})] == ["a"]
         assert await client.call("balances", {})
@@ -226,6 +228,7 @@ async def test_a_gateway_refuses_logins_while_the_database_is_down_and_heals_by_
             lambda: logs_in(gateway, keys["t2"]), bool, what="a login once the database is back"
         )
         assert gateway.process.poll() is None  # the same gateway process
+        await eventually(lambda: readyz(gateway.url), (200, b"ready\n").__eq__, what="200")
 
         async def said() -> str:
             return "\n".join(gateway.output)

@@ -708,8 +708,18 @@ class Connections:
         return len(self._all)
 
 
-# Plain-HTTP routes: path -> handler(query parameters) -> (body, content type).
-HttpRoutes = dict[bytes, Callable[[dict[str, str]], tuple[bytes, str]]]
+# Plain-HTTP routes: path -> handler(query parameters) -> (body, content type), or
+# (body, content type, status) for an answer other than 200 (``/readyz`` when not ready).
+HttpAnswer = tuple[bytes, str] | tuple[bytes, str, HTTPStatus]
+HttpRoutes = dict[bytes, Callable[[dict[str, str]], HttpAnswer]]
+
+
+def _answer(answer: HttpAnswer) -> WSUpgradeResponseWithListener:
+    if len(answer) == 3:
+        return _http(answer[2], answer[0], answer[1])
+    return _http(HTTPStatus.OK, answer[0], answer[1])
+
+
 # Static pages (the browser console): (path, Host header) -> (body, headers), or None.
 Pages = Callable[[bytes, str | None], tuple[bytes, Mapping[str, str]] | None]
 
@@ -761,8 +771,7 @@ def listener_factory(
         if "upgrade" not in headers.get("Connection", "").lower():
             route = routes.get(path)
             if route is not None:
-                body, content_type = route(query)
-                return _http(HTTPStatus.OK, body, content_type)
+                return _answer(route(query))
             page = pages(path, headers.get("Host")) if pages is not None else None
             if page is not None:
                 return _page(*page)
@@ -807,7 +816,6 @@ def admin_factory(
         route = routes.get(path)
         if route is None:
             return _http(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain")
-        body, content_type = route(query)
-        return _http(HTTPStatus.OK, body, content_type)
+        return _answer(route(query))
 
     return factory

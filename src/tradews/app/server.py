@@ -42,6 +42,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
+from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -58,6 +59,8 @@ from tradews.adapters.ws_server import (
     Connection,
     ConnectionCaps,
     Connections,
+    HttpAnswer,
+    HttpRoutes,
     OriginPolicy,
     OutputLimits,
     create_admin_server,
@@ -330,8 +333,9 @@ class Server:
         if self.price_feed is not None:
             self.price_feed.start()
         healthz = (b"/healthz", lambda query: (b"ok\n", "text/plain; charset=utf-8"))
+        probes: HttpRoutes = dict([healthz, (b"/readyz", self._readyz)])
         if self.settings.admin:
-            self._admin = await self._listen_admin(healthz)
+            self._admin = await self._listen_admin(probes)
         tls = self.settings.tls
         if self.settings.serve_clients:
             self._server = await create_server(
@@ -339,7 +343,7 @@ class Server:
                     self.services,
                     self.connections,
                     self._now_ms,
-                    dict([healthz]),
+                    probes,
                     OriginPolicy(self.settings.allowed_origins, secure=tls is not None),
                     Console(secure=tls is not None).page,
                 ),
@@ -370,14 +374,39 @@ class Server:
         gc.freeze()
         gc.set_threshold(50_000, 20, 20)
 
-    async def _listen_admin(
-        self, healthz: tuple[bytes, Callable[[dict[str, str]], tuple[bytes, str]]]
-    ) -> asyncio.Server:
+    def not_ready(self) -> str | None:
+        """Why this process cannot serve trading now, or None when it can (``GET /readyz``)."""
+        if self.fatal.is_set():
+            return "trading halted; the process is stopping"
+        if self._store_unreachable:
+            return "the database is unreachable"
+        gateway = self.gateway
+        if gateway is not None:
+            if not gateway.bus.connected.is_set():
+                return "the bus (NATS) is unreachable"
+            if gateway.replica.held is not None:
+                return "the replica is recovering"
+        link = self.engine_link
+        if link is not None and not link.bus.connected.is_set():
+            return "the bus (NATS) is unreachable"
+        return None
+
+    def _readyz(self, query: dict[str, str]) -> HttpAnswer:
+        reason = self.not_ready()
+        if reason is None:
+            return b"ready\n", "text/plain; charset=utf-8"
+        return (
+            f"not ready: {reason}\n".encode(),
+            "text/plain; charset=utf-8",
+            HTTPStatus.SERVICE_UNAVAILABLE,
+        )
+
+    async def _listen_admin(self, probes: HttpRoutes) -> asyncio.Server:
         settings = self.settings
         try:
             return await create_admin_server(
                 {
-                    healthz[0]: healthz[1],
+                    **probes,
                     b"/metrics": lambda q: (render_metrics(self), CONTENT_TYPE_LATEST),
                     b"/state": lambda q: (self.state_report(q), "application/json"),
                 },
