@@ -9,10 +9,12 @@ from pathlib import Path
 import msgspec
 from google.protobuf import text_format
 
-from tradews.app.openrpc import NOTIFICATIONS
+from tradews.app.openrpc import NOTIFICATIONS, openrpc_document
 from tradews.app.reference import (
     EXAMPLES,
     NOTIFICATION_EXAMPLES,
+    PROTO_ALSO,
+    PROTO_MESSAGES,
     PUSH_MEMBER,
     REPLY_MEMBER,
     json_request,
@@ -71,3 +73,11 @@ def test_the_notification_examples_are_their_types() -> None:
     for kind, example in NOTIFICATION_EXAMPLES.items():
         struct = msgspec.convert(example, NOTIFICATIONS[kind][0])
         assert msgspec.to_builtins(struct) == example, kind
+
+
+def test_every_type_names_the_protobuf_message_that_carries_it() -> None:
+    schemas = openrpc_document()["components"]["schemas"]
+    assert set(schemas) - {"NoParams"} == set(PROTO_MESSAGES)
+    for name, other in PROTO_ALSO.items():
+        fields = PROTO_MESSAGES[name].fields_by_name
+        assert set(getattr(pb, other).DESCRIPTOR.fields_by_name) == set(fields), name

@@ -22,13 +22,15 @@ from typing import Any
 import msgspec
 from google.protobuf import text_format
 
-from tradews.api.errors import ApiError, ErrorCode
+from tradews.api.errors import ErrorCode
 from tradews.app.asyncapi import STREAMS
 from tradews.app.openrpc import NOTIFICATIONS, openrpc_document
+from tradews.codecs.jsonrpc import JSON
 from tradews.codecs.pb import tradews_pb2 as pb
 from tradews.codecs.protobuf import PROTOBUF, NotInProtobuf, request_message
 from tradews.codecs.push import Push
-from tradews.session.session import METHODS, Method
+from tradews.domain.orders import Reject
+from tradews.session.session import METHODS, Method, rejected
 
 # Placeholders the example requests carry where a live value goes; tests/e2e/test_reference.py
 # puts the demo key, its secret and a quote id of the running stream in their place.
@@ -136,7 +138,7 @@ PROTO_MESSAGES: dict[str, Any] = {  # descriptors
     "CancelOnDisconnectParams": pb.CancelOnDisconnectRequest.DESCRIPTOR,
     "CancelAllAfterParams": pb.CancelAllAfterRequest.DESCRIPTOR,
     "SubscribeParams": pb.SubscribeRequest.DESCRIPTOR,
-    "ChannelParams": pb.SubscribeRequest.DESCRIPTOR,
+    "ChannelParams": pb.UnsubscribeRequest.DESCRIPTOR,
     "TimeResult": pb.Heartbeat.DESCRIPTOR,
     "InstrumentInfo": pb.Instrument.DESCRIPTOR,
     "QuoteSubscription": pb.SubscribeResponse.DESCRIPTOR,
@@ -165,7 +167,12 @@ PROTO_FIELD: dict[tuple[str, str], str] = {
     ("BookUpdate", "asks"): "asks (Level: price, quantity)",
     ("SubscriptionParams", "subscription"): "subscription",
     ("ChannelParams", "channel"): "subscription",
-    ("ChannelParams", "depth"): "(not used)",
+}
+
+# Params types more than one request message carries (the same fields in each).
+PROTO_ALSO: dict[str, str] = {
+    "OrderRefParams": "CancelOrderRequest",
+    "SymbolFilterParams": "CancelAllRequest",
 }
 
 # Results whose schema is a plain object or boolean, described in words.
@@ -282,7 +289,10 @@ def _fields_table(name: str, schema: dict[str, Any], *, params: bool) -> list[st
     required = set(schema.get("required", []))
     head = "required" if params else "always present"
     proto = PROTO_MESSAGES.get(name)
-    proto_head = f"Protobuf (`{proto.name}`)" if proto is not None else "Protobuf"
+    carriers = [f"`{proto.name}`"] if proto is not None else []
+    if name in PROTO_ALSO:
+        carriers.append(f"`{PROTO_ALSO[name]}`")
+    proto_head = f"Protobuf ({', '.join(carriers)})" if carriers else "Protobuf"
     lines = [f"| field | type | {head} | {proto_head} |", "|---|---|---|---|"]
     for field, sub in props.items():
         lines.append(
@@ -385,9 +395,8 @@ def _notification_section(kind: str, type_: type, summary: str) -> list[str]:
 
 
 def _errors_section() -> list[str]:
-    err = ApiError(ErrorCode.REJECTED, "insufficient funds", {"reason": "insufficient_funds"})
-    json_reply = {"jsonrpc": "2.0", "id": 10,
-                  "error": {"code": int(err.code), "message": err.message, "data": err.data}}  # fmt: skip
+    err = rejected(Reject.INSUFFICIENT_FUNDS, "not enough USD available")
+    json_reply = JSON.pack([JSON.error(10, err)], False).decode()
     proto_reply = str(text_format.MessageToString(PROTOBUF.error(10, err))).rstrip("\n")
     codes = ", ".join(f"`{int(c)}` {c.name}" for c in ErrorCode)
     return [
@@ -398,7 +407,7 @@ def _errors_section() -> list[str]:
         "behind them in [Connection limits](protocol.md#connection-limits-and-close-codes).", "",
         f"Codes: {codes}.", "",
         "An order refused for lack of funds (JSON-RPC):", "",
-        "```json", json.dumps(json_reply), "```", "",
+        "```json", json_reply, "```", "",
         "The same error in Protobuf (`ServerMessage.error`, text format):", "",
         "```protobuf", proto_reply, "```", "",
     ]  # fmt: skip
