@@ -21,13 +21,21 @@ from typing import Any
 
 import msgspec
 from google.protobuf import text_format
+from google.protobuf.descriptor import FieldDescriptor
 
 from tradews.api.errors import ErrorCode
 from tradews.app.asyncapi import STREAMS
 from tradews.app.openrpc import NOTIFICATIONS, openrpc_document
 from tradews.codecs.jsonrpc import JSON
 from tradews.codecs.pb import tradews_pb2 as pb
-from tradews.codecs.protobuf import PROTOBUF, NotInProtobuf, request_message
+from tradews.codecs.protobuf import (
+    PROTOBUF,
+    SIDES,
+    TIFS,
+    TYPES,
+    NotInProtobuf,
+    request_message,
+)
 from tradews.codecs.push import Push
 from tradews.domain.orders import Reject
 from tradews.session.session import METHODS, Method, rejected
@@ -163,8 +171,6 @@ PROTO_FIELD: dict[tuple[str, str], str] = {
     ("QuoteSubscription", "subscription"): "subscription",
     ("Subscribed", "channel"): "subscription",
     ("BookUpdate", "type"): "snapshot (true for a snapshot)",
-    ("BookUpdate", "bids"): "bids (Level: price, quantity)",
-    ("BookUpdate", "asks"): "asks (Level: price, quantity)",
     ("SubscriptionParams", "subscription"): "subscription",
     ("ChannelParams", "channel"): "subscription",
 }
@@ -271,15 +277,53 @@ def _default(schema: dict[str, Any]) -> str:
     return f"; default `{json.dumps(schema['default'])}`"
 
 
+_SCALARS = {
+    FieldDescriptor.TYPE_STRING: "string",
+    FieldDescriptor.TYPE_UINT64: "uint64",
+    FieldDescriptor.TYPE_INT64: "int64",
+    FieldDescriptor.TYPE_UINT32: "uint32",
+    FieldDescriptor.TYPE_INT32: "int32",
+    FieldDescriptor.TYPE_BOOL: "bool",
+    FieldDescriptor.TYPE_DOUBLE: "double",
+    FieldDescriptor.TYPE_BYTES: "bytes",
+}
+
+
+def _proto_type(field: Any) -> str:
+    """A field's declaration as the .proto writes it: ``repeated Level``, ``optional uint64``."""
+    if field.enum_type is not None:
+        kind = field.enum_type.name
+    elif field.message_type is not None:
+        kind = field.message_type.name
+    else:
+        kind = _SCALARS.get(field.type, "?")
+    if field.is_repeated:
+        return f"repeated {kind}"
+    oneof = field.containing_oneof  # proto3 `optional` is a oneof "_name" of its own
+    explicit = oneof is None or oneof.name == f"_{field.name}"
+    return (
+        f"optional {kind}"
+        if explicit and field.message_type is None and field.has_presence
+        else kind
+    )
+
+
 def _proto_field(type_name: str, field: str) -> str:
-    override = PROTO_FIELD.get((type_name, field))
-    if override is not None:
-        return f"`{override}`" if " " not in override else override
     message = PROTO_MESSAGES.get(type_name)
-    snake = _snake(field)
-    if message is None or snake not in message.fields_by_name:
+    name = PROTO_FIELD.get((type_name, field), _snake(field))
+    note = ""
+    if " " in name:  # "snapshot (true for a snapshot)"
+        name, note = name.split(" ", 1)
+        note = " " + note
+    if message is None or name not in message.fields_by_name:
         return "-"
-    return f"`{snake}`"
+    declared = message.fields_by_name[name]
+    return f"`{name}` = {declared.number}, `{_proto_type(declared)}`{note}"
+
+
+def _schema(name: str) -> dict[str, Any]:
+    schema: dict[str, Any] = openrpc_document()["components"]["schemas"][name]
+    return schema
 
 
 def _fields_table(name: str, schema: dict[str, Any], *, params: bool) -> list[str]:
@@ -351,9 +395,8 @@ def _method_section(method: Method, spec: dict[str, Any], request_id: int) -> li
             f"{_member(REPLY_MEMBER[method.name])} |", ""]  # fmt: skip
     params_name = method.params.__name__
     if spec["params"]:
-        schema = openrpc_document()["components"]["schemas"][params_name]
         out += [f"Params ({_type_link(params_name)}):", ""]
-        out += _fields_table(params_name, schema, params=True)
+        out += _fields_table(params_name, _schema(params_name), params=True)
     else:
         out.append("Params: none.")
     result = spec["result"]["schema"]
@@ -363,8 +406,13 @@ def _method_section(method: Method, spec: dict[str, Any], request_id: int) -> li
         text = "`true`"
     else:
         text = describe(result)
-    out += ["", f"Result: {text}.", "", "Example (JSON-RPC):", "", "```json",
-            json_request(example, request_id), "```", ""]  # fmt: skip
+    out += ["", f"Result: {text}.", ""]
+    ref = result.get("$ref") or result.get("items", {}).get("$ref")
+    if ref is not None:
+        name = ref.rsplit("/", 1)[-1]
+        out += _fields_table(name, _schema(name), params=False)
+        out.append("")
+    out += ["Example (JSON-RPC):", "", "```json", json_request(example, request_id), "```", ""]
     if proto is None:
         out += ["No Protobuf form: this method exists in JSON-RPC only.", ""]
     else:
@@ -387,11 +435,29 @@ def _notification_section(kind: str, type_: type, summary: str) -> list[str]:
         f"### `{kind}` notification", "", summary, "",
         "| channel | started by | params | Protobuf (`ServerMessage`) |", "|---|---|---|---|",
         f"| {channel} | {started_by} | {_type_link(type_.__name__)} | "
-        f"{_member(PUSH_MEMBER[kind])} |",
+        f"{_member(PUSH_MEMBER[kind])} |", "",
+        *_fields_table(type_.__name__, _schema(type_.__name__), params=False),
         "", "Example (JSON-RPC notification):", "", "```json", json.dumps(note), "```", "",
         "The same message in Protobuf (`ServerMessage`, text format):", "",
         "```protobuf", proto_push(kind), "```", "",
     ]  # fmt: skip
+
+
+# Each Protobuf enum and the JSON string of each of its values.
+ENUMS: dict[str, dict[int, str]] = {"Side": SIDES, "OrderType": TYPES, "TimeInForce": TIFS}
+
+
+def _enums_section() -> list[str]:
+    out = ["## Enums", "",
+           "Where JSON has a string, Protobuf has an enum; its `*_UNSPECIFIED` value (0) is "
+           "refused with `-32602` naming the field.", ""]  # fmt: skip
+    for name, json_of in ENUMS.items():
+        out += [f"### `{name}`", "", "| Protobuf | number | JSON |", "|---|---|---|"]
+        for value in pb.DESCRIPTOR.enum_types_by_name[name].values:
+            text = f"`{json.dumps(json_of[value.number])}`" if value.number in json_of else "-"
+            out.append(f"| `{value.name}` | {value.number} | {text} |")
+        out.append("")
+    return out
 
 
 def _errors_section() -> list[str]:
@@ -434,6 +500,7 @@ def render() -> str:
         "- [Notifications](#notifications): "
         + ", ".join(f"[`{n}`](#{_anchor(n + ' notification')})" for n in NOTIFICATIONS),
         "- [Types](#types): every params, result and notification message with its fields",
+        "- [Enums](#enums): the Protobuf enums and their JSON strings",
         "- [Errors and close codes](#errors-and-close-codes)", "",
         "## Methods", "",
     ]  # fmt: skip
@@ -453,6 +520,7 @@ def render() -> str:
             out += [" ".join(schema["description"].replace("``", "`").split()), ""]
         out += _fields_table(name, schema, params=name.endswith("Params"))
         out.append("")
+    out += _enums_section()
     out += _errors_section()
     return "\n".join(out).rstrip("\n") + "\n"
 
