@@ -4,6 +4,7 @@ means what it says in both encodings."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import msgspec
@@ -81,3 +82,20 @@ def test_every_type_names_the_protobuf_message_that_carries_it() -> None:
     for name, other in PROTO_ALSO.items():
         fields = PROTO_MESSAGES[name].fields_by_name
         assert set(getattr(pb, other).DESCRIPTOR.fields_by_name) == set(fields), name
+
+
+def _anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives a page's headings (punctuation dropped, spaces to hyphens)."""
+    headings = re.findall(r"^#+ (.+)$", markdown, flags=re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
+
+
+def test_every_link_of_the_reference_leads_to_a_heading() -> None:
+    text = render()
+    own = _anchors(text)
+    protocol = _anchors((ROOT / "docs" / "protocol.md").read_text())
+    links = re.findall(r"\]\((protocol\.md)?#([^)]+)\)", text)
+    assert links
+    broken = [f"{page}#{anchor}" for page, anchor in links
+              if anchor not in (protocol if page else own)]  # fmt: skip
+    assert not broken
