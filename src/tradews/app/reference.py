@@ -380,17 +380,22 @@ def _member(member: str | None) -> str:
     return " / ".join(f"`{part}`" for part in member.split("."))
 
 
+def _request_member(example: Example) -> str:
+    """The ClientMessage member a request goes in ("subscribe.quotes": with its target)."""
+    message = request_message(example.method, example.params, 0)
+    top = message.WhichOneof("payload")
+    assert top is not None
+    target = message.subscribe.WhichOneof("target") if top == "subscribe" else None
+    return f"{top}.{target}" if target else top
+
+
 def _method_section(method: Method, spec: dict[str, Any], request_id: int) -> list[str]:
     example = next(e for e in EXAMPLES if e.method == method.name)
     out = [f"### `{method.name}`", "", method.summary, ""]
     out += ["| permission | rate-limit cost | Protobuf request | Protobuf reply |",
             "|---|---|---|---|"]  # fmt: skip
     proto = proto_request(example, request_id)
-    request_member = (
-        "none: JSON-RPC only"
-        if proto is None
-        else f"`{request_message(method.name, example.params, 0).WhichOneof('payload')}`"
-    )
+    request_member = _member(None if proto is None else _request_member(example))
     out += [f"| {_scope(method)} | {method.cost} | {request_member} | "
             f"{_member(REPLY_MEMBER[method.name])} |", ""]  # fmt: skip
     params_name = method.params.__name__
