@@ -12,7 +12,7 @@ help:
 	@echo "make bench  - run the quote fan-out benchmark (see docs/performance.md)"
 	@echo "make bench-engine - the engine against matching-engine, lightmatchingengine and a bare loop"
 	@echo "make proto  - regenerate src/tradews/codecs/pb from proto/tradews/v1/tradews.proto"
-	@echo "make docs   - regenerate docs/asyncapi.json from the message types"
+	@echo "make docs   - regenerate docs/asyncapi.json and docs/reference.md from the code"
 	@echo "make compile   - compile the matching engine with mypyc again (make install does it)"
 	@echo "make uncompile - remove those compiled modules (back to pure Python)"
 
@@ -90,10 +90,12 @@ bench-peers-env: $(PEERS_VENV)/.installed
 bench-engine: install bench-peers-env
 	$(BIN)/python bench/engine_peers.py
 
-# The AsyncAPI document of the streams is generated from the message types and committed;
-# tests/unit/test_asyncapi.py fails when it is stale.
+# The AsyncAPI document of the streams and the protocol reference are generated from the code
+# and committed; tests/unit/test_asyncapi.py and tests/unit/test_reference.py fail when they are
+# stale.
 docs: install
 	$(BIN)/python -m tradews.app.asyncapi > docs/asyncapi.json
+	$(BIN)/python -m tradews.app.reference > docs/reference.md
 
 # The generated protobuf code is committed; tests/unit/test_proto_generated.py fails when it is
 # stale. protoc (from grpcio-tools) writes the module and its typing stub.
