@@ -12,6 +12,9 @@ arrival order and read with :meth:`Client.notifications` or :meth:`Client.next_n
 When the connection ends, pending calls raise :class:`ConnectionClosed` and the notification
 iterator stops. :class:`StreamTracker` resumes the private streams (``orders``, ``balances``)
 on a new connection from the last message seen, and :class:`BookReplica` keeps a book.
+
+:class:`TradewsClient` is the SDK built on all of that (docs/sdk.md): typed results, streams as
+async iterators, and one session kept up across reconnects.
 """
 
 from __future__ import annotations

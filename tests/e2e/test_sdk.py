@@ -9,8 +9,10 @@ stream message exactly once, in order, as a client that replays the whole stream
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
+import sys
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -245,3 +247,25 @@ async def test_the_sdk_reconnects_resubscribes_and_loses_nothing_across_a_restar
             await seen.stop()
         await tw.close()
         server.stop()
+
+
+def readme_program() -> str:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## The Python SDK", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+async def test_the_readme_sdk_program_runs_against_the_demo(tmp_path: Path) -> None:
+    with ServerProcess.start(tmp_path / "demo.db", demo=True) as server:
+        env = {**os.environ, "TRADEWS_URL": server.url, "TRADEWS_API_KEY": server.api_key,
+               "TRADEWS_API_SECRET": server.api_secret}  # fmt: skip
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", readme_program(), env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, errors = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, errors.decode()
+    text = out.decode()
+    assert "USD available:" in text and "best bid:" in text
+    assert "bought 0.0100 BTC at" in text
+    assert "cancelled: cancelled" in text and "refused: 4001 INVALID_PRICE" in text
