@@ -25,7 +25,7 @@ import functools
 import itertools
 import random
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from decimal import Decimal
 from ssl import SSLContext
@@ -648,14 +648,23 @@ class Client:
             await self._transport.wait_disconnected()
 
 
-async def login_signed(client: Client, api_key: str, api_secret: str) -> bool:
+async def login_signed(
+    client: Client,
+    api_key: str,
+    api_secret: str,
+    *,
+    on_fallback: Callable[[RpcError], None] | None = None,
+) -> bool:
     """A signed login of an HMAC key, falling back to a plain one for the keys (or servers)
-    that cannot verify a signature (made before signed login, or no key file)."""
+    that cannot verify a signature (made before signed login, or no key file);
+    ``on_fallback`` is told why when that happens."""
     try:
         return await client.login(api_key, api_secret, signed=True)
     except RpcError as exc:
         if exc.reason not in ("SIGNED_LOGIN_UNSUPPORTED", "KEY_FILE_UNAVAILABLE"):
             raise
+        if on_fallback is not None:
+            on_fallback(exc)
         return await client.login(api_key, api_secret)
 
 
