@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import time
 import tomllib
+from asyncio import FIRST_COMPLETED
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -181,7 +183,33 @@ def _text(value: Decimal | None) -> str:
 # tradews book --------------------------------------------------------------------------------
 
 
-def _ladder(book: OrderBook | None, tape: deque[Trade], symbol: str, depth: int) -> Group:
+async def _show(
+    render: Callable[[], Group],
+    streams: list[Coroutine[Any, Any, None]],
+    changed: asyncio.Event,
+) -> None:
+    """Draw ``render()`` in place, again whenever ``changed`` is set, while the streams run; the
+    error that ends one of them ends the display and is raised."""
+    tasks = [asyncio.create_task(stream) for stream in streams]
+    try:
+        with Live(render(), console=out, auto_refresh=False) as live:
+            while True:
+                waiter = asyncio.create_task(changed.wait())
+                done, _ = await asyncio.wait([waiter, *tasks], return_when=FIRST_COMPLETED)
+                if waiter not in done:
+                    waiter.cancel()
+                    break
+                changed.clear()
+                live.update(render(), refresh=True)
+        for task in tasks:
+            if task.done():
+                task.result()
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+def _ladder(tape: deque[Trade], symbol: str, depth: int, book: OrderBook | None) -> Group:
     ladder = Table(title=f"{symbol} book" + (f"  seq {book.seq}" if book else ""), expand=False)
     ladder.add_column("bid size", justify="right", style="green")
     ladder.add_column("price", justify="right")
@@ -237,21 +265,8 @@ def book(
                 state["book"] = b
                 changed.set()
 
-        tasks = [asyncio.create_task(follow_trades()), asyncio.create_task(follow_book())]
-        try:
-            with Live(
-                _ladder(None, recent, symbol, depth), console=out, auto_refresh=False
-            ) as live:
-                while not any(t.done() for t in tasks):
-                    await changed.wait()
-                    changed.clear()
-                    live.update(_ladder(state.get("book"), recent, symbol, depth), refresh=True)
-            for t in tasks:
-                if t.done():
-                    t.result()  # the error that ended a stream
-        finally:
-            for t in tasks:
-                t.cancel()
+        render = functools.partial(_ladder, recent, symbol, depth)
+        await _show(lambda: render(state.get("book")), [follow_trades(), follow_book()], changed)
 
     run_client(creds, body)
 
@@ -304,19 +319,7 @@ def ticker(
                 rows[symbol] = t
                 changed.set()
 
-        tasks = [asyncio.create_task(follow(s)) for s in wanted]
-        try:
-            with Live(_tickers(rows), console=out, auto_refresh=False) as live:
-                while not any(t.done() for t in tasks):
-                    await changed.wait()
-                    changed.clear()
-                    live.update(_tickers(rows), refresh=True)
-            for t in tasks:
-                if t.done():
-                    t.result()
-        finally:
-            for t in tasks:
-                t.cancel()
+        await _show(lambda: _tickers(rows), [follow(s) for s in wanted], changed)
 
     run_client(creds, body)
 
