@@ -858,6 +858,7 @@ class TradewsClient:
         self._tokens = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._watchers: dict[tuple[str, Any], asyncio.Queue[Any]] = {}
+        self._finished = False  # closed, or stopped for good (see _fatal)
         self.instruments: dict[str, Instrument] = {}
         self.tracker = StreamTracker()
         #: How many times the client connected again after a drop.
@@ -876,6 +877,8 @@ class TradewsClient:
         """Connect and log in (errors raise here: a wrong URL, refused credentials); from then
         on the connection is kept up in the background."""
         conn = await self._open()
+        self._conn = conn  # at once: a stream started before the task first runs uses it
+        self._ready.set()
         self._task = asyncio.create_task(self._supervise(conn))
         return self
 
@@ -967,6 +970,7 @@ class TradewsClient:
                 break
             conn = await self._connect_again()
             self.reconnects += conn is not None
+        self._finished = True
         end: Any = self._fatal if self._fatal is not None else _CLOSED
         for queues in self._subs.values():
             for queue in queues:
@@ -1061,6 +1065,8 @@ class TradewsClient:
     # Streams ---------------------------------------------------------------------------------
 
     async def _follow(self, channel: str, depth: int | None = None) -> None:
+        if self._finished:
+            await self._connection()  # raises why
         if channel in self._channels:
             return
         self._channels[channel] = depth

@@ -22,6 +22,7 @@ import pytest
 
 from tests.helpers import eventually, funded_accounts
 from tradews.client import (
+    AuthError,
     Balance,
     BookReplica,
     Client,
@@ -32,7 +33,7 @@ from tradews.client import (
     OrderRejected,
     TradewsClient,
 )
-from tradews.testing import ServerProcess
+from tradews.testing import ServerProcess, run_cli
 
 SYMBOL = "ETH_USD"
 
@@ -247,6 +248,32 @@ async def test_the_sdk_reconnects_resubscribes_and_loses_nothing_across_a_restar
             await seen.stop()
         await tw.close()
         server.stop()
+
+
+async def test_a_revoked_key_ends_the_sdks_streams_and_calls_with_the_refusal(
+    tmp_path: Path, encoding: str
+) -> None:
+    db = tmp_path / "revoke.db"
+    carol = funded_accounts(db, ("carol",))["carol"]
+    with ServerProcess.start(db, demo=False) as server:
+        tw = TradewsClient(server.url, api_key=carol["apiKey"], api_secret=carol["apiSecret"],
+                           encoding=encoding, backoff=(0.05, 0.2))  # fmt: skip
+        await tw.start()
+        try:
+            balances = tw.balance_updates()
+            first = await anext(balances)  # the snapshot's first row: subscribed
+            assert isinstance(first, Balance) and first.stream_seq is None
+            waiting = asyncio.create_task(anext(tw.orders()))
+            await asyncio.to_thread(run_cli, "key", "revoke", carol["apiKey"], db=db)
+            with pytest.raises(AuthError) as refused:  # dropped, then refused on the reconnect
+                await asyncio.wait_for(waiting, 30)
+            assert refused.value.code in (1002, 1003)
+            with pytest.raises(AuthError):
+                await tw.balances()
+            with pytest.raises(AuthError):
+                await anext(tw.trades(SYMBOL))
+        finally:
+            await tw.close()
 
 
 def readme_program() -> str:
