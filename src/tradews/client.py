@@ -1133,10 +1133,10 @@ class TradewsClient:
         key = ("quote", token)
         queue: asyncio.Queue[Any] = asyncio.Queue()
         self._subs[key] = {queue}
-        self._quote_streams[token] = (symbol, quantity)
         try:
             reply = await (await self._connection()).quote_request(symbol, quantity=quantity)
             self._quote_ids[reply["subscription"]] = token
+            self._quote_streams[token] = (symbol, quantity)  # asked again after a reconnect
             while True:
                 item = await queue.get()
                 if item is _CLOSED:

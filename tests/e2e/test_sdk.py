@@ -296,3 +296,39 @@ async def test_the_readme_sdk_program_runs_against_the_demo(tmp_path: Path) -> N
     assert "USD available:" in text and "best bid:" in text
     assert "bought 0.0100 BTC at" in text
     assert "cancelled: cancelled" in text and "refused: 4001 INVALID_PRICE" in text
+
+
+async def test_quotes_tickers_and_trades_go_on_after_a_restart(tmp_path: Path) -> None:
+    db = tmp_path / "demo.db"
+    args = ("--port", str(free_port()))
+    server = ServerProcess.start(db, demo=True, args=args)
+    key = server.cli("key", "create", "demo")  # the demo's own key is replaced as it restarts
+    tw = TradewsClient(server.url, api_key=key["apiKey"], api_secret=key["apiSecret"],
+                       backoff=(0.05, 0.5))  # fmt: skip
+    try:
+        await tw.start()
+        quotes, tickers = tw.quotes("BTC_USD", quantity="0.01"), tw.ticker("BTC_USD")
+        trades = tw.trades("BTC_USD")
+        first = await asyncio.wait_for(anext(quotes), 10)
+        assert first.buy_price < first.sell_price and first.quantity == Decimal("0.01")
+        assert (await asyncio.wait_for(anext(tickers), 10)).symbol == "BTC_USD"
+        before = await asyncio.wait_for(anext(trades), 20)
+
+        server.stop(signal.SIGKILL)
+        server = ServerProcess.start(db, demo=True, args=args)
+
+        await eventually(lambda: asyncio.sleep(0, tw.reconnects), lambda n: n >= 1,
+                         what="the SDK reconnected")  # fmt: skip
+        # A fresh quote stream (its seq starts again), the ticker and the tape go on.
+        again = await asyncio.wait_for(anext(quotes), 10)
+        while again.seq != 1:  # quotes of the old stream, read before the drop
+            again = await asyncio.wait_for(anext(quotes), 10)
+        fill = await tw.accept_quote(again, "buy")
+        assert fill.price == again.sell_price and fill.liquidity == "rfq"
+        assert (await asyncio.wait_for(anext(tickers), 10)).symbol == "BTC_USD"
+        after = await asyncio.wait_for(anext(trades), 20)
+        while after.trade_id <= before.trade_id:
+            after = await asyncio.wait_for(anext(trades), 20)
+    finally:
+        await tw.close()
+        server.stop()
