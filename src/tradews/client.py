@@ -12,20 +12,25 @@ arrival order and read with :meth:`Client.notifications` or :meth:`Client.next_n
 When the connection ends, pending calls raise :class:`ConnectionClosed` and the notification
 iterator stops. :class:`StreamTracker` resumes the private streams (``orders``, ``balances``)
 on a new connection from the last message seen, and :class:`BookReplica` keeps a book.
+
+:class:`TradewsClient` is the SDK built on all of that (docs/sdk.md): typed results, streams as
+async iterators, and one session kept up across reconnects.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
+import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from decimal import Decimal
 from ssl import SSLContext
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -50,6 +55,64 @@ class RpcError(ClientError):
         self.data = data
         detail = f" ({data})" if data is not None else ""
         super().__init__(f"error {code}: {message}{detail}")
+
+    @property
+    def reason(self) -> str | None:
+        """``data["reason"]`` when the server gave one (the engine's reason for a 4001)."""
+        return self.data.get("reason") if isinstance(self.data, dict) else None
+
+
+class AuthError(RpcError):
+    """1001-1013: not logged in, bad or revoked credentials, missing permission."""
+
+
+class InvalidRequest(RpcError):
+    """-32700..-32600 and 2001-2007: a malformed call, an unknown symbol or channel."""
+
+
+class NoQuote(RpcError):
+    """2003 / 2008: the desk has no price or cannot fill the size now; ask again later."""
+
+
+class ResumeUnavailable(RpcError):
+    """2009: a private stream's messages after ``since`` are no longer kept."""
+
+
+class RateLimited(RpcError):
+    """3001 / 3002: over a limit; ``retry_after`` (ms) says when to try again."""
+
+    @property
+    def retry_after(self) -> int | None:
+        value = self.data.get("retryAfter") if isinstance(self.data, dict) else None
+        return None if value is None else int(value)
+
+
+class OrderRejected(RpcError):
+    """4001: the engine refused the command; :attr:`reason` says why (``INSUFFICIENT_FUNDS``...)."""
+
+
+class EngineUnavailable(RpcError):
+    """4002: not now (trading halted, the bus or the database down): retry."""
+
+
+def rpc_error(code: int, message: str, data: Any = None) -> RpcError:
+    """The :class:`RpcError` subclass for ``code`` (a plain RpcError for any other code)."""
+    kind: type[RpcError] = RpcError
+    if 1001 <= code <= 1999:
+        kind = AuthError
+    elif code in (2003, 2008):
+        kind = NoQuote
+    elif code == 2009:
+        kind = ResumeUnavailable
+    elif code in (-32700, -32600, -32601, -32602) or 2001 <= code <= 2999:
+        kind = InvalidRequest
+    elif code in (3001, 3002):
+        kind = RateLimited
+    elif code == 4001:
+        kind = OrderRejected
+    elif code == 4002:
+        kind = EngineUnavailable
+    return kind(code, message, data)
 
 
 class BookOutOfSync(ClientError):
@@ -117,6 +180,7 @@ class StreamGap(ClientError):
 
 
 RESUME_UNAVAILABLE = 2009
+SESSION_LIMIT = 1013
 
 
 class StreamTracker:
@@ -353,10 +417,10 @@ class Client:
             try:
                 return pbc.response_value(method, reply)
             except pbc.ServerError as exc:
-                raise RpcError(exc.code, exc.message, exc.data) from None
+                raise rpc_error(exc.code, exc.message, exc.data) from None
         if "error" in reply:
             err = reply["error"]
-            raise RpcError(err.get("code"), err.get("message"), err.get("data"))
+            raise rpc_error(err.get("code"), err.get("message"), err.get("data"))
         return reply.get("result")
 
     def notify(self, method: str, params: Any = None) -> None:
@@ -582,3 +646,679 @@ class Client:
                 self._transport.send_close()
             self._transport.disconnect()
             await self._transport.wait_disconnected()
+
+
+async def login_signed(
+    client: Client,
+    api_key: str,
+    api_secret: str,
+    *,
+    on_fallback: Callable[[RpcError], None] | None = None,
+) -> bool:
+    """A signed login of an HMAC key, falling back to a plain one for the keys (or servers)
+    that cannot verify a signature (made before signed login, or no key file);
+    ``on_fallback`` is told why when that happens."""
+    try:
+        return await client.login(api_key, api_secret, signed=True)
+    except RpcError as exc:
+        if exc.reason not in ("SIGNED_LOGIN_UNSUPPORTED", "KEY_FILE_UNAVAILABLE"):
+            raise
+        if on_fallback is not None:
+            on_fallback(exc)
+        return await client.login(api_key, api_secret)
+
+
+# The typed SDK ----------------------------------------------------------------------------------
+
+
+class _Typed(msgspec.Struct, rename="camel", frozen=True):
+    """A result as the API sends it, in Python spelling (``filled_quantity`` for
+    ``filledQuantity``), amounts and prices as :class:`~decimal.Decimal`."""
+
+
+class Instrument(_Typed, frozen=True):
+    symbol: str
+    base: str
+    quote: str
+    tick: Decimal
+    lot: Decimal
+    min_size: Decimal
+    max_size: Decimal | None
+    quote_size: Decimal
+
+
+class Order(_Typed, frozen=True):
+    order_id: int
+    client_order_id: str | None
+    symbol: str
+    side: str
+    type: str
+    price: Decimal | None
+    quantity: Decimal
+    filled_quantity: Decimal
+    remaining_quantity: Decimal
+    time_in_force: str
+    post_only: bool
+    status: str
+    reason: str | None
+    created_at: int
+    updated_at: int
+    seq: int
+    stream_seq: int | None = None
+
+
+class Fill(_Typed, frozen=True):
+    """One of your executions (an order's fill, or an RFQ execution with ``order_id`` None)."""
+
+    trade_id: int
+    order_id: int | None
+    symbol: str
+    side: str
+    price: Decimal
+    quantity: Decimal
+    fee: Decimal
+    fee_asset: str
+    liquidity: str
+    quote_id: str | None
+    timestamp: int
+    seq: int
+    stream_seq: int | None = None
+
+
+class Balance(_Typed, frozen=True):
+    asset: str
+    available: Decimal
+    locked: Decimal
+    stream_seq: int | None = None
+
+
+class Trade(_Typed, frozen=True):
+    """A trade on the public ``trades.SYMBOL`` channel."""
+
+    trade_id: int
+    symbol: str
+    price: Decimal
+    quantity: Decimal
+    taker_side: str
+    timestamp: int
+    seq: int
+
+
+class Ticker(_Typed, frozen=True):
+    symbol: str
+    volume24h: Decimal
+    timestamp: int
+    last: Decimal | None = None
+    bid: Decimal | None = None
+    bid_size: Decimal | None = None
+    ask: Decimal | None = None
+    ask_size: Decimal | None = None
+    open24h: Decimal | None = None
+    high24h: Decimal | None = None
+    low24h: Decimal | None = None
+    change24h: Decimal | None = None
+    change24h_pct: Decimal | None = None
+
+
+class Quote(_Typed, frozen=True):
+    """A firm RFQ quote: the desk buys at ``buy_price`` and sells at ``sell_price``."""
+
+    subscription: str
+    symbol: str
+    buy_price: Decimal
+    sell_price: Decimal
+    quantity: Decimal
+    quote_id: str
+    valid_until: int
+    seq: int
+    timestamp: int
+
+
+class BookLevel(NamedTuple):
+    price: Decimal
+    quantity: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class OrderBook:
+    """The local book of one symbol after an update: best levels first on each side."""
+
+    symbol: str
+    seq: int
+    bids: list[BookLevel]
+    asks: list[BookLevel]
+    checksum: int
+
+    @property
+    def best_bid(self) -> BookLevel | None:
+        return self.bids[0] if self.bids else None
+
+    @property
+    def best_ask(self) -> BookLevel | None:
+        return self.asks[0] if self.asks else None
+
+
+_PRIVATE = ("orders", "balances")
+_STREAM_KINDS: dict[str, type[_Typed]] = {"orders": Order, "fills": Fill, "balances": Balance}
+
+
+class TradewsClient:
+    """The typed, self-healing client: one logical session over as many connections as it takes.
+
+        async with TradewsClient(url, api_key=key, api_secret=secret) as tw:
+            order = await tw.place_order("BTC_USD", "buy", "0.1", price="60000")
+            async for book in tw.book("BTC_USD"):
+                print(book.best_bid, book.best_ask)
+
+    Results are typed (:class:`Order`, :class:`Fill`, :class:`Balance`...), errors are
+    :class:`RpcError` subclasses carrying the server's code. When the connection drops, the
+    client reconnects with exponential backoff, logs in again, subscribes again to every
+    channel its iterators follow (a book starts over from a fresh snapshot) and resumes the
+    private streams from the last message seen: nothing is lost and nothing comes twice. A
+    call made while the connection is down waits for the next one (``timeout``); a call in
+    flight when it drops raises :class:`ConnectionClosed` and is not repeated (its effect may
+    or may not have happened: an order with a ``client_order_id`` can be placed again
+    safely, the server returns the original). Credentials the server refuses on a reconnect
+    (a revoked key) end every iterator with that :class:`AuthError`.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        api_key: str | None = None,
+        api_secret: str | None = None,
+        private_key: str | None = None,
+        signed: bool = True,
+        encoding: str = "json",
+        reconnect: bool = True,
+        backoff: tuple[float, float] = (0.1, 5.0),
+        timeout: float = 10,
+        ssl: SSLContext | None = None,
+    ) -> None:
+        self.url = url
+        self.encoding = encoding
+        self._api_key, self._api_secret, self._private_key = api_key, api_secret, private_key
+        self._signed = signed
+        self._reconnect = reconnect
+        self._backoff = backoff
+        self._timeout = timeout
+        self._ssl = ssl
+        self._conn: Client | None = None
+        self._ready = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._fatal: BaseException | None = None
+        self._channels: dict[str, int | None] = {}  # channel -> depth (book channels)
+        self._subs: dict[tuple[str, Any], set[asyncio.Queue[Any]]] = {}
+        self._books: dict[str, BookReplica | None] = {}
+        self._last_book: dict[str, OrderBook] = {}
+        self._quote_streams: dict[int, tuple[str, str | None]] = {}
+        self._quote_ids: dict[str, int] = {}
+        self._tokens = itertools.count(1)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._watchers: dict[tuple[str, Any], asyncio.Queue[Any]] = {}
+        self._finished = False  # closed, or stopped for good (see _fatal)
+        self.instruments: dict[str, Instrument] = {}
+        self.tracker = StreamTracker()
+        #: How many times the client connected again after a drop.
+        self.reconnects = 0
+        #: How many times a book was found out of step (sequence or checksum) and resubscribed.
+        self.resyncs = 0
+        #: Private streams that could not be resumed after a reconnect (their messages were no
+        #: longer kept): they started afresh; read ``open_orders()`` / ``balances()`` again.
+        self.restarted_streams: list[str] = []
+        #: The error of the last failed connection attempt, if any.
+        self.last_error: BaseException | None = None
+
+    # Lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> TradewsClient:
+        """Connect and log in (errors raise here: a wrong URL, refused credentials); from then
+        on the connection is kept up in the background."""
+        conn = await self._open()
+        self._conn = conn  # at once: a stream started before the task first runs uses it
+        self._ready.set()
+        self._task = asyncio.create_task(self._supervise(conn))
+        return self
+
+    async def __aenter__(self) -> TradewsClient:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connection and end every iterator."""
+        self._stopped.set()
+        if self._conn is not None:
+            await self._conn.close()
+        if self._task is not None:
+            await self._task
+        for task in list(self._tasks):
+            task.cancel()
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None
+
+    async def _open(self) -> Client:
+        conn = await Client.connect(self.url, encoding=self.encoding, timeout=self._timeout,
+                                    ssl=self._ssl)  # fmt: skip
+        try:
+            if self._private_key is not None and self._api_key is not None:
+                await conn.login(self._api_key, private_key=self._private_key)
+            elif self._api_key is not None and self._api_secret is not None:
+                if self._signed:
+                    await login_signed(conn, self._api_key, self._api_secret)
+                else:
+                    await conn.login(self._api_key, self._api_secret)
+            if not self.instruments:
+                rows = await conn.call("instruments")
+                self.instruments = {i.symbol: i for i in msgspec.convert(rows, list[Instrument])}
+            await self._restore(conn)
+        except BaseException:
+            conn.abort()
+            raise
+        return conn
+
+    async def _restore(self, conn: Client) -> None:
+        """Subscribe ``conn`` to every channel followed (private ones resumed), and restart
+        every quote stream; channels added meanwhile are taken too."""
+        done: set[str] = set()
+        while todo := [c for c in self._channels if c not in done]:
+            for channel in todo:
+                await self._subscribe(conn, channel)
+                done.add(channel)
+        self._quote_ids.clear()
+        for token, (symbol, quantity) in list(self._quote_streams.items()):
+            try:
+                reply = await conn.quote_request(symbol, quantity=quantity)
+            except RpcError as exc:
+                self._quote_streams.pop(token, None)
+                self._publish(("quote", token), exc)
+            else:
+                self._quote_ids[reply["subscription"]] = token
+
+    async def _subscribe(self, conn: Client, channel: str) -> None:
+        if channel in _PRIVATE:
+            try:
+                await self.tracker.subscribe(conn, channel)
+            except ResumeUnavailable:
+                self.tracker.last.pop(channel, None)
+                self.restarted_streams.append(channel)
+                await self.tracker.subscribe(conn, channel)
+            return
+        if channel.startswith("book."):
+            self._books[channel[5:]] = None  # until the snapshot
+        await conn.subscribe(channel, depth=self._channels.get(channel))
+
+    async def _supervise(self, conn: Client | None) -> None:
+        while conn is not None:
+            self._conn = conn
+            self._ready.set()
+            while True:
+                try:
+                    self._dispatch(await conn.next_notification(timeout=3600))
+                except TimeoutError:
+                    continue
+                except ConnectionClosed:
+                    break
+            self._conn = None
+            self._ready.clear()
+            if self._stopped.is_set() or not self._reconnect:
+                break
+            conn = await self._connect_again()
+            self.reconnects += conn is not None
+        self._finished = True
+        end: Any = self._fatal if self._fatal is not None else _CLOSED
+        for queues in self._subs.values():
+            for queue in queues:
+                queue.put_nowait(end)
+        self._ready.set()  # wakes callers waiting for a connection: they raise
+
+    async def _connect_again(self) -> Client | None:
+        delay, most = self._backoff
+        while not self._stopped.is_set():
+            try:
+                return await self._open()
+            except AuthError as exc:
+                if exc.code != SESSION_LIMIT:  # refused credentials: no use retrying
+                    self._fatal = exc
+                    return None
+                self.last_error = exc
+            except (ClientError, OSError, TimeoutError) as exc:
+                self.last_error = exc
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), delay * (0.5 + random.random()))
+            delay = min(delay * 2, most)
+        return None
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # Dispatch --------------------------------------------------------------------------------
+
+    def _publish(self, key: tuple[str, Any], item: Any) -> None:
+        for queue in self._subs.get(key, ()):
+            queue.put_nowait(item)
+
+    def _dispatch(self, note: Notification) -> None:
+        method, params = note.method, note.params
+        if method in _STREAM_KINDS:
+            try:
+                fresh = self.tracker.observe(note)
+            except StreamGap:
+                if self._conn is not None:
+                    self._conn.abort()  # the reconnect resumes from the last message seen
+                return
+            if fresh:
+                self._publish((method, None), msgspec.convert(params, _STREAM_KINDS[method]))
+        elif method == "book":
+            self._book_message(params)
+        elif method == "trades":
+            self._publish(("trades", params["symbol"]), msgspec.convert(params, Trade))
+        elif method == "ticker":
+            self._publish(("ticker", params["symbol"]), msgspec.convert(params, Ticker))
+        elif method == "quote":
+            token = self._quote_ids.get(params["subscription"])
+            if token is not None:
+                self._publish(("quote", token), msgspec.convert(params, Quote))
+        else:
+            self._publish((method, None), note)
+
+    def _book_message(self, params: dict[str, Any]) -> None:
+        symbol = params["symbol"]
+        replica = self._books.get(symbol)
+        if params["type"] == "snapshot":
+            inst = self.instruments[symbol]
+            replica = self._books[symbol] = BookReplica(str(inst.tick), str(inst.lot))
+        elif replica is None:
+            return  # a delta before the snapshot that follows a resubscription
+        try:
+            replica.apply(params)
+        except BookOutOfSync:
+            self._books[symbol] = None
+            self.resyncs += 1
+            self._spawn(self._resubscribe(f"book.{symbol}"))
+            return
+        book = OrderBook(
+            symbol,
+            params["seq"],
+            [BookLevel(p, q) for p, q in sorted(replica.bids.items(), reverse=True)],
+            [BookLevel(p, q) for p, q in sorted(replica.asks.items())],
+            params["checksum"],
+        )
+        self._last_book[symbol] = book
+        self._publish(("book", symbol), book)
+
+    async def _resubscribe(self, channel: str) -> None:
+        conn = self._conn
+        if conn is None:
+            return  # the reconnect subscribes again
+        with contextlib.suppress(ClientError):
+            await conn.call("unsubscribe", {"channel": channel})
+            await self._subscribe(conn, channel)
+
+    # Streams ---------------------------------------------------------------------------------
+
+    async def _follow(self, channel: str, depth: int | None = None) -> None:
+        if self._finished:
+            await self._connection()  # raises why
+        if channel in self._channels:
+            return
+        self._channels[channel] = depth
+        conn = self._conn
+        if conn is None:
+            return  # the reconnect subscribes
+        try:
+            await self._subscribe(conn, channel)
+        except ConnectionClosed:
+            pass  # the reconnect subscribes
+        except RpcError:
+            del self._channels[channel]
+            raise
+
+    async def _iterate(
+        self, key: tuple[str, Any], channel: str, first: Any = None, depth: int | None = None
+    ) -> AsyncIterator[Any]:
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._subs.setdefault(key, set()).add(queue)
+        try:
+            await self._follow(channel, depth)
+            if first is not None:
+                yield first
+            while True:
+                item = await queue.get()
+                if item is _CLOSED:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self._subs[key].discard(queue)
+
+    def book(self, symbol: str, *, depth: int | None = None) -> AsyncIterator[OrderBook]:
+        """The local book of ``symbol`` after every change: built from a snapshot and deltas,
+        checked by sequence and checksum, resubscribed by itself on a gap or a mismatch.
+        ``depth``: levels per side followed (10, 25, 100 or 500; the server's default 100)."""
+        first = self._last_book.get(symbol)
+        return self._iterate(("book", symbol), f"book.{symbol}", first, depth)
+
+    def trades(self, symbol: str) -> AsyncIterator[Trade]:
+        """Every trade of ``symbol`` from now on (the public ``trades.SYMBOL`` channel)."""
+        return self._iterate(("trades", symbol), f"trades.{symbol}")
+
+    def ticker(self, symbol: str) -> AsyncIterator[Ticker]:
+        """The ticker of ``symbol``: the current one, then on every change."""
+        return self._iterate(("ticker", symbol), f"ticker.{symbol}")
+
+    def orders(self) -> AsyncIterator[Order]:
+        """Your order updates from now on, across reconnects without a gap."""
+        return self._iterate(("orders", None), "orders")
+
+    def fills(self) -> AsyncIterator[Fill]:
+        """Your executions from now on, across reconnects without a gap."""
+        return self._iterate(("fills", None), "orders")
+
+    def balance_updates(self) -> AsyncIterator[Balance]:
+        """Every balance first (on the first subscription), then each one that changes."""
+        return self._iterate(("balances", None), "balances")
+
+    async def quotes(self, symbol: str, *, quantity: str | None = None) -> AsyncIterator[Quote]:
+        """Firm RFQ quotes for ``symbol`` (a fresh stream after a reconnect)."""
+        token = next(self._tokens)
+        key = ("quote", token)
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._subs[key] = {queue}
+        try:
+            reply = await (await self._connection()).quote_request(symbol, quantity=quantity)
+            self._quote_ids[reply["subscription"]] = token
+            self._quote_streams[token] = (symbol, quantity)  # asked again after a reconnect
+            while True:
+                item = await queue.get()
+                if item is _CLOSED:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            del self._subs[key]
+            self._quote_streams.pop(token, None)
+
+    # Calls -----------------------------------------------------------------------------------
+
+    async def _connection(self) -> Client:
+        if self._conn is None and not self._stopped.is_set() and self._fatal is None:
+            try:
+                await asyncio.wait_for(self._ready.wait(), self._timeout)
+            except TimeoutError:
+                raise ClientError(f"not connected to {self.url}: {self.last_error}") from None
+        if self._fatal is not None:
+            raise self._fatal
+        if self._conn is None:
+            raise ClientError("the client is closed")
+        return self._conn
+
+    async def call(self, method: str, params: Any = None) -> Any:
+        """Any method of the API, untyped: the result as the server sends it."""
+        return await (await self._connection()).call(method, params, timeout=self._timeout)
+
+    async def place_order(
+        self,
+        symbol: str,
+        side: str,
+        quantity: str | Decimal,
+        *,
+        price: str | Decimal | None = None,
+        type: str | None = None,
+        time_in_force: str = "GTC",
+        post_only: bool = False,
+        client_order_id: str | None = None,
+    ) -> Order:
+        """Place an order (a limit with ``price``, else a market order); the order once durable.
+        Raises :class:`OrderRejected` (``reason``) if the engine refuses it."""
+        conn = await self._connection()
+        reply = await conn.place_order(
+            symbol, side, str(quantity), price=None if price is None else str(price), type=type,
+            time_in_force=time_in_force, post_only=post_only, client_order_id=client_order_id,
+        )  # fmt: skip
+        return msgspec.convert(reply, Order)
+
+    async def amend_order(
+        self,
+        order_id: int | None = None,
+        *,
+        client_order_id: str | None = None,
+        price: str | Decimal | None = None,
+        quantity: str | Decimal | None = None,
+    ) -> Order:
+        """Change an order's price and/or total quantity."""
+        params = _order_ref(order_id, client_order_id)
+        if price is not None:
+            params["price"] = str(price)
+        if quantity is not None:
+            params["quantity"] = str(quantity)
+        return msgspec.convert(await self.call("order_amend", params), Order)
+
+    async def cancel_order(
+        self, order_id: int | None = None, *, client_order_id: str | None = None
+    ) -> Order:
+        return msgspec.convert(
+            await self.call("order_cancel", _order_ref(order_id, client_order_id)), Order
+        )
+
+    async def cancel_all(self, symbol: str | None = None) -> list[int]:
+        """Cancel every open order (of ``symbol``); the ids cancelled."""
+        params = {} if symbol is None else {"symbol": symbol}
+        return [int(i) for i in (await self.call("order_cancel_all", params))["cancelled"]]
+
+    async def order_status(
+        self, order_id: int | None = None, *, client_order_id: str | None = None
+    ) -> Order:
+        return msgspec.convert(
+            await self.call("order_status", _order_ref(order_id, client_order_id)), Order
+        )
+
+    async def open_orders(self, symbol: str | None = None) -> list[Order]:
+        params = {} if symbol is None else {"symbol": symbol}
+        return msgspec.convert(await self.call("orders_open", params), list[Order])
+
+    async def balances(self) -> list[Balance]:
+        return msgspec.convert(await self.call("balances"), list[Balance])
+
+    async def trade_history(
+        self, symbol: str | None = None, *, limit: int = 100, before: int | None = None
+    ) -> list[Fill]:
+        """Your past executions, newest first (``before``: a trade id, to page back)."""
+        params: dict[str, Any] = {"limit": limit}
+        if symbol is not None:
+            params["symbol"] = symbol
+        if before is not None:
+            params["before"] = before
+        return msgspec.convert(await self.call("trades", params), list[Fill])
+
+    async def accept_quote(self, quote: Quote | str, side: str) -> Fill:
+        """Execute a quote: ``"buy"`` at its ``sell_price``, ``"sell"`` at its ``buy_price``."""
+        quote_id = quote.quote_id if isinstance(quote, Quote) else quote
+        return msgspec.convert(
+            await self.call("quote_accept", {"quoteId": quote_id, "side": side}), Fill
+        )
+
+    async def server_time(self) -> int:
+        return await (await self._connection()).time()
+
+    # ccxt-style names -------------------------------------------------------------------------
+
+    async def create_order(
+        self,
+        symbol: str,
+        type: str,
+        side: str,
+        amount: str | Decimal,
+        price: str | Decimal | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> Order:
+        """ccxt's ``create_order(symbol, type, side, amount, price)``; ``params`` takes
+        ``time_in_force``, ``post_only`` and ``client_order_id``."""
+        return await self.place_order(symbol, side, amount, price=price, type=type,
+                                      **(params or {}))  # fmt: skip
+
+    async def fetch_balance(self) -> dict[str, Balance]:
+        """Balances by asset."""
+        return {b.asset: b for b in await self.balances()}
+
+    async def fetch_open_orders(self, symbol: str | None = None) -> list[Order]:
+        return await self.open_orders(symbol)
+
+    async def fetch_order(self, id: int) -> Order:
+        return await self.order_status(id)
+
+    async def fetch_my_trades(self, symbol: str | None = None, limit: int = 100) -> list[Fill]:
+        return await self.trade_history(symbol, limit=limit)
+
+    async def _watch(self, key: tuple[str, Any], channel: str) -> list[Any]:
+        """ccxt's ``watch_*``: wait for the next update(s) of a channel followed from the
+        first call on; returns every update that came since the previous call (at least one)."""
+        queue = self._watchers.get(key)
+        if queue is None:
+            queue = self._watchers[key] = asyncio.Queue()
+            self._subs.setdefault(key, set()).add(queue)
+            await self._follow(channel)
+        items = [await queue.get()]
+        while not queue.empty():
+            items.append(queue.get_nowait())
+        for item in items:
+            if item is _CLOSED:
+                raise ClientError("the client is closed")
+            if isinstance(item, BaseException):
+                raise item
+        return items
+
+    async def watch_order_book(self, symbol: str) -> OrderBook:
+        """The book after its next change (the latest if several came)."""
+        channel = f"book.{symbol}"
+        return (await self._watch(("book", symbol), channel))[-1]  # type: ignore[no-any-return]
+
+    async def watch_ticker(self, symbol: str) -> Ticker:
+        return (await self._watch(("ticker", symbol), f"ticker.{symbol}"))[-1]  # type: ignore[no-any-return]
+
+    async def watch_trades(self, symbol: str) -> list[Trade]:
+        return await self._watch(("trades", symbol), f"trades.{symbol}")
+
+    async def watch_orders(self) -> list[Order]:
+        return await self._watch(("orders", None), "orders")
+
+    async def watch_my_trades(self) -> list[Fill]:
+        return await self._watch(("fills", None), "orders")
+
+    async def watch_balance(self) -> list[Balance]:
+        return await self._watch(("balances", None), "balances")
+
+
+def _order_ref(order_id: int | None, client_order_id: str | None) -> dict[str, Any]:
+    if (order_id is None) == (client_order_id is None):
+        raise ClientError("give an order_id or a client_order_id")
+    return {"orderId": order_id} if order_id is not None else {"clientOrderId": client_order_id}

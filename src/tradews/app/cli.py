@@ -45,6 +45,15 @@ from tradews.adapters.ws_server import (
 from tradews.app.logs import LOG_FORMATS
 from tradews.app.logs import configure as configure_logging
 from tradews.app.pricing import DEFAULT_MAX_AGE_MS, format_duration
+from tradews.app.terminal import (
+    KeyOption,
+    PrivateKeyOption,
+    ProfileOption,
+    SecretOption,
+    UrlOption,
+    resolve_credentials,
+)
+from tradews.app.terminal import register as register_terminal
 from tradews.domain.instrument import Instrument, InvalidDecimal, OffStep, parse_decimal
 from tradews.domain.ledger import format_atoms
 from tradews.domain.pricing import DEFAULT_BAND_BPS, ReferencePrice
@@ -1273,45 +1282,37 @@ def withdraw(
 @app.command()
 def quotes(
     symbol: str,
-    key: Annotated[str, typer.Option(envvar="TRADEWS_API_KEY", help="API key.")],
-    secret: Annotated[
-        str | None, typer.Option(envvar="TRADEWS_API_SECRET", help="API secret (hmac keys).")
-    ] = None,
-    private_key: Annotated[
-        str | None,
-        typer.Option(
-            envvar="TRADEWS_PRIVATE_KEY", help="Private key of an ed25519 key (base64 or PEM)."
-        ),
-    ] = None,
-    url: Annotated[str, typer.Option(help="Server URL.")] = "ws://127.0.0.1:8765",
+    key: KeyOption = None,
+    secret: SecretOption = None,
+    private_key: PrivateKeyOption = None,
+    url: UrlOption = None,
     quantity: Annotated[str | None, typer.Option(help="Quantity to quote.")] = None,
     count: Annotated[int, typer.Option(help="Stop after this many quotes (0: never).")] = 0,
+    profile: ProfileOption = "default",
 ) -> None:
     """Log in (signed, so the secret stays here) and print a stream of firm RFQ quotes."""
     from tradews.api.signing import KeyFormatError
-    from tradews.client import Client, ClientError, RpcError
+    from tradews.client import Client, ClientError, RpcError, login_signed
 
-    if (secret is None) == (private_key is None):
-        fail("give --secret (hmac key) or --private-key (ed25519 key)")
+    creds = resolve_credentials(url, key, secret, private_key, profile)
+    assert creds.api_key is not None
 
     async def login(client: Client) -> None:
-        if private_key is not None:
-            await client.login(key, private_key=private_key)
-            return
-        try:
-            await client.login(key, secret, signed=True)
-        except RpcError as exc:
-            # Keys older than signed login, or a server without its key file: the secret is
-            # all they can be verified with.
-            reason = exc.data.get("reason") if isinstance(exc.data, dict) else None
-            if reason not in ("SIGNED_LOGIN_UNSUPPORTED", "KEY_FILE_UNAVAILABLE"):
-                raise
-            err.print(f"signed login refused ({exc.message}); logging in with the secret")
-            await client.login(key, secret)
+        assert creds.api_key is not None
+        if creds.private_key is not None:
+            await client.login(creds.api_key, private_key=creds.private_key)
+        else:
+            assert creds.api_secret is not None
+            await login_signed(client, creds.api_key, creds.api_secret, on_fallback=plain)
+
+    def plain(exc: RpcError) -> None:
+        # Keys older than signed login, or a server without its key file: the secret is all
+        # they can be verified with.
+        err.print(f"signed login refused ({exc.message}); logging in with the secret")
 
     async def run() -> None:
         try:
-            async with await Client.connect(url) as client:
+            async with await Client.connect(creds.url) as client:
                 await login(client)
                 sub = await client.quote_request(symbol, quantity=quantity)
                 out.print(f"subscribed {sub['subscription']}: {sub['symbol']} x {sub['quantity']}")
@@ -1330,10 +1331,13 @@ def quotes(
         except (ClientError, KeyFormatError) as exc:
             fail(str(exc))
         except OSError as exc:
-            fail(f"cannot connect to {url}: {exc}")
+            fail(f"cannot connect to {creds.url}: {exc}")
 
     with contextlib.suppress(KeyboardInterrupt):
         _run_async(run())
+
+
+register_terminal(app)
 
 
 def main() -> None:
