@@ -41,7 +41,9 @@ CONFIRM_TIMEOUT_MS = 5_000
 
 
 class GatewayLink:
-    def __init__(self, bus: MessageBus, shard: str, *, timeout_ms: int = CONFIRM_TIMEOUT_MS) -> None:
+    def __init__(
+        self, bus: MessageBus, shard: str, *, timeout_ms: int = CONFIRM_TIMEOUT_MS
+    ) -> None:
         # Cancel-on-disconnect tags of this process's sessions carry its id in their high bits,
         # so the engine can end them all if this process dies without ending them itself.
         self.gateway_id = secrets.randbelow(GATEWAY_IDS - 1) + 1
