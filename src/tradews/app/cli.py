@@ -13,6 +13,7 @@ import contextlib
 import ipaddress
 import json
 import logging
+import os
 import re
 import shlex
 import shutil
@@ -84,6 +85,11 @@ db_app = typer.Typer(
 )
 app.add_typer(price_app, name="price")
 app.add_typer(db_app, name="db")
+config_app = typer.Typer(
+    help="Settings: flags, TRADEWS_* environment variables and a TOML file (--config).",
+    no_args_is_help=True,
+)
+app.add_typer(config_app, name="config")
 
 out = Console(soft_wrap=True, highlight=False)
 err = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -222,6 +228,15 @@ def print_table(table: Table) -> None:
 @app.callback(invoke_without_command=True)
 def _root(
     version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+    config_file: Annotated[
+        str | None,
+        typer.Option(
+            "--config",
+            envvar="TRADEWS_CONFIG",
+            help="A TOML file of settings for every command (given anywhere on the command "
+            "line); flags and TRADEWS_* variables override it. See `tradews config show`.",
+        ),
+    ] = None,
 ) -> None:
     if version:
         out.print(__version__)
@@ -1548,6 +1563,46 @@ def restore(
     out.print(f"restored {target} from {path} (journal seq {seq})")
 
 
+# configuration --------------------------------------------------------------------------------
+
+_config_file: str | None = None  # --config (main takes it off the command line) or TRADEWS_CONFIG
+
+
+@config_app.command("show")
+def config_show(as_json: JsonOption = False) -> None:
+    """The effective settings: each one's value and whether it comes from the environment, the
+    config file or the default (secrets masked). Flags override them per command."""
+    from tradews.app import config
+
+    command = typer.main.get_command(app)
+    config.name_settings(command)
+    known = config.settings(command)
+    path = _config_file or os.environ.get(config.CONFIG_ENV) or None
+    try:
+        values = {} if path is None else config.load(path, known)
+        rows = config.effective(known, values, os.environ)
+    except config.ConfigError as exc:
+        fail(str(exc))
+    shown = [
+        {
+            "key": r.key,
+            "value": config.shown(known[r.key], r.value),
+            "source": r.source,
+            "env": r.envvar,
+        }
+        for r in rows
+    ]
+    if as_json:
+        print_json({"configFile": path, "settings": shown})
+        return
+    out.print(f"config file: {path or 'none (--config PATH or TRADEWS_CONFIG)'}")
+    table = Table("setting", "value", "source", "environment variable")
+    for r in shown:
+        value = "-" if r["value"] is None else json.dumps(r["value"])
+        table.add_row(r["key"], value, r["source"], r["env"])
+    print_table(table)
+
+
 # a tiny client for the terminal ---------------------------------------------------------------
 
 
@@ -1618,8 +1673,20 @@ def quotes(
 
 
 def main() -> None:
+    from tradews.app import config
+
+    global _config_file
+    command = typer.main.get_command(app)
+    config.name_settings(command)
     try:
-        code = app(standalone_mode=False)
+        argv, _config_file = config.config_path(sys.argv[1:])
+        known = config.settings(command)
+        values = {} if _config_file is None else config.load(_config_file, known)
+    except config.ConfigError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        sys.exit(1)
+    try:
+        code = command(argv, standalone_mode=False, default_map=config.default_map(command, values))
     except DatabaseUnavailable as exc:  # an admin command whose database went away meanwhile
         err.print(f"[red]error:[/red] the database is unreachable: {exc.detail}")
         sys.exit(1)
