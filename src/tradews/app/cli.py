@@ -18,7 +18,6 @@ import re
 import shlex
 import shutil
 import signal
-import sqlite3
 import ssl
 import sys
 import time
@@ -238,6 +237,7 @@ def _root(
         ),
     ] = None,
 ) -> None:
+    del config_file  # main() has read it already: here for --help and the variable's name
     if version:
         out.print(__version__)
         raise typer.Exit()
@@ -1486,30 +1486,6 @@ def _sqlite_path(db: str, what: str) -> Path:
     return url.path
 
 
-def _open_sqlite(path: Path, what: str) -> sqlite3.Connection:
-    """A connection to an existing tradews SQLite file (checked: it has a journal)."""
-    if not path.is_file():
-        fail(f"{what} {path} does not exist")
-    try:
-        conn = sqlite3.connect(path, timeout=30)
-        conn.execute("SELECT COUNT(*) FROM journal").fetchone()
-    except sqlite3.Error as exc:
-        fail(f"{what} {path} is not a tradews database: {one_line(exc)}")
-    return conn
-
-
-def _copy_sqlite(source: sqlite3.Connection, target: Path) -> int:
-    """Copy ``source`` into the file ``target`` in one read transaction (a consistent state,
-    whatever is written meanwhile); the copy's last journal seq."""
-    conn = sqlite3.connect(target, timeout=30)
-    try:
-        source.backup(conn)
-        row = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM journal").fetchone()
-    finally:
-        conn.close()
-    return int(row[0])
-
-
 @app.command()
 def backup(
     path: Annotated[str, typer.Argument(help="The new file to write (must not exist).")],
@@ -1520,21 +1496,14 @@ def backup(
     One point of the journal (SQLite's online backup). The key file is not in it: keep a copy
     of it too, apart from the backups. PostgreSQL: use pg_dump.
     """
-    source_path = _sqlite_path(db, "tradews backup")
-    target = Path(path)
-    if target.exists():
-        fail(f"{path} already exists: give a new file")
-    source = _open_sqlite(source_path, "the database")
-    partial = target.with_name(target.name + ".partial")
+    from tradews.adapters import sqlite_backup
+
+    source = _sqlite_path(db, "tradews backup")
     try:
-        seq = _copy_sqlite(source, partial)
-        partial.replace(target)
-    except (OSError, sqlite3.Error) as exc:
-        partial.unlink(missing_ok=True)
-        fail(f"cannot write {path}: {one_line(exc)}")
-    finally:
-        source.close()
-    out.print(f"backed up {source_path} to {path} (journal seq {seq})")
+        seq = sqlite_backup.backup(source, Path(path))
+    except sqlite_backup.BackupError as exc:
+        fail(str(exc))
+    out.print(f"backed up {source} to {path} (journal seq {seq})")
 
 
 @app.command()
@@ -1546,19 +1515,19 @@ def restore(
 
     Stop the server, restore, start it again: it recovers from the backup's journal.
     """
+    from tradews.adapters import sqlite_backup
+
     target = _sqlite_path(db, "tradews restore")
-    source = _open_sqlite(Path(path), "the backup")
     lease = registry.open_lease(parse_db(db))
     try:
         if not lease.try_acquire():
             fail(
                 f"a tradews server is running on {db} (it holds {lease.describe()}): stop it first"
             )
-        seq = _copy_sqlite(source, target)
-    except (OSError, sqlite3.Error) as exc:
-        fail(f"cannot restore into {target}: {one_line(exc)}")
+        seq = sqlite_backup.restore(Path(path), target)
+    except sqlite_backup.BackupError as exc:
+        fail(str(exc))
     finally:
-        source.close()
         lease.release()
     out.print(f"restored {target} from {path} (journal seq {seq})")
 
