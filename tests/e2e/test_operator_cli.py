@@ -3,6 +3,8 @@ orders and trades, backing up and restoring, and refusing what it cannot do in o
 
 from __future__ import annotations
 
+import asyncio
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +12,10 @@ from typing import Any
 
 import pytest
 
+from tradews.adapters.registry import open_journal, open_store
+from tradews.adapters.sql_store import FEE_ACCOUNT
 from tradews.client import Client, RpcError
+from tradews.engine.engine import Engine
 from tradews.testing import ServerProcess, run_cli
 
 ACCOUNTS = {"alice": {"USD": "100000"}, "bob": {"BTC": "10"}}
@@ -200,8 +205,61 @@ async def test_backup_while_the_server_trades_restores_the_same_state(tmp_path: 
         original = run_cli(*listing, "--json", db=db)
         assert run_cli(*listing, "--json", db=copy) == original, listing
     assert len(run_cli("trades", "--json", db=copy)) == 5
-    # The copy serves: a server starts from it and trades on.
+    # The copy serves: a server starts from it (replaying its journal) and trades on.
     with ServerProcess.start(copy, demo=False) as server:
         alice = await login(server, keys["alice"])
         assert (await alice.place_order("BTC_USD", "buy", "0.05", price="60010"))["status"]
         await alice.close()
+
+
+def journal_state(db: Path, upto: int | None = None) -> tuple[int, str]:
+    """The engine replayed from ``db``'s journal alone, up to seq ``upto`` (all of it: None)."""
+    store = open_store(str(db))
+    fees = store.get_account(FEE_ACCOUNT)
+    assert fees is not None
+    engine = Engine(store.list_instruments(), fee_account_id=fees.id)
+    journal = open_journal(str(db))
+    try:
+        for seq, command in journal.read(0):
+            if upto is not None and seq > upto:
+                break
+            engine.apply(command)
+    finally:
+        journal.close()
+        store.close()
+    return engine.seq, engine.state_hash()
+
+
+async def test_a_backup_taken_mid_burst_is_one_point_of_the_journal(tmp_path: Path) -> None:
+    """Orders keep arriving while the copy is made: the copy holds exactly the journal up to
+    the seq it names, so its state is the original's at that seq."""
+    db = tmp_path / "busy.db"
+    keys = venue(db)
+    backup = tmp_path / "busy-backup.db"
+    unlimited = ("--rate-limit-connection", "100000/100000", "--rate-limit-key", "100000/100000")
+    with ServerProcess.start(db, demo=False, args=unlimited) as server:
+        alice = await login(server, keys["alice"])
+        bob = await login(server, keys["bob"])
+        stop = asyncio.Event()
+
+        async def burst() -> int:
+            n = 0
+            while not stop.is_set():
+                price = str(50_000 + n % 50)
+                await bob.place_order("BTC_USD", "sell", "0.001", price=price)
+                await alice.place_order("BTC_USD", "buy", "0.001", price=price)
+                n += 1
+            return n
+
+        trading = asyncio.create_task(burst())
+        await asyncio.sleep(0.5)
+        made = await asyncio.to_thread(tradews, db, "backup", str(backup))
+        stop.set()
+        assert await trading > 0
+        assert made.returncode == 0, made.stderr
+        await alice.close()
+        await bob.close()
+    match = re.search(r"journal seq (\d+)", made.stdout)
+    assert match is not None, made.stdout
+    seq = int(match.group(1))
+    assert journal_state(backup) == journal_state(db, upto=seq)
