@@ -1539,8 +1539,11 @@ _config_file: str | None = None  # --config (main takes it off the command line)
 
 @config_app.command("show")
 def config_show(as_json: JsonOption = False) -> None:
-    """The effective settings: each one's value and whether it comes from the environment, the
-    config file or the default (secrets masked). Flags override them per command."""
+    """The effective settings, each with its source; secrets masked.
+
+    A setting's source is the environment, the config file or the default; flags override
+    them per command.
+    """
     from tradews.app import config
 
     command = typer.main.get_command(app)
