@@ -59,7 +59,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-account_app = typer.Typer(help="Accounts and their tiers.", no_args_is_help=True)
+account_app = typer.Typer(help="Accounts: their tiers, and freezing them.", no_args_is_help=True)
 key_app = typer.Typer(
     help="API keys: create (secret or private key shown once), list, revoke.",
     no_args_is_help=True,
