@@ -327,6 +327,31 @@ async def test_a_revoked_key_is_refused_by_every_gateway_within_a_second(
         assert "revoked" in str(closed.reason)
 
 
+async def test_a_frozen_account_is_refused_on_every_gateway(
+    deployment: tuple[Deployment, dict[str, dict[str, str]]],
+) -> None:
+    """A freeze is an engine command: the engine applies it from its inbox, and each gateway's
+    replica applies it from the log at the same point, so every gateway refuses the account."""
+    d, keys = deployment
+    clients = [await login(g, keys["t1"]) for g in d.gateways]
+    frozen = run_cli("account", "freeze", "t1", "--json", db=d.db)
+    assert frozen["ok"] and frozen["via"] == "server"
+    await converged(d)
+    for client in clients:
+        with pytest.raises(RpcError) as info:
+            await client.place_order("ETH_USD", "buy", "1", price="3000")
+        assert info.value.code == 4003
+        assert {b["asset"] for b in await client.call("balances")} == {"ETH", "USD"}
+    other = await login(d.gateways[1], keys["t2"])
+    assert (await other.place_order("ETH_USD", "buy", "1", price="3000"))["status"] == "new"
+    assert run_cli("account", "unfreeze", "t1", "--json", db=d.db)["ok"]
+    await converged(d)
+    for client in clients:
+        assert (await client.place_order("ETH_USD", "sell", "1", price="3100"))["status"] == "new"
+    for client in (*clients, other):
+        await client.close()
+
+
 @pytest.fixture
 def private_nats(tmp_path: Path) -> Iterator[tuple[str, Callable[[], None], Callable[[], None]]]:
     """A NATS server (JetStream on) of this test's own, which it may kill and start again."""

@@ -217,6 +217,16 @@ MIGRATIONS = [
         CREATE INDEX login_nonces_used_at ON login_nonces(used_at);
         """
     ),
+    # 9: assets the operator declared (`tradews asset add`) beyond those of listed instruments:
+    # deposits and withdrawals take only known assets.
+    Migration(
+        """
+        CREATE TABLE IF NOT EXISTS assets (
+            name        TEXT PRIMARY KEY,
+            created_at  {int} NOT NULL
+        );
+        """
+    ),
 ]
 
 VERSION = len(MIGRATIONS)
@@ -228,6 +238,7 @@ TABLES: list[tuple[str, tuple[str, ...]]] = [
     ("accounts", ("id",)),
     ("api_keys", ("key_id",)),
     ("instruments", ("symbol",)),
+    ("assets", ("name",)),
     ("reference_prices", ("symbol",)),
     ("inbox", ("id",)),
     ("journal", ("seq",)),

@@ -534,6 +534,29 @@ class SqlStore:
             for r in rows
         ]
 
+    # Assets --------------------------------------------------------------------------------
+
+    def add_asset(self, name: str, now_ms: int) -> bool:
+        """Declare an asset; False if it was declared before."""
+        with self.db.transaction() as db:
+            added = db.all(
+                "INSERT INTO assets(name, created_at) VALUES (?, ?)"
+                " ON CONFLICT (name) DO NOTHING RETURNING name",
+                (name, now_ms),
+            )
+        return bool(added)
+
+    def known_assets(self) -> dict[str, str]:
+        """Every asset deposits may use, each with where it comes from: the instruments that
+        trade it, or ``declared`` (``tradews asset add``)."""
+        found: dict[str, list[str]] = {}
+        for inst in self.list_instruments():
+            for asset in (inst.base, inst.quote):
+                found.setdefault(asset, []).append(inst.symbol)
+        for (name,) in self.db.all("SELECT name FROM assets ORDER BY name"):
+            found.setdefault(name, []).append("declared")
+        return {asset: ", ".join(found[asset]) for asset in sorted(found)}
+
     # Reference prices ----------------------------------------------------------------------
 
     def set_reference_price(
@@ -650,6 +673,31 @@ class Operations:
         rows = self.db.all("SELECT * FROM trades WHERE at >= ? ORDER BY trade_id", (at,))
         return [_trade(r) for r in rows]
 
+    def orders_of(self, account_id: int, *, open_only: bool) -> list[OrderUpdated]:
+        """An account's orders as last recorded, oldest first (only open ones if asked)."""
+        sql = "SELECT * FROM orders WHERE account_id = ?"
+        if open_only:
+            sql += " AND status IN ('new', 'partially_filled')"
+        rows = self.db.all(sql + " ORDER BY order_id", (account_id,))
+        return [_order(r) for r in rows]
+
+    def trades_matching(
+        self, *, account_id: int | None, symbol: str | None, since: int | None
+    ) -> list[TradeExecuted]:
+        """Trades, oldest first: of one account, one symbol, at or after ``since`` (ms)."""
+        sql = "SELECT * FROM trades WHERE 1 = 1"
+        args: list[object] = []
+        if account_id is not None:
+            sql += " AND (maker_account_id = ? OR taker_account_id = ?)"
+            args += [account_id, account_id]
+        if symbol is not None:
+            sql += " AND symbol = ?"
+            args.append(symbol)
+        if since is not None:
+            sql += " AND at >= ?"
+            args.append(since)
+        return [_trade(r) for r in self.db.all(sql + " ORDER BY trade_id", args)]
+
     def closed_order(
         self, account_id: int, order_id: int | None, client_order_id: str | None
     ) -> OrderUpdated | None:
@@ -664,14 +712,16 @@ class Operations:
                 " ORDER BY order_id DESC LIMIT 1",
                 (client_order_id, account_id),
             )
-        if row is None:
-            return None
-        (oid, acct, coid, symbol, side, otype, price, qty, remaining, tif, post_only, status,
-         reason, created_at, updated_at, seq) = row  # fmt: skip
-        return OrderUpdated(
-            seq, acct, oid, coid, symbol, side, otype, price, qty, remaining, tif,
-            bool(post_only), status, reason, created_at, updated_at,
-        )  # fmt: skip
+        return None if row is None else _order(row)
+
+
+def _order(r: Row) -> OrderUpdated:
+    (oid, acct, coid, symbol, side, otype, price, qty, remaining, tif, post_only, status,
+     reason, created_at, updated_at, seq) = r  # fmt: skip
+    return OrderUpdated(
+        seq, acct, oid, coid, symbol, side, otype, price, qty, remaining, tif,
+        bool(post_only), status, reason, created_at, updated_at,
+    )  # fmt: skip
 
 
 def _trade(r: Row) -> TradeExecuted:

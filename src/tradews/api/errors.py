@@ -37,6 +37,7 @@ code   name                         meaning
 3002   RATE_LIMITED                 over the rate limit; ``data.retryAfter`` says when to retry
 4001   REJECTED                     the engine refused the command; ``data.reason`` says why
 4002   ENGINE_UNAVAILABLE           not now, retry: trading halted, the bus or the database down
+4003   ACCOUNT_FROZEN               the operator froze the account: no orders, quotes or withdrawals
 =====  ===========================  ===================================================
 
 The same table is published in ``docs/protocol.md``; a test keeps the two in step.
@@ -80,6 +81,7 @@ class ErrorCode(IntEnum):
     RATE_LIMITED = 3002
     REJECTED = 4001
     ENGINE_UNAVAILABLE = 4002
+    ACCOUNT_FROZEN = 4003
 
 
 _DEFAULT_MESSAGES = {

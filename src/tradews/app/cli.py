@@ -13,6 +13,7 @@ import contextlib
 import ipaddress
 import json
 import logging
+import os
 import re
 import shlex
 import shutil
@@ -29,7 +30,8 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Column, Table
+from rich.measure import Measurement
+from rich.table import Table
 
 from tradews import __version__
 from tradews.adapters import clock, registry
@@ -68,12 +70,17 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-account_app = typer.Typer(help="Accounts and their tiers.", no_args_is_help=True)
+account_app = typer.Typer(help="Accounts: their tiers, and freezing them.", no_args_is_help=True)
 key_app = typer.Typer(
     help="API keys: create (secret or private key shown once), list, revoke.",
     no_args_is_help=True,
 )
 instrument_app = typer.Typer(help="Listed instruments.", no_args_is_help=True)
+asset_app = typer.Typer(
+    help="Assets deposits and withdrawals may use: those of listed instruments, and those "
+    "declared here.",
+    no_args_is_help=True,
+)
 price_app = typer.Typer(
     help="Reference prices: the anchor of RFQ quotes (no reference, no quote).",
     no_args_is_help=True,
@@ -81,12 +88,18 @@ price_app = typer.Typer(
 app.add_typer(account_app, name="account")
 app.add_typer(key_app, name="key")
 app.add_typer(instrument_app, name="instrument")
+app.add_typer(asset_app, name="asset")
 db_app = typer.Typer(
     help="The database itself: schema upgrades, moving from SQLite to PostgreSQL.",
     no_args_is_help=True,
 )
 app.add_typer(price_app, name="price")
 app.add_typer(db_app, name="db")
+config_app = typer.Typer(
+    help="Settings: flags, TRADEWS_* environment variables and a TOML file (--config).",
+    no_args_is_help=True,
+)
+app.add_typer(config_app, name="config")
 
 out = Console(soft_wrap=True, highlight=False)
 err = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -210,10 +223,32 @@ def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2) + "\n")
 
 
+def print_table(table: Table) -> None:
+    """A table at its natural width, however narrow the terminal (or 80 columns when output
+    goes to a pipe): no cell, an id above all, is ever cut or wrapped."""
+    natural = Measurement.get(out, out.options.update(max_width=100_000), table).maximum
+    width = out.width
+    out.width = max(width, natural)
+    try:
+        out.print(table, crop=False)
+    finally:
+        out.width = width
+
+
 @app.callback(invoke_without_command=True)
 def _root(
     version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+    config_file: Annotated[
+        str | None,
+        typer.Option(
+            "--config",
+            envvar="TRADEWS_CONFIG",
+            help="A TOML file of settings for every command (given anywhere on the command "
+            "line); flags and TRADEWS_* variables override it. See `tradews config show`.",
+        ),
+    ] = None,
 ) -> None:
+    del config_file  # main() has read it already: here for --help and the variable's name
     if version:
         out.print(__version__)
         raise typer.Exit()
@@ -794,7 +829,44 @@ def account_list(db: DbOption = "tradews.db", as_json: JsonOption = False) -> No
     table = Table("id", "name", "tier", "created")
     for a in accounts:
         table.add_row(str(a.id), a.name, a.tier, fmt_ms(a.created_at))
-    out.print(table)
+    print_table(table)
+
+
+def _freeze(account: str, frozen: bool, db: str, as_json: bool) -> None:
+    from tradews.app.funds import FundsError, freeze_account
+
+    store = open_store(db)
+    try:
+        outcome = freeze_account(store, account, frozen)
+    except FundsError as exc:
+        fail(str(exc))
+    if not outcome["ok"]:
+        fail(f"{outcome.get('reason')}: {outcome.get('message')}")
+    if as_json:
+        print_json({"account": account, **outcome})
+        return
+    state = "frozen" if frozen else "not frozen"
+    note = "" if outcome.get("changed") else " (it already was)"
+    out.print(f"{account} is {state}{note} \\[{outcome['via']}]")
+
+
+@account_app.command("freeze")
+def account_freeze(account: str, db: DbOption = "tradews.db", as_json: JsonOption = False) -> None:
+    """Freeze an account: it may log in and read, but not trade or withdraw.
+
+    Placing or amending orders, accepting quotes and withdrawals are refused (API error 4003)
+    until it is unfrozen; cancels still work. Goes through the engine, whether or not a server
+    is running, so it survives restarts.
+    """
+    _freeze(account, True, db, as_json)
+
+
+@account_app.command("unfreeze")
+def account_unfreeze(
+    account: str, db: DbOption = "tradews.db", as_json: JsonOption = False
+) -> None:
+    """Lift a freeze: the account trades and withdraws again."""
+    _freeze(account, False, db, as_json)
 
 
 # keys -----------------------------------------------------------------------------------------
@@ -961,9 +1033,8 @@ def key_list(account: str, db: DbOption = "tradews.db", as_json: JsonOption = Fa
         )
         return
     # The key id is what an operator copies: never shortened, whatever the terminal's width.
-    width = max((len(k.key_id) for k in keys), default=6)
-    table = Table(Column("apiKey", no_wrap=True, min_width=width), "label", "status", "type",
-                  "scopes", "allowed IPs", "login", "created", "expires")  # fmt: skip
+    table = Table("apiKey", "label", "status", "type", "scopes", "allowed IPs", "login",
+                  "created", "expires")  # fmt: skip
     for k in keys:
         logins = [name for name, ok in (("signed", k.signed_login), ("plain", k.plain_login)) if ok]
         table.add_row(
@@ -971,7 +1042,7 @@ def key_list(account: str, db: DbOption = "tradews.db", as_json: JsonOption = Fa
             " ".join(k.allowed_ips) or "any", "+".join(logins), fmt_ms(k.created_at),
             fmt_ms(k.expires_at),
         )  # fmt: skip
-    out.print(table)
+    print_table(table)
 
 
 @key_app.command("revoke")
@@ -1068,7 +1139,34 @@ def instrument_list(db: DbOption = "tradews.db", as_json: JsonOption = False) ->
     table = Table(*rows[0].keys()) if rows else Table("symbol")
     for r in rows:
         table.add_row(*(v or "-" for v in r.values()))
-    out.print(table)
+    print_table(table)
+
+
+# assets ---------------------------------------------------------------------------------------
+
+_ASSET = re.compile(r"[A-Z0-9]{1,12}")
+
+
+@asset_app.command("add")
+def asset_add(name: str, db: DbOption = "tradews.db") -> None:
+    """Declare an asset no listed instrument trades (yet), so that it can be deposited."""
+    if not _ASSET.fullmatch(name):
+        fail("asset must be 1-12 capital letters or digits, e.g. USD")
+    added = open_store(db).add_asset(name, clock.now_ms())
+    out.print(f"declared {name}" if added else f"{name} was already declared")
+
+
+@asset_app.command("list")
+def asset_list(db: DbOption = "tradews.db", as_json: JsonOption = False) -> None:
+    """List the assets deposits and withdrawals may use, and where each comes from."""
+    rows = [{"asset": a, "from": where} for a, where in open_store(db).known_assets().items()]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("asset", "from")
+    for r in rows:
+        table.add_row(r["asset"], r["from"])
+    print_table(table)
 
 
 # reference prices -----------------------------------------------------------------------------
@@ -1133,7 +1231,7 @@ def price_list(db: DbOption = "tradews.db", as_json: JsonOption = False) -> None
     for r in rows:
         age = "default" if r["maxAgeMs"] is None else format_duration(r["maxAgeMs"])
         table.add_row(r["symbol"], r["price"], fmt_ms(r["setAt"]), age, r["status"])
-    out.print(table)
+    print_table(table)
 
 
 @price_app.command("clear")
@@ -1230,13 +1328,20 @@ def _move_funds(kind: str, account: str, asset: str, amount: str, ref: str, db: 
                 as_json: bool) -> None:  # fmt: skip
     from tradews.app.funds import FundsError, move_funds
 
-    if not re.fullmatch(r"[A-Z0-9]{1,12}", asset):
+    if not _ASSET.fullmatch(asset):
         fail("asset must be 1-12 capital letters or digits, e.g. USD")
     if not ref or len(ref) > 128:
         fail("--ref must be 1-128 characters")
     value = _decimal_option(amount, "amount")
     assert value is not None
+    if value <= 0:
+        fail(f"amount must be positive, got {amount}")
     store = open_store(db)
+    if asset not in store.known_assets():
+        fail(
+            f"unknown asset {asset!r}: no listed instrument trades it (list one, or declare it "
+            f"with `tradews asset add {asset}`)"
+        )
     try:
         outcome = move_funds(store, kind, account, asset, value, ref)
     except FundsError as exc:
@@ -1245,12 +1350,16 @@ def _move_funds(kind: str, account: str, asset: str, amount: str, ref: str, db: 
         print_json(outcome)
     elif outcome["ok"]:
         note = " (already done: same ref)" if outcome.get("duplicate") else ""
-        out.print(f"{kind} of {amount} {asset} for {account}: done{note} [{outcome['via']}]")
+        out.print(f"{kind} of {amount} {asset} for {account}: done{note} \\[{outcome['via']}]")
     if not outcome["ok"]:
         fail(f"{outcome.get('reason')}: {outcome.get('message')}")
 
 
-@app.command()
+# "-5" is the amount (refused as not positive), not an unknown option.
+_AMOUNT_ARGS = {"ignore_unknown_options": True}
+
+
+@app.command(context_settings=_AMOUNT_ARGS)
 def deposit(
     account: str,
     asset: str,
@@ -1259,11 +1368,14 @@ def deposit(
     db: DbOption = "tradews.db",
     as_json: JsonOption = False,
 ) -> None:
-    """Credit an account. Goes through the engine, whether or not a server is running."""
+    """Credit an account. Goes through the engine, whether or not a server is running.
+
+    The asset must be one of a listed instrument, or declared with `tradews asset add`.
+    """
     _move_funds("deposit", account, asset, amount, ref, db, as_json)
 
 
-@app.command()
+@app.command(context_settings=_AMOUNT_ARGS)
 def withdraw(
     account: str,
     asset: str,
@@ -1274,6 +1386,226 @@ def withdraw(
 ) -> None:
     """Debit an account's available funds. Goes through the engine, like deposits."""
     _move_funds("withdraw", account, asset, amount, ref, db, as_json)
+
+
+# what the engine did: balances, orders, trades -------------------------------------------------
+
+
+def parse_since(text: str) -> int:
+    """``--since``: milliseconds since the epoch, or an ISO 8601 time (local time without an
+    offset)."""
+    if re.fullmatch(r"\d{1,15}", text.strip()):
+        return int(text)
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        fail(f"--since must be an ISO 8601 time (2026-01-31T12:00:00Z) or epoch ms, got {text!r}")
+    if when.tzinfo is None:
+        when = when.astimezone()
+    return int(when.timestamp() * 1000)
+
+
+def _report(read: Any) -> list[dict[str, Any]]:
+    from tradews.app.reports import ReportError
+
+    try:
+        rows: list[dict[str, Any]] = read()
+    except (ReportError, StoreError) as exc:
+        fail(str(exc))
+    return rows
+
+
+@app.command()
+def balances(
+    account: Annotated[str | None, typer.Argument(help="Only this account.")] = None,
+    db: DbOption = "tradews.db",
+    as_json: JsonOption = False,
+) -> None:
+    """Balances of every account, or of one: available, locked, total, and frozen or not.
+
+    The engine's state as of its last durable write, read from the database.
+    """
+    from tradews.app import reports
+
+    store = open_store(db)
+    rows = _report(lambda: reports.balances(store, account))
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("account", "asset", "available", "locked", "total", "frozen")
+    for r in rows:
+        frozen = "frozen" if r["frozen"] else ""
+        table.add_row(r["account"], r["asset"], r["available"], r["locked"], r["total"], frozen)
+    print_table(table)
+
+
+@app.command()
+def orders(
+    account: str,
+    open_only: Annotated[
+        bool, typer.Option("--open", help="Only open orders (new or partially filled).")
+    ] = False,
+    db: DbOption = "tradews.db",
+    as_json: JsonOption = False,
+) -> None:
+    """An account's orders, oldest first, each as last changed.
+
+    With --json, each order as `order_status` shows it.
+    """
+    from tradews.app import reports
+
+    store = open_store(db)
+    rows = _report(lambda: reports.orders(store, account, open_only=open_only))
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("orderId", "clientOrderId", "symbol", "side", "type", "price", "quantity",
+                  "filled", "status", "reason", "updated")  # fmt: skip
+    for r in rows:
+        table.add_row(
+            str(r["orderId"]), r.get("clientOrderId") or "", r["symbol"], r["side"], r["type"],
+            r.get("price") or "market", r["quantity"], r["filledQuantity"], r["status"],
+            r.get("reason") or "", fmt_ms(r["updatedAt"]),
+        )  # fmt: skip
+    print_table(table)
+
+
+@app.command()
+def trades(
+    account: Annotated[
+        str | None, typer.Option(help="Only trades this account was a side of.")
+    ] = None,
+    symbol: Annotated[str | None, typer.Option(help="Only this instrument's trades.")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only trades at or after this time: ISO 8601 or epoch milliseconds."),
+    ] = None,
+    db: DbOption = "tradews.db",
+    as_json: JsonOption = False,
+) -> None:
+    """Trades, oldest first, with both sides' accounts and fees.
+
+    Each fee is in the asset that side received.
+    """
+    from tradews.app import reports
+
+    since_ms = None if since is None else parse_since(since)
+    store = open_store(db)
+    rows = _report(lambda: reports.trades(store, account=account, symbol=symbol, since=since_ms))
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("tradeId", "time", "symbol", "takerSide", "price", "quantity", "maker",
+                  "taker", "makerFee", "takerFee", "quoteId")  # fmt: skip
+    for r in rows:
+        table.add_row(
+            str(r["tradeId"]), fmt_ms(r["timestamp"]), r["symbol"], r["takerSide"], r["price"],
+            r["quantity"], r["maker"], r["taker"], r["makerFee"], r["takerFee"],
+            r["quoteId"] or "",
+        )  # fmt: skip
+    print_table(table)
+
+
+# backups --------------------------------------------------------------------------------------
+
+
+def _sqlite_path(db: str, what: str) -> Path:
+    url = parse_db(db)
+    if url.path is None:
+        fail(
+            f"{what} copies SQLite files; for PostgreSQL ({url.shown}) use pg_dump and "
+            "pg_restore (docs/operations.md, Backups)"
+        )
+    return url.path
+
+
+@app.command()
+def backup(
+    path: Annotated[str, typer.Argument(help="The new file to write (must not exist).")],
+    db: DbOption = "tradews.db",
+) -> None:
+    """Copy the database to PATH while the server runs: a consistent copy.
+
+    One point of the journal (SQLite's online backup). The key file is not in it: keep a copy
+    of it too, apart from the backups. PostgreSQL: use pg_dump.
+    """
+    from tradews.adapters import sqlite_backup
+
+    source = _sqlite_path(db, "tradews backup")
+    try:
+        seq = sqlite_backup.backup(source, Path(path))
+    except sqlite_backup.BackupError as exc:
+        fail(str(exc))
+    out.print(f"backed up {source} to {path} (journal seq {seq})")
+
+
+@app.command()
+def restore(
+    path: Annotated[str, typer.Argument(help="A backup made by `tradews backup`.")],
+    db: DbOption = "tradews.db",
+) -> None:
+    """Replace the database with a backup. Refused while a server runs on it.
+
+    Stop the server, restore, start it again: it recovers from the backup's journal.
+    """
+    from tradews.adapters import sqlite_backup
+
+    target = _sqlite_path(db, "tradews restore")
+    lease = registry.open_lease(parse_db(db))
+    try:
+        if not lease.try_acquire():
+            fail(
+                f"a tradews server is running on {db} (it holds {lease.describe()}): stop it first"
+            )
+        seq = sqlite_backup.restore(Path(path), target)
+    except sqlite_backup.BackupError as exc:
+        fail(str(exc))
+    finally:
+        lease.release()
+    out.print(f"restored {target} from {path} (journal seq {seq})")
+
+
+# configuration --------------------------------------------------------------------------------
+
+_config_file: str | None = None  # --config (main takes it off the command line) or TRADEWS_CONFIG
+
+
+@config_app.command("show")
+def config_show(as_json: JsonOption = False) -> None:
+    """The effective settings, each with its source; secrets masked.
+
+    A setting's source is the environment, the config file or the default; flags override
+    them per command.
+    """
+    from tradews.app import config
+
+    command = typer.main.get_command(app)
+    config.name_settings(command)
+    known = config.settings(command)
+    path = _config_file or os.environ.get(config.CONFIG_ENV) or None
+    try:
+        values = {} if path is None else config.load(path, known)
+        rows = config.effective(known, values, os.environ)
+    except config.ConfigError as exc:
+        fail(str(exc))
+    shown = [
+        {
+            "key": r.key,
+            "value": config.shown(known[r.key], r.value),
+            "source": r.source,
+            "env": r.envvar,
+        }
+        for r in rows
+    ]
+    if as_json:
+        print_json({"configFile": path, "settings": shown})
+        return
+    out.print(f"config file: {path or 'none (--config PATH or TRADEWS_CONFIG)'}")
+    table = Table("setting", "value", "source", "environment variable")
+    for r in shown:
+        value = "-" if r["value"] is None else json.dumps(r["value"])
+        table.add_row(r["key"], value, r["source"], r["env"])
+    print_table(table)
 
 
 # a tiny client for the terminal ---------------------------------------------------------------
@@ -1341,8 +1673,38 @@ register_terminal(app)
 
 
 def main() -> None:
+    from tradews.app import config
+
+    global _config_file
+    command = typer.main.get_command(app)
+    config.name_settings(command)
     try:
-        app()
+        argv, _config_file = config.config_path(sys.argv[1:])
+        known = config.settings(command)
+        values = {} if _config_file is None else config.load(_config_file, known)
+    except config.ConfigError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        sys.exit(1)
+    try:
+        code = command(argv, standalone_mode=False, default_map=config.default_map(command, values))
     except DatabaseUnavailable as exc:  # an admin command whose database went away meanwhile
         err.print(f"[red]error:[/red] the database is unreachable: {exc.detail}")
         sys.exit(1)
+    except Exception as exc:
+        sys.exit(usage_error(exc))
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def usage_error(exc: Exception) -> int:
+    """What the command line's parser refused (an unknown option, a missing argument, a value
+    of the wrong type), as one line and exit status 1; anything else is raised again."""
+    message = getattr(exc, "format_message", None)
+    if message is None or not hasattr(exc, "exit_code"):  # not the parser's
+        raise exc
+    if type(exc).__name__ == "NoArgsIsHelpError":  # a group run alone: its help, as ever
+        out.print(message(), end="")
+        return 0
+    ctx = getattr(exc, "ctx", None)
+    where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+    err.print(f"[red]error:[/red] {escape(one_line(Exception(message())))}{where}")
+    return 1

@@ -1,11 +1,11 @@
-"""Operator deposits and withdrawals: always through the engine, never around it.
+"""Operator deposits, withdrawals and account freezes: always through the engine, never around it.
 
 If a server is running (it holds the database's engine lease), the command goes into the inbox
 table; the server applies it within a tenth of a second and records the outcome in the same
 transaction as the journal entry, and this waits for that outcome. If no server is running, this
 process takes the lease and is the engine for one command: it replays the journal, applies the
 command, and journals it. Either way the deposit is a journaled engine command, idempotent by
-its ``ref``.
+its ``ref``. Freezing an account goes the same way (:func:`freeze_account`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from tradews.adapters.sql_store import FEE_ACCOUNT, HOUSE_ACCOUNT, Operations, S
 from tradews.app.engine_host import recover
 from tradews.app.server import result_text
 from tradews.domain.ledger import to_atoms
-from tradews.engine.commands import Deposit, Withdraw, encoder
+from tradews.engine.commands import AnyCommand, Deposit, FreezeAccount, Withdraw, encoder
 
 
 class FundsError(Exception):
@@ -45,7 +45,25 @@ def move_funds(
     if atoms is None or atoms <= 0:
         raise FundsError("amount must be positive with at most 8 decimals")
     cls = Deposit if kind == "deposit" else Withdraw
-    command = cls(clock.now_ms(), target.id, asset, atoms, ref)
+    return through_engine(store, cls(clock.now_ms(), target.id, asset, atoms, ref), kind, timeout)
+
+
+def freeze_account(
+    store: SqlStore, account: str, frozen: bool, *, timeout: float = 10.0
+) -> dict[str, Any]:
+    """Freeze (or unfreeze) an account in the engine: journaled, so it outlives a restart and
+    every replica of a distributed deployment applies it at the same point."""
+    target = store.get_account(account)
+    if target is None:
+        raise FundsError(f"no account named {account!r}")
+    command = FreezeAccount(clock.now_ms(), target.id, frozen)
+    return through_engine(store, command, "freeze" if frozen else "unfreeze", timeout)
+
+
+def through_engine(
+    store: SqlStore, command: AnyCommand, what: str, timeout: float = 10.0
+) -> dict[str, Any]:
+    """Apply ``command``: in the running server through its inbox, or here when none runs."""
     ops = Operations(store)
     lock = open_lease(store.url)
     if lock.try_acquire():
@@ -61,12 +79,12 @@ def move_funds(
             return _decorate(json.loads(outcome), "server")
         time.sleep(0.02)
     raise FundsError(
-        f"the running server did not take the {kind} within {timeout:.0f} s; it stays queued "
+        f"the running server did not take the {what} within {timeout:.0f} s; it stays queued "
         f"(inbox #{inbox_id}) and will be applied when the server catches up"
     )
 
 
-def _apply_offline(store: SqlStore, ops: Operations, command: Deposit | Withdraw) -> dict[str, Any]:
+def _apply_offline(store: SqlStore, ops: Operations, command: AnyCommand) -> dict[str, Any]:
     _, fee_id = ops.system_accounts(clock.now_ms())
     journal = open_journal(store.url)
     try:

@@ -97,6 +97,7 @@ class Reject(enum.Enum):
     QUOTE_USED = "QUOTE_USED"
     QUOTE_NOT_YOURS = "QUOTE_NOT_YOURS"
     HOUSE_LIMIT = "HOUSE_LIMIT"
+    ACCOUNT_FROZEN = "ACCOUNT_FROZEN"  # the operator froze the account: no trading, no withdrawal
 
 
 class Order:

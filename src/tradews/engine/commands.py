@@ -129,6 +129,15 @@ class ListInstrument(Command, frozen=True, tag="list"):
         )  # fmt: skip
 
 
+class FreezeAccount(Command, frozen=True, tag="freeze"):
+    """Freeze an account (``frozen``) or unfreeze it. A frozen account keeps its orders, funds
+    and logins, and may cancel; placing, amending, accepting a quote and withdrawing are
+    refused (``ACCOUNT_FROZEN``) until it is unfrozen."""
+
+    account_id: int
+    frozen: bool
+
+
 AnyCommand = (
     PlaceOrder
     | CancelOrder
@@ -141,6 +150,7 @@ AnyCommand = (
     | CancelAllAfter
     | ExpireDeadlines
     | ListInstrument
+    | FreezeAccount
 )
 
 encoder = msgspec.msgpack.Encoder()

@@ -33,6 +33,9 @@ Rules the engine enforces (each rejection is a :class:`~tradews.domain.orders.Re
   plus its timeout (0 disarms); ``ExpireDeadlines`` fires every deadline at or before its own
   ``at``: all of the account's open orders are cancelled (reason ``CANCEL_ALL_AFTER``) and the
   switch is disarmed. :meth:`Engine.next_deadline` says when the next one is due.
+- **Frozen accounts.** ``FreezeAccount`` freezes (or unfreezes) an account: its orders, funds and
+  cancels are untouched, but placing, amending, accepting a quote and withdrawing are rejected
+  (``ACCOUNT_FROZEN``) until it is unfrozen. Deposits still credit it.
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ from tradews.engine.commands import (
     Deposit,
     EndSession,
     ExpireDeadlines,
+    FreezeAccount,
     ListInstrument,
     PlaceOrder,
     Withdraw,
@@ -262,6 +266,7 @@ class Engine:
         # the next one without a scan; entries a re-arm or a disarm made stale are skipped.
         self._deadlines: dict[int, int] = {}
         self._deadline_heap: list[tuple[int, int]] = []
+        self._frozen: set[int] = set()  # accounts the operator froze
         self._next_order_id = 1
         self._next_trade_id = 1
         self._priority = 0
@@ -340,6 +345,8 @@ class Engine:
             result = self._expire_deadlines()
         elif isinstance(cmd, ListInstrument):
             result = self._list(cmd)
+        elif isinstance(cmd, FreezeAccount):
+            result = self._freeze(cmd)
         else:  # pragma: no cover - the decoder admits nothing else
             raise TypeError(f"unknown command {cmd!r}")
         self._flush_touched()
@@ -366,6 +373,8 @@ class Engine:
         tag: int
         (_, account_id, symbol, side, otype, price, quantity, tif, post_only, client_order_id,
          maker_fee_cbps, taker_fee_cbps, tag) = _astuple(c)  # fmt: skip
+        if self._frozen and account_id in self._frozen:
+            return _account_frozen()
         market = self.markets.get(symbol)
         if market is None:
             return Rejected(Reject.UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}")
@@ -694,6 +703,8 @@ class Engine:
         return Done(fired)
 
     def _amend(self, c: AmendOrder) -> Result:
+        if c.account_id in self._frozen:
+            return _account_frozen()
         order = self._find(c.account_id, c.order_id, c.client_order_id)
         if isinstance(order, Rejected):
             return order
@@ -771,6 +782,8 @@ class Engine:
             )
         if c.amount <= 0:
             return Rejected(Reject.INVALID_AMOUNT, "amount must be positive")
+        if isinstance(c, Withdraw) and c.account_id in self._frozen:
+            return _account_frozen()
         if isinstance(c, Deposit):
             self.ledger.deposit(c.account_id, c.asset, c.amount)
             moved = c.amount
@@ -785,10 +798,23 @@ class Engine:
         self._events.append(FundsMoved(self.seq, c.account_id, c.asset, moved, c.ref, self._at))
         return Done({"duplicate": False})
 
+    def _freeze(self, c: FreezeAccount) -> Result:
+        was = c.account_id in self._frozen
+        if c.frozen:
+            self._frozen.add(c.account_id)
+        else:
+            self._frozen.discard(c.account_id)
+        return Done({"frozen": c.frozen, "changed": was != c.frozen})
+
+    def is_frozen(self, account_id: int) -> bool:
+        return account_id in self._frozen
+
     def _accept_quote(self, c: AcceptQuote) -> Result:
         market = self.markets.get(c.symbol)
         if market is None:
             return Rejected(Reject.UNKNOWN_SYMBOL, f"unknown symbol {c.symbol!r}")
+        if c.account_id in self._frozen:
+            return _account_frozen()
         if c.quote_id in self._used_quotes:
             return Rejected(Reject.QUOTE_USED, "this quote has already been executed")
         if c.account_id != c.quote_account_id or c.account_id == c.house_account_id:
@@ -990,13 +1016,16 @@ class Engine:
         return msgspec.msgpack.encode(state)
 
     def _liveness(self) -> dict[str, Any]:
-        """Cancel-on-disconnect tags and armed deadlines, for snapshots and the state hash; an
-        empty dict when there are none (so that such states hash as they always did)."""
+        """Cancel-on-disconnect tags, armed deadlines and frozen accounts, for snapshots and the
+        state hash; an empty dict when there are none (so that such states hash as they always
+        did)."""
         out: dict[str, Any] = {}
         if self._order_session:
             out["sessions"] = sorted(self._order_session.items())
         if self._deadlines:
             out["deadlines"] = sorted(self._deadlines.items())
+        if self._frozen:
+            out["frozen"] = sorted(self._frozen)
         return out
 
     @classmethod
@@ -1047,6 +1076,7 @@ class Engine:
         engine._deadlines = {account_id: at for account_id, at in state.get("deadlines", ())}
         engine._deadline_heap = [(at, account_id) for account_id, at in engine._deadlines.items()]
         heapq.heapify(engine._deadline_heap)
+        engine._frozen = set(state.get("frozen", ()))
         return engine
 
     def state_hash(self) -> str:
@@ -1084,6 +1114,10 @@ def _status_text(status: OrderStatus) -> str:
     if status is _PARTIAL:
         return "partially_filled"
     return "filled" if status is _FILLED else "cancelled"
+
+
+def _account_frozen() -> Rejected:
+    return Rejected(Reject.ACCOUNT_FROZEN, "the account is frozen: no trading or withdrawals")
 
 
 def _fingerprint(c: PlaceOrder) -> tuple[Any, ...]:

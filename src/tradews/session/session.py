@@ -270,7 +270,9 @@ _session_ids = itertools.count(1)  # internal keys only; never shown to a client
 
 
 def rejected(reason: Reject, message: str) -> ApiError:
-    return ApiError(ErrorCode.REJECTED, message, {"reason": reason.value})
+    # A frozen account is not a refused order but a state the operator must lift: its own code.
+    code = ErrorCode.ACCOUNT_FROZEN if reason is Reject.ACCOUNT_FROZEN else ErrorCode.REJECTED
+    return ApiError(code, message, {"reason": reason.value})
 
 
 _KEY_ID = re.compile(r"tw_[0-9a-f]{8,40}")
