@@ -51,8 +51,9 @@ browser:
 		echo "chromium not found: the browser console tests will be skipped"; \
 	fi
 
+# DEMO_ARGS: more options for the server (the tests pick a free port: DEMO_ARGS='--port 0').
 demo: install
-	$(BIN)/tradews serve --demo
+	$(BIN)/tradews serve --demo $(DEMO_ARGS)
 
 lint: install
 	$(BIN)/ruff check src tests bench

@@ -1,0 +1,184 @@
+"""The way in, as a newcomer takes it: the README's commands pasted into a fresh shell.
+
+- `make demo` starts the demo, and the command its banner prints streams quotes;
+- the README's "Running it for real" block, run as written (only the database's directory and
+  the listening port differ), gives a desk that streams quotes to the key it created;
+- every `tradews ...` line in the README and the docs names commands and options that exist.
+
+(CI runs `make test` in a fresh clone, which is the README's other command; the Python SDK
+program in the README is run by tests/e2e/test_sdk.py, and docs/reference.md's examples by
+tests/e2e/test_reference.py.)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tradews.app.cli import app
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def shell_blocks(path: Path) -> list[list[str]]:
+    """The ```sh blocks of a Markdown file, as lines (continuations joined)."""
+    blocks: list[list[str]] = []
+    lines: list[str] | None = None
+    pending = ""
+    for line in path.read_text().splitlines():
+        if line.startswith("```"):
+            if lines is None and line.strip() in ("```sh", "```bash"):
+                lines = []
+            elif lines is not None:
+                blocks.append(lines)
+                lines = None
+            continue
+        if lines is None:
+            continue
+        if line.rstrip().endswith("\\"):
+            pending += line.rstrip()[:-1] + " "
+            continue
+        lines.append(pending + line)
+        pending = ""
+    return blocks
+
+
+def tradews_commands(path: Path) -> list[list[str]]:
+    """Every ``tradews ...`` invocation in the file's shell blocks, as arguments. Optional parts
+    written ``[--json]`` count as given; comments, ``VAR=value`` prefixes and ``&`` are not
+    part of the command."""
+    found = []
+    for block in shell_blocks(path):
+        for line in block:
+            code = re.split(r"\s#", " " + line, maxsplit=1)[0]
+            for part in re.split(r"&&|;", code):
+                words = shlex.split(part.replace("[", "").replace("]", "").strip().rstrip("&"))
+                while words and re.fullmatch(r"[A-Z_]+=.*", words[0]):
+                    words.pop(0)
+                if words and words[0] == "tradews":
+                    found.append(words[1:])
+    return found
+
+
+DOCUMENTED = [(p.name, c) for p in DOCS for c in tradews_commands(p)]
+
+
+def test_the_docs_have_commands_to_check() -> None:
+    assert len(DOCUMENTED) > 40  # the extraction itself works
+
+
+@pytest.mark.parametrize(("doc", "args"), DOCUMENTED, ids=[" ".join(a) for _, a in DOCUMENTED])
+def test_every_documented_command_exists_with_its_options(doc: str, args: list[str]) -> None:
+    """Run with --help appended: the parser refuses an unknown command or option first."""
+    args = [a for a in args if a != "--config"]  # taken before the parser (app/config.py)
+    result = CliRunner().invoke(app, [*args, "--help"], env={"COLUMNS": "100"})
+    assert result.exit_code == 0, f"{doc}: tradews {' '.join(args)}\n{result.output}"
+
+
+def fresh_shell(script: str, cwd: Path, **env: str) -> subprocess.Popen[str]:
+    """``bash -c script`` with nothing inherited but a minimal PATH and HOME: what a newcomer's
+    new terminal has."""
+    base = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(cwd), "LANG": "C.UTF-8"}
+    return subprocess.Popen(
+        ["bash", "-ec", script],
+        cwd=cwd,
+        env={**base, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # so that the whole group (make, the server) can be stopped
+    )
+
+
+def read_until(process: subprocess.Popen[str], marker: str, timeout: float = 60) -> list[str]:
+    assert process.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line.rstrip("\n"))
+        if marker in line:
+            return lines
+    pytest.fail(f"no {marker!r} within {timeout} s:\n" + "\n".join(lines))
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def stream_quotes(command: str, cwd: Path, n: int = 3) -> list[str]:
+    """Run a printed ``tradews quotes`` command for ``n`` quotes; the lines it printed."""
+    done = subprocess.run(
+        ["bash", "-ec", f"{command} --count {n}"],
+        cwd=cwd,
+        env={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(cwd), "LANG": "C.UTF-8"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return [line for line in done.stdout.splitlines() if re.search(r"BTC_USD buy \S+ sell", line)]
+
+
+def test_make_demo_and_the_command_its_banner_prints(tmp_path: Path) -> None:
+    # the README's `make demo`, on a free port and a database of its own
+    db = shlex.quote(str(tmp_path / "demo.db"))
+    demo = fresh_shell(f"make demo DEMO_ARGS='--port 0 --admin-port 0 --db {db}'", ROOT)
+    try:
+        banner = read_until(demo, "Press Ctrl+C", timeout=120)
+        printed = next(i for i, line in enumerate(banner) if "quotes from the command line" in line)
+        command = banner[printed + 1].strip()
+        assert re.fullmatch(
+            r"\S*tradews quotes BTC_USD --url ws://\S+ --key tw_\w+ --secret \S+", command
+        )
+        quotes = stream_quotes(command, ROOT)
+        assert len(quotes) == 3, quotes
+    finally:
+        stop(demo)
+
+
+def test_running_it_for_real_as_the_readme_says(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Running it for real") :]
+    block = next(b for b in shell_blocks(ROOT / "README.md") if "\n".join(b) in section)
+    *setup, serve = block
+    assert serve.startswith("tradews serve")
+    # the same commands; only where the database lives and the port it listens on differ
+    setup = [line.replace("$PWD", str(tmp_path)) for line in setup]
+    setup[0] = setup[0].replace(". .venv/bin/activate", f". {ROOT}/.venv/bin/activate")
+    serve = re.sub(r"--port \d+", "--port 0 --admin-port 0", serve).replace("0.0.0.0", "127.0.0.1")
+    prepared = fresh_shell("\n".join(setup), tmp_path)
+    output, _ = prepared.communicate(timeout=180)
+    assert prepared.returncode == 0, output
+    key = re.search(r"apiKey:?\s+(tw_\w+)", output)
+    secret = re.search(r"apiSecret:?\s+(\S+)", output)
+    assert key and secret, output
+    server = fresh_shell("\n".join([*setup[:2], f"exec {serve}"]), tmp_path)
+    try:
+        banner = read_until(server, "Press Ctrl+C")
+        url = next(m.group(1) for line in banner if (m := re.search(r"listening on (\S+)", line)))
+        quotes = stream_quotes(
+            f". {ROOT}/.venv/bin/activate && tradews quotes BTC_USD --url {url} "
+            f"--key {key.group(1)} --secret {secret.group(1)}",
+            tmp_path,
+        )
+        assert len(quotes) == 3, quotes
+    finally:
+        stop(server)
