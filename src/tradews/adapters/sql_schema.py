@@ -227,6 +227,9 @@ MIGRATIONS = [
         );
         """
     ),
+    # 10: the RFQ desk's spread by size (`--spread-ladder 1:5,10:8`); NULL: spread_bps for
+    # every size.
+    Migration("ALTER TABLE instruments ADD COLUMN spread_ladder TEXT"),
 ]
 
 VERSION = len(MIGRATIONS)

@@ -37,7 +37,7 @@ from tradews.adapters.sql import StoreError as StoreError  # raised by every met
 from tradews.adapters.sql_schema import check, upgrade
 from tradews.api import signing
 from tradews.api.errors import ApiError, ErrorCode
-from tradews.domain.instrument import Instrument
+from tradews.domain.instrument import Instrument, format_ladder, parse_ladder
 from tradews.domain.pricing import ReferencePrice
 from tradews.engine.events import OrderUpdated, TradeExecuted
 from tradews.session.ports import Principal
@@ -497,7 +497,8 @@ class SqlStore:
             with self.db.transaction() as db:
                 db.execute(
                     "INSERT INTO instruments(symbol, base, quote, tick, lot, min_size, max_size,"
-                    " quote_size, spread_bps, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    " quote_size, spread_bps, spread_ladder, created_at)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         inst.symbol,
                         inst.base,
@@ -508,6 +509,7 @@ class SqlStore:
                         None if inst.max_size is None else str(inst.max_size),
                         str(inst.quote_size),
                         str(inst.spread_bps),
+                        format_ladder(inst.spread_ladder) or None,
                         now_ms,
                     ),
                 )
@@ -516,8 +518,8 @@ class SqlStore:
 
     def list_instruments(self) -> list[Instrument]:
         rows = self.db.all(
-            "SELECT symbol, base, quote, tick, lot, min_size, max_size, quote_size, spread_bps"
-            " FROM instruments ORDER BY symbol"
+            "SELECT symbol, base, quote, tick, lot, min_size, max_size, quote_size, spread_bps,"
+            " spread_ladder FROM instruments ORDER BY symbol"
         )
         return [
             Instrument(
@@ -530,9 +532,22 @@ class SqlStore:
                 max_size=None if r[6] is None else Decimal(r[6]),
                 quote_size=Decimal(r[7]),
                 spread_bps=Decimal(r[8]),
+                spread_ladder=parse_ladder(r[9] or ""),
             )
             for r in rows
         ]
+
+    def set_spread(
+        self, symbol: str, spread_bps: Decimal, ladder: tuple[tuple[Decimal, Decimal], ...]
+    ) -> None:
+        """Change an instrument's RFQ spread (running servers quote with it within a second)."""
+        with self.db.transaction() as db:
+            cur = db.execute(
+                "UPDATE instruments SET spread_bps = ?, spread_ladder = ? WHERE symbol = ?",
+                (str(spread_bps), format_ladder(ladder) or None, symbol),
+            )
+            if cur.rowcount == 0:
+                raise StoreError(f"no instrument {symbol!r}")
 
     # Assets --------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import ipaddress
 import json
 import logging
@@ -56,7 +57,14 @@ from tradews.app.terminal import (
     resolve_credentials,
 )
 from tradews.app.terminal import register as register_terminal
-from tradews.domain.instrument import Instrument, InvalidDecimal, OffStep, parse_decimal
+from tradews.domain.instrument import (
+    Instrument,
+    InvalidDecimal,
+    OffStep,
+    format_ladder,
+    parse_decimal,
+    parse_ladder,
+)
 from tradews.domain.ledger import format_atoms
 from tradews.domain.pricing import DEFAULT_BAND_BPS, ReferencePrice
 from tradews.engine.engine import Market
@@ -111,6 +119,13 @@ DbOption = Annotated[
         envvar="TRADEWS_DB",
         help="The database: a SQLite file's path (or sqlite:///ABS/PATH, sqlite:REL/PATH) or "
         "postgresql://USER@HOST/NAME.",
+    ),
+]
+LadderOption = Annotated[
+    str | None,
+    typer.Option(
+        help="The RFQ spread by size, QUANTITY:BPS ascending: '1:5,10:8' quotes up to 1 at 5 bps, "
+        "up to 10 at 8 bps, and no larger size (instead of --spread-bps)."
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -1086,6 +1101,7 @@ def instrument_add(
         ),
     ] = None,
     spread_bps: Annotated[str, typer.Option(help="Half-spread of RFQ quotes, basis points.")] = "5",
+    spread_ladder: LadderOption = None,
     db: DbOption = "tradews.db",
 ) -> None:
     """List a new instrument."""
@@ -1103,7 +1119,8 @@ def instrument_add(
         size_d = one if fits else min_d
     try:
         spread = Decimal(spread_bps)
-        inst = Instrument(symbol, base, quote, tick_d, lot_d, min_d, max_d, size_d, spread)
+        ladder = parse_ladder(spread_ladder or "")
+        inst = Instrument(symbol, base, quote, tick_d, lot_d, min_d, max_d, size_d, spread, ladder)
         Market.of(inst)  # the engine must be able to settle it exactly
     except (OffStep, ValueError, ArithmeticError) as exc:
         fail(str(exc))
@@ -1113,6 +1130,32 @@ def instrument_add(
     except StoreError as exc:
         fail(str(exc))
     out.print(f"listed [bold]{symbol}[/bold]")
+
+
+@instrument_app.command("spread")
+def instrument_spread(
+    symbol: str,
+    spread_bps: Annotated[
+        str | None, typer.Option(help="Half-spread of RFQ quotes, basis points.")
+    ] = None,
+    spread_ladder: LadderOption = None,
+    db: DbOption = "tradews.db",
+) -> None:
+    """Change an instrument's RFQ spread, flat or by size; running servers quote with it
+    within a second. --spread-ladder '' removes the ladder."""
+    store = open_store(db)
+    inst = next((i for i in store.list_instruments() if i.symbol == symbol), None)
+    if inst is None:
+        fail(f"no instrument {symbol!r}")
+    try:
+        spread = inst.spread_bps if spread_bps is None else Decimal(spread_bps)
+        ladder = inst.spread_ladder if spread_ladder is None else parse_ladder(spread_ladder)
+        changed = dataclasses.replace(inst, spread_bps=spread, spread_ladder=ladder)
+    except (OffStep, ValueError, ArithmeticError) as exc:
+        fail(str(exc))
+    store.set_spread(symbol, changed.spread_bps, changed.spread_ladder)
+    shown = format_ladder(changed.spread_ladder) or f"{changed.spread_bps} bps at every size"
+    out.print(f"[bold]{symbol}[/bold] RFQ spread: {shown}")
 
 
 @instrument_app.command("list")
@@ -1130,6 +1173,7 @@ def instrument_list(db: DbOption = "tradews.db", as_json: JsonOption = False) ->
             "maxSize": None if i.max_size is None else str(i.max_size),
             "quoteSize": str(i.quote_size),
             "spreadBps": str(i.spread_bps),
+            "spreadLadder": format_ladder(i.spread_ladder) or None,
         }
         for i in instruments
     ]

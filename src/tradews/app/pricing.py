@@ -121,6 +121,11 @@ class DeskPricer:
         market = self._engine.markets.get(symbol)
         if book is None or market is None:
             return NoQuote(f"no price for {symbol}: it is not trading yet")
+        spread = inst.spread_for(lots)
+        if spread is None:
+            return NoQuote(
+                f"the desk quotes at most {inst.largest_quote} {symbol}", desk_limit=True
+            )
         reference = self.references.get(inst, now_ms)
         if isinstance(reference, NoQuote):
             return NoQuote(f"no price for {symbol}: {reference.reason}")
@@ -128,7 +133,7 @@ class DeskPricer:
             book.vwap(Side.BUY, lots, exclude),
             book.vwap(Side.SELL, lots, exclude),
             reference,
-            inst.spread_bps,
+            spread,
             self.band_bps,
         )
         if isinstance(priced, NoQuote):

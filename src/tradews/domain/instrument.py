@@ -70,6 +70,8 @@ class Instrument:
 
     ``quote_size`` is the quantity an RFQ stream quotes when the client does not ask for one;
     ``spread_bps`` is the half-spread the desk adds on each side of the reference price.
+    ``spread_ladder``, when given, replaces it by size: ``((1, 5), (10, 8))`` quotes up to 1 at
+    5 bps, up to 10 at 8 bps, and nothing larger (see :meth:`spread_for`).
     """
 
     symbol: str
@@ -81,6 +83,7 @@ class Instrument:
     max_size: Decimal | None
     quote_size: Decimal
     spread_bps: Decimal = Decimal("5")
+    spread_ladder: tuple[tuple[Decimal, Decimal], ...] = ()  # (up to quantity, bps), ascending
     _tick_places: int = field(init=False, repr=False, compare=False)
     _lot_places: int = field(init=False, repr=False, compare=False)
 
@@ -90,6 +93,14 @@ class Instrument:
                 raise ValueError(f"{name} must be greater than zero")
         if self.spread_bps < 0:
             raise ValueError("spread_bps must not be negative")
+        previous = Decimal(0)
+        for quantity, bps in self.spread_ladder:
+            if quantity <= previous:
+                raise ValueError("the spread ladder's quantities must be positive and ascending")
+            if bps < 0:
+                raise ValueError("the spread ladder's spreads must not be negative")
+            to_steps(quantity, self.lot, what="spread ladder quantity")
+            previous = quantity
         to_steps(self.min_size, self.lot, what="min size")
         if self.max_size is not None:
             to_steps(self.max_size, self.lot, what="max size")
@@ -126,6 +137,42 @@ class Instrument:
     def format_quantity(self, lots: int) -> str:
         return f"{Decimal(lots) * self.lot:.{self._lot_places}f}"
 
+    def spread_for(self, lots: int) -> Decimal | None:
+        """The desk's half-spread for a quote of ``lots``, in basis points; None when the
+        ladder stops below it (the desk does not quote that size)."""
+        if not self.spread_ladder:
+            return self.spread_bps
+        qty = Decimal(lots) * self.lot
+        for up_to, bps in self.spread_ladder:
+            if qty <= up_to:
+                return bps
+        return None
+
+    @property
+    def largest_quote(self) -> Decimal | None:
+        """The largest quantity the desk quotes (the ladder's top), None if unbounded here."""
+        return self.spread_ladder[-1][0] if self.spread_ladder else None
+
     @property
     def quote_size_lots(self) -> int:
         return to_steps(self.quote_size, self.lot)
+
+
+def parse_ladder(text: str) -> tuple[tuple[Decimal, Decimal], ...]:
+    """``"1:5,10:8,50:15"`` (up to 1 at 5 bps, up to 10 at 8, up to 50 at 15) as tuples;
+    ``""`` is no ladder. Raises ValueError saying what is wrong."""
+    if not text.strip():
+        return ()
+    ladder = []
+    for step in text.split(","):
+        quantity, sep, bps = step.strip().partition(":")
+        if not sep:
+            raise ValueError(f"spread ladder step {step.strip()!r}: write QUANTITY:BPS, e.g. 1:5")
+        ladder.append(
+            (parse_decimal(quantity, what="ladder quantity"), read_decimal(bps, what="ladder bps"))
+        )
+    return tuple(ladder)
+
+
+def format_ladder(ladder: tuple[tuple[Decimal, Decimal], ...]) -> str:
+    return ",".join(f"{q}:{b}" for q, b in ladder)
