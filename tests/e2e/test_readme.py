@@ -17,6 +17,7 @@ import re
 import shlex
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tradews.app.cli import app
+from tradews.testing import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -182,3 +184,46 @@ def test_running_it_for_real_as_the_readme_says(tmp_path: Path) -> None:
         assert len(quotes) == 3, quotes
     finally:
         stop(server)
+
+
+def python_blocks(path: Path) -> list[str]:
+    text = path.read_text()
+    return [b.split("```", 1)[0] for b in text.split("```python\n")[1:]]
+
+
+PROGRAMS = [(p.name, b) for p in DOCS for b in python_blocks(p) if "asyncio.run(" in b]
+SNIPPETS = [p for p in DOCS if any("asyncio.run(" not in b for b in python_blocks(p))]
+
+
+def test_every_python_program_in_the_docs_runs_against_the_demo(tmp_path: Path) -> None:
+    """Each complete program (one that calls asyncio.run) in the README and the docs, as
+    printed, with the demo's URL and key in the environment its text reads them from."""
+    assert len(PROGRAMS) >= 2
+    with ServerProcess.start(tmp_path / "demo.db", demo=True) as server:
+        env = {**os.environ, "TRADEWS_URL": server.url, "TRADEWS_API_KEY": server.api_key,
+               "TRADEWS_API_SECRET": server.api_secret}  # fmt: skip
+        for doc, program in PROGRAMS:
+            done = subprocess.run(
+                [sys.executable, "-c", program], env=env, capture_output=True, text=True,
+                timeout=60,
+            )  # fmt: skip
+            assert done.returncode == 0, f"{doc}:\n{program}\n{done.stderr}"
+            assert done.stdout.strip(), f"{doc}: printed nothing"
+
+
+@pytest.mark.parametrize("path", SNIPPETS, ids=lambda p: p.name)
+def test_the_docs_python_snippets_give_what_they_say(path: Path) -> None:
+    """A file's snippets run in order in one namespace (later ones use earlier names); where a
+    snippet ends with ``# value``, its last expression gives that value."""
+    namespace: dict[str, object] = {}
+    for block in python_blocks(path):
+        if "asyncio.run(" in block:
+            continue
+        lines = block.rstrip("\n").splitlines()
+        said = lines[-1][2:] if lines[-1].startswith("# ") else None
+        code = [line for line in lines if not line.startswith("#")]
+        *body, last = code
+        exec("\n".join(body), namespace)
+        value = eval(last, namespace)
+        if said is not None:
+            assert repr(value) == said, f"{path.name}: {last} gives {value!r}, the doc says {said}"
