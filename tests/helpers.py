@@ -104,3 +104,17 @@ def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, byte
 async def readyz(base_url: str) -> tuple[int, bytes]:
     """``GET /readyz`` of a server (its ws:// or http:// URL), off the event loop."""
     return await asyncio.to_thread(http_get, base_url.replace("ws://", "http://") + "/readyz")
+
+
+def rfq_desk(db: Path, *instrument: str, trader: str = "alice") -> dict[str, str]:
+    """A database with BTC_USD listed (``instrument``: more `instrument add` options), a funded
+    house and one enterprise trader with no funds; returns the trader's key."""
+    run_cli(
+        "instrument", "add", "BTC_USD", "--base", "BTC", "--quote", "USD",
+        "--tick", "0.01", "--lot", "0.0001", "--max-size", "100", *instrument, db=db,
+    )  # fmt: skip
+    run_cli("account", "create", trader, "--tier", "enterprise", db=db)
+    key: dict[str, str] = run_cli("key", "create", trader, "--json", db=db)
+    for asset, amount in (("USD", "10000000"), ("BTC", "100")):
+        run_cli("deposit", "house", asset, amount, "--ref", f"house-{asset}", db=db)
+    return key

@@ -17,6 +17,7 @@ import pytest
 from picows import WSListener, WSMsgType, WSTransport, ws_create_server
 
 from tests.conftest import require
+from tests.helpers import rfq_desk
 from tradews.client import Client, RpcError
 from tradews.testing import NATS_URL, ServerProcess, nats_reachable, run_cli
 
@@ -33,15 +34,7 @@ def _free_port() -> int:
 def _desk_db(tmp: Path) -> tuple[Path, dict[str, str]]:
     """An instrument, a funded house, one trader; no reference price, no orders."""
     db = tmp / "desk.db"
-    run_cli(
-        "instrument", "add", SYMBOL, "--base", "BTC", "--quote", "USD",
-        "--tick", "0.01", "--lot", "0.0001", "--max-size", "100", db=db,
-    )  # fmt: skip
-    run_cli("account", "create", "alice", "--tier", "enterprise", db=db)
-    key: dict[str, str] = run_cli("key", "create", "alice", "--json", db=db)
-    for asset, amount in (("USD", "1000000"), ("BTC", "5")):
-        run_cli("deposit", "house", asset, amount, "--ref", f"house-{asset}", db=db)
-    return db, key
+    return db, rfq_desk(db)
 
 
 class WsFeed:

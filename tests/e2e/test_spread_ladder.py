@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import rfq_desk
 from tradews.client import Client, RpcError
 from tradews.testing import ServerProcess, run_cli
 
@@ -23,14 +24,7 @@ def desk(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[ServerProcess, dict[str, str]]]:
     db = tmp_path_factory.mktemp("ladder") / "desk.db"
-    run_cli(
-        "instrument", "add", SYMBOL, "--base", "BTC", "--quote", "USD", "--tick", "0.01",
-        "--lot", "0.0001", "--max-size", "100", "--spread-ladder", "1:5,10:20", db=db,
-    )  # fmt: skip
-    run_cli("account", "create", "alice", "--tier", "enterprise", db=db)
-    key: dict[str, str] = run_cli("key", "create", "alice", "--json", db=db)
-    for asset, amount in (("USD", "10000000"), ("BTC", "100")):
-        run_cli("deposit", "house", asset, amount, "--ref", f"house-{asset}", db=db)
+    key = rfq_desk(db, "--spread-ladder", "1:5,10:20")
     run_cli("price", "set", SYMBOL, str(REFERENCE), "--max-age", "1h", db=db)
     with ServerProcess.start(db, demo=False, args=("--tick-interval", "0.05")) as server:
         yield server, key
@@ -51,6 +45,17 @@ async def quote(client: Client, quantity: str) -> dict[str, Any]:
         if note.method == "quote" and note.params["subscription"] == sub["subscription"]:
             await client.quote_cancel(sub["subscription"])
             return dict(note.params)
+
+
+async def quoted_at(client: Client, quantity: str, bps: str) -> None:
+    """Wait until ``quantity`` is quoted at ``bps`` (a change reaches the server within a
+    second)."""
+    for _ in range(100):
+        q = await quote(client, quantity)
+        if (q["buyPrice"], q["sellPrice"]) == expected(bps):
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail(f"{quantity} was not quoted at {bps} bps")
 
 
 async def test_each_size_at_its_step_and_nothing_above_the_ladder(
@@ -80,25 +85,13 @@ async def test_a_change_reaches_the_running_desk(
     assert listed[0]["spreadLadder"] == "50:8"
     async with await Client.connect(server.url) as client:
         await client.login(key["apiKey"], key["apiSecret"])
-        for _ in range(100):
-            q = await quote(client, "20")
-            if (q["buyPrice"], q["sellPrice"]) == expected("8"):
-                break
-            await asyncio.sleep(0.05)
-        else:
-            pytest.fail("the running desk kept the old ladder")
+        await quoted_at(client, "20", "8")
         # and back to a flat spread
         await asyncio.to_thread(
             run_cli, "instrument", "spread", SYMBOL, "--spread-ladder", "", "--spread-bps", "3",
             db=server.db,
         )  # fmt: skip
-        for _ in range(100):
-            q = await quote(client, "60")
-            if (q["buyPrice"], q["sellPrice"]) == expected("3"):
-                break
-            await asyncio.sleep(0.05)
-        else:
-            pytest.fail("the running desk kept the ladder")
+        await quoted_at(client, "60", "3")
 
 
 @pytest.mark.parametrize(
