@@ -88,6 +88,8 @@ async def test_a_frozen_account_reads_but_neither_trades_nor_withdraws(tmp_path:
         await bob.place_order("BTC_USD", "sell", "0.1", price="61000")
         (row,) = server.cli("balances", "alice")[:1]
         assert row["frozen"] is True
+        frozen = {a["name"]: a["frozen"] for a in server.cli("account", "list")}
+        assert frozen["alice"] is True and frozen["bob"] is False
 
     # Journaled: the freeze outlives a restart.
     with ServerProcess.start(db, demo=False) as server:
@@ -99,6 +101,7 @@ async def test_a_frozen_account_reads_but_neither_trades_nor_withdraws(tmp_path:
         assert unfrozen["ok"] and unfrozen["changed"] is True
         placed = await alice.place_order("BTC_USD", "buy", "0.1", price="60000")
         assert placed["status"] == "new"
+        assert not any(a["frozen"] for a in server.cli("account", "list"))
         withdrawn = server.cli("withdraw", "alice", "USD", "10", "--ref", "w-1")
         assert withdrawn["ok"] and withdrawn["via"] == "server"
         await alice.close()

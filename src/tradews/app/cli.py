@@ -831,19 +831,25 @@ def account_create(
 
 @account_app.command("list")
 def account_list(db: DbOption = "tradews.db", as_json: JsonOption = False) -> None:
-    """List accounts."""
-    accounts = open_store(db).list_accounts()
+    """List accounts, and whether each is frozen (as the engine's journal leaves it)."""
+    from tradews.app.reports import engine_state
+
+    store = open_store(db)
+    accounts = store.list_accounts()
+    engine = engine_state(store)
     if as_json:
         print_json(
             [
-                {"id": a.id, "name": a.name, "tier": a.tier, "createdAt": a.created_at}
+                {"id": a.id, "name": a.name, "tier": a.tier, "createdAt": a.created_at,
+                 "frozen": engine.is_frozen(a.id)}
                 for a in accounts
             ]
-        )
+        )  # fmt: skip
         return
-    table = Table("id", "name", "tier", "created")
+    table = Table("id", "name", "tier", "created", "frozen")
     for a in accounts:
-        table.add_row(str(a.id), a.name, a.tier, fmt_ms(a.created_at))
+        frozen = "yes" if engine.is_frozen(a.id) else "-"
+        table.add_row(str(a.id), a.name, a.tier, fmt_ms(a.created_at), frozen)
     print_table(table)
 
 
