@@ -12,6 +12,7 @@ the same library with no application):
 
     .venv/bin/python bench/order_ack.py [--durability full [normal]] [--seconds 8]
         [--procs 2] [--clients 64] [--postgres postgresql://postgres@127.0.0.1/postgres]
+        [--tradews-ref REF [REF ...]] [--repeat 1]
 
 The load generator is ``bench/order_ack_client.py`` (picows callbacks, no client library),
 ``--procs`` processes of it for the loaded runs (one for light), each with its share of the
@@ -20,7 +21,10 @@ cores: 1.0 is one core busy all the time; and the server's per request), so a ru
 generator is saturated shows it, and so does one where other work on the machine took the
 CPU (``other``).
 ``--postgres``: store in PostgreSQL instead of SQLite, in a database made for the run on that
-server (the URL is of its maintenance database) and dropped after.
+server (the URL is of its maintenance database) and dropped after. ``--tradews-ref``: run
+tradews from ``src/tradews`` as of each commit (exported with ``git archive``, with this
+install's compiled engine where its sources are the same), the commits taking turns, so a
+before and an after are measured in one run under the same conditions.
 
 Prints one line per measurement and the ratio of tradews's light p50 to the echo server's;
 saves everything as JSON under ``bench/results/order_ack-<commit>-<time>.json``.
@@ -30,10 +34,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import re
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -43,6 +49,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from quote_fanout import export_source, python_path
 from tradews.testing import ServerProcess, run_cli
 
 HERE = Path(__file__).resolve().parent
@@ -230,12 +237,38 @@ def loads(args: argparse.Namespace) -> list[tuple[str, int, int]]:
     ]
 
 
-def commit() -> str:
+def commit(ref: str = "HEAD") -> str:
     def git(*a: str) -> str:
         return subprocess.run(["git", *a], cwd=HERE, capture_output=True, text=True).stdout.strip()
 
-    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    head = git("rev-parse", "--short", ref) or "unknown"
+    if ref != "HEAD":
+        return head
     return head + ("-dirty" if git("status", "--porcelain", "--", "../src") else "")
+
+
+# The engine's modules that `make install` compiles (Makefile ENGINE_MODULES).
+ENGINE_MODULES = ("domain/orders", "domain/order_book", "domain/ledger", "engine/engine")
+
+
+def export(ref: str, dest: Path) -> Path:
+    """``src/tradews`` as of ``ref`` in ``dest``, with this install's compiled engine modules
+    copied in when their sources are the same at ``ref`` (else that ref runs them pure)."""
+    dest.mkdir(parents=True)
+    src = export_source(ref, dest)
+    sources = [f"src/tradews/{m}.py" for m in ENGINE_MODULES]
+    same = subprocess.run(["git", "diff", "--quiet", ref, "--", *sources], cwd=HERE.parent)
+    if same.returncode == 0:
+        for module in ENGINE_MODULES:
+            folder = HERE.parent / "src/tradews" / module.rpartition("/")[0]
+            stem = module.rpartition("/")[2]
+            for so in folder.glob(f"{stem}.*.so"):
+                shutil.copy(so, src / "tradews" / module.rpartition("/")[0])
+        for so in (HERE.parent / "src").glob("*__mypyc*.so"):
+            shutil.copy(so, src)
+    else:
+        print(f"{ref}: its engine differs from this install's compiled one: runs pure Python")
+    return src
 
 
 def main() -> None:
@@ -247,6 +280,14 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=64, help="connections of the loaded run")
     parser.add_argument("--procs", type=int, default=2, help="generator processes when loaded")
     parser.add_argument("--postgres", help="a PostgreSQL server's maintenance database URL")
+    parser.add_argument(
+        "--tradews-ref",
+        nargs="+",
+        metavar="GIT_REF",
+        help="run tradews from src/tradews as of these commits, taking turns (default: the"
+        " working tree)",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of every tradews run")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="where the JSON goes")
     args = parser.parse_args()
     runs: list[dict[str, Any]] = []
@@ -255,24 +296,40 @@ def main() -> None:
         for label, clients, procs in loads(args):
             s = run_measured(f"echo {label}", url, keys, clients, procs, args.seconds, pid)
             runs.append({"server": "bare-echo", **s})
-    for durability in args.durability:
-        with tempfile.TemporaryDirectory() as tmp, database(Path(tmp), args.postgres) as db:
-            keys = prepare(db)
-            # Load from one address at full speed: lift the per-client limits a public server
-            # needs (see docs/security.md), to measure the engine and the journal.
-            server_args = ("--durability", durability, "--log-level", "warning", *UNLIMITED)
-            with ServerProcess.start(db, demo=False, args=server_args) as server:
-                pid = server.process.pid
-                for label, clients, procs in loads(args):
-                    s = run_measured(f"{durability} {label}", server.url, keys, clients, procs,
-                                     args.seconds, pid)  # fmt: skip
-                    runs.append({"server": "tradews", "durability": durability, **s})
+    with tempfile.TemporaryDirectory() as exports:
+        trees: list[tuple[str, Path | None]] = [
+            (commit(ref), export(ref, Path(exports) / ref.replace("/", "_")))
+            for ref in args.tradews_ref or []
+        ] or [(commit(), None)]
+        for _, durability, (ref, tree) in itertools.product(
+            range(args.repeat), args.durability, trees
+        ):
+            with (
+                tempfile.TemporaryDirectory() as tmp,
+                database(Path(tmp), args.postgres) as db,
+                python_path(tree),
+            ):
+                keys = prepare(db)
+                # Load from one address at full speed: lift the per-client limits a public
+                # server needs (see docs/security.md), to measure the engine and the journal.
+                server_args = ("--durability", durability, "--log-level", "warning", *UNLIMITED)
+                with ServerProcess.start(db, demo=False, args=server_args) as server:
+                    pid = server.process.pid
+                    for label, clients, procs in loads(args):
+                        s = run_measured(f"{ref} {durability} {label}", server.url, keys,
+                                         clients, procs, args.seconds, pid)  # fmt: skip
+                        runs.append(
+                            {"server": "tradews", "commit": ref, "durability": durability, **s}
+                        )
     echo_p50 = next(r["p50_us"] for r in runs if r["server"] == "bare-echo" and r["clients"] == 1)
     for r in runs:
         if r["server"] == "tradews" and r["clients"] == 1:
             r["p50_vs_echo"] = r["p50_us"] / echo_p50
-            print(f"{r['durability']}: light p50 {r['p50_vs_echo']:.1f}x the bare echo server's")
-    ref = commit()
+            print(
+                f"{r['commit']} {r['durability']}: light p50 {r['p50_vs_echo']:.1f}x"
+                " the bare echo server's"
+            )
+    ref = "-".join(dict.fromkeys(r["commit"] for r in runs if r["server"] == "tradews"))
     record = {
         "benchmark": "order_ack",
         "commit": ref,
