@@ -40,6 +40,7 @@ import os
 import re
 import secrets
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,6 +51,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from quote_fanout import export_source, python_path
+from tradews.client import Client
 from tradews.testing import ServerProcess, run_cli
 
 HERE = Path(__file__).resolve().parent
@@ -66,6 +68,45 @@ def prepare(db: Path | str) -> list[dict[str, str]]:
         keys.append(run_cli("key", "create", f"bench{i}", "--json", db=db))
         run_cli("deposit", f"bench{i}", "USD", "1000000000", "--ref", f"usd{i}", db=db)
     return keys
+
+
+async def closed_loop(url: str, key: dict[str, str], seconds: float, out: list[float],
+                      n: int) -> None:  # fmt: skip
+    """One client of the project's own library in this process, placing and cancelling in a
+    closed loop for ``seconds``; each round trip's time goes to ``out``. (``distributed.py``
+    drives its configurations with it; this benchmark uses ``order_ack_client.py``.)"""
+    async with await Client.connect(url) as c:
+        await c.login(key["apiKey"], key["apiSecret"])
+        deadline = time.perf_counter() + seconds
+        i = 0
+        while time.perf_counter() < deadline:
+            price = f"{1000 + (i % 500)}.{n % 100:02d}"
+            t0 = time.perf_counter()
+            order = await c.call(
+                "order_place",
+                {"symbol": "BTC_USD", "side": "buy", "type": "limit", "quantity": "0.0001",
+                 "price": price},
+            )  # fmt: skip
+            t1 = time.perf_counter()
+            await c.call("order_cancel", {"orderId": order["orderId"]})
+            t2 = time.perf_counter()
+            out.append(t1 - t0)
+            out.append(t2 - t1)
+            i += 1
+
+
+def summary(samples: list[float], seconds: float) -> dict[str, float]:
+    """Rate and percentiles of round trips in seconds (``closed_loop``'s samples)."""
+    samples = sorted(samples)
+    q = statistics.quantiles(samples, n=1000)
+    return {
+        "requests": len(samples),
+        "per_second": len(samples) / seconds,
+        "p50_us": q[499] * 1e6,
+        "p99_us": q[989] * 1e6,
+        "p999_us": q[998] * 1e6,
+        "max_us": samples[-1] * 1e6,
+    }
 
 
 UNLIMITED = (
