@@ -12,7 +12,7 @@ the same library with no application):
 
     .venv/bin/python bench/order_ack.py [--durability full [normal]] [--seconds 8]
         [--procs 2] [--clients 64] [--postgres postgresql://postgres@127.0.0.1/postgres]
-        [--tradews-ref REF [REF ...]] [--repeat 1]
+        [--tradews-ref REF [REF ...]] [--repeat 1] [--quiet-wait 0]
 
 The load generator is ``bench/order_ack_client.py`` (picows callbacks, no client library),
 ``--procs`` processes of it for the loaded runs (one for light), each with its share of the
@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from quote_fanout import export_source, python_path
+from quote_fanout import export_source, python_path, wait_until_quiet
 from tradews.client import Client
 from tradews.testing import ServerProcess, run_cli
 
@@ -213,7 +213,9 @@ def machine_busy() -> tuple[float, float]:
 
 
 def run_measured(label: str, url: str, keys: list[dict[str, str]], clients: int, procs: int,
-                 seconds: float, pid: int) -> dict[str, Any]:  # fmt: skip
+                 seconds: float, pid: int, quiet_wait: float = 0.0) -> dict[str, Any]:  # fmt: skip
+    if quiet_wait > 0 and wait_until_quiet(quiet_wait) > 1.5:
+        print("(waited for other jobs to finish)", flush=True)
     busy0, total0 = machine_busy()
     s = measure(url, keys, clients, procs, seconds, pid)
     busy1, total1 = machine_busy()
@@ -329,13 +331,22 @@ def main() -> None:
         " working tree)",
     )
     parser.add_argument("--repeat", type=int, default=1, help="rounds of every tradews run")
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="before each measurement, wait up to this long for other jobs to finish",
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results", help="where the JSON goes")
     args = parser.parse_args()
     runs: list[dict[str, Any]] = []
     with echo_server() as (url, pid):
         keys = [{"apiKey": "-", "apiSecret": "-"}]
         for label, clients, procs in loads(args):
-            s = run_measured(f"echo {label}", url, keys, clients, procs, args.seconds, pid)
+            s = run_measured(
+                f"echo {label}", url, keys, clients, procs, args.seconds, pid, args.quiet_wait
+            )
             runs.append({"server": "bare-echo", **s})
     with tempfile.TemporaryDirectory() as exports:
         trees: list[tuple[str, Path | None]] = [
@@ -358,7 +369,8 @@ def main() -> None:
                     pid = server.process.pid
                     for label, clients, procs in loads(args):
                         s = run_measured(f"{ref} {durability} {label}", server.url, keys,
-                                         clients, procs, args.seconds, pid)  # fmt: skip
+                                         clients, procs, args.seconds, pid,
+                                         args.quiet_wait)  # fmt: skip
                         runs.append(
                             {"server": "tradews", "commit": ref, "durability": durability, **s}
                         )
