@@ -2,8 +2,9 @@
 
 :meth:`EngineHost.submit` applies a command at once (the engine is fast and single-threaded, so
 the loop's thread *is* the single writer) and parks the result. Parked results are written to the
-journal in batches by one writer thread: one transaction, one fsync, for every command that
-arrived while the previous batch was being written (group commit). Only when a batch is durable
+journal in batches, on the loop's thread (up to :data:`INLINE_BATCH` commands) or else by one
+writer thread: one transaction, one fsync, for every command that arrived while the previous
+batch was being written (group commit). Only when a batch is durable
 are its replies sent and its events published, in sequence order. A client is therefore never
 told of anything a crash could take back.
 
