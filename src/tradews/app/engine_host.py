@@ -2,8 +2,9 @@
 
 :meth:`EngineHost.submit` applies a command at once (the engine is fast and single-threaded, so
 the loop's thread *is* the single writer) and parks the result. Parked results are written to the
-journal in batches by one writer thread: one transaction, one fsync, for every command that
-arrived while the previous batch was being written (group commit). Only when a batch is durable
+journal in batches, on the loop's thread (up to :data:`INLINE_BATCH` commands) or else by one
+writer thread: one transaction, one fsync, for every command that arrived while the previous
+batch was being written (group commit). Only when a batch is durable
 are its replies sent and its events published, in sequence order. A client is therefore never
 told of anything a crash could take back.
 
@@ -46,8 +47,8 @@ HALTED = (
 # Publishes one durable command: its events, and its private stream messages as numbered.
 Publish = Callable[[Sequence[object], Sequence[StreamRecord]], None]
 
-# Batches this small are written on the event loop's thread (see EngineHost._flush).
-INLINE_BATCH = 2
+# Batches up to this size are written on the event loop's thread (see EngineHost._flush).
+INLINE_BATCH = 256
 
 
 @dataclass(slots=True)
@@ -186,11 +187,13 @@ class EngineHost:
         self._in_flight = len(batch)
         self._write_started = time.perf_counter_ns()
         if len(entries) <= INLINE_BATCH and maintain is None:
-            # Light load: write on the loop's own thread. Handing a lone command to the writer
-            # thread and back costs two thread wake-ups (about 90 us here), more than the CPU
-            # the loop gives up; while it writes, new requests queue in their sockets and make
-            # the next batch bigger, which then goes to the thread. (So does maintenance: it
-            # can take milliseconds.)
+            # Written on the loop's own thread. Handing a batch to the writer thread and back
+            # costs two thread wake-ups (about 90 us here) and, under load, a tug of war for the
+            # GIL between the writer (which takes it back after every SQLite call) and the loop:
+            # the commit takes longer and the loop spends more CPU per request. While the loop
+            # writes, new requests queue in their sockets and make the next batch bigger (group
+            # commit as before). Only huge batches (a burst) and maintenance, which can take
+            # milliseconds of CPU, go to the writer thread.
             error: BaseException | None = None
             numbered: list[list[StreamRecord]] = []
             try:
