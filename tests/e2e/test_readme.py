@@ -12,6 +12,7 @@ tests/e2e/test_reference.py.)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -116,13 +117,16 @@ def read_until(process: subprocess.Popen[str], marker: str, timeout: float = 60)
 
 
 def stop(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
+    """Ctrl-C to the shell's whole process group; then SIGTERM for what a non-interactive shell
+    started in the background (it ignores SIGINT), and SIGKILL for anything still there."""
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGINT)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        os.killpg(process.pid, signal.SIGTERM)
+        time.sleep(1)
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def stream_quotes(command: str, cwd: Path, n: int = 3) -> list[str]:
@@ -227,3 +231,57 @@ def test_the_docs_python_snippets_give_what_they_say(path: Path) -> None:
         value = eval(last, namespace)
         if said is not None:
             assert repr(value) == said, f"{path.name}: {last} gives {value!r}, the doc says {said}"
+
+
+def test_the_distributed_deployment_as_the_readme_says(tmp_path: Path) -> None:
+    """The README's engine + gateway block, on this machine's PostgreSQL and NATS. Only names
+    that must be unique to this test differ: the database, the bus namespace, the ports."""
+    from tests.conftest import require
+    from tests.databases import require_pg, url_of
+    from tradews.testing import NATS_URL, drop_bus, nats_reachable
+
+    require_pg()
+    require(nats_reachable(), f"NATS is not reachable at {NATS_URL}")
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### More clients than one process can serve") :]
+    block = next(b for b in shell_blocks(ROOT / "README.md") if "\n".join(b) in section)
+    name, namespace = f"tradews_readme_{os.urandom(4).hex()}", f"readme{os.urandom(4).hex()}"
+    bus = f"nats://127.0.0.1:4222/{namespace}"
+    script = "\n".join(block)
+    for old, new in (
+        (". .venv/bin/activate", f". {ROOT}/.venv/bin/activate"),
+        ("postgresql://postgres@127.0.0.1/tradews", url_of(name)),
+        ("nats://127.0.0.1:4222", bus),
+        ("$PWD", str(tmp_path)),
+        ("-U postgres tradews", f"-U postgres {name}"),
+        ("tradews engine --demo &", "tradews engine --demo --admin-port 0 > engine.log 2>&1 &"),
+        ("--port 8765 --admin-port 8767", "--port 0 --admin-port 0"),
+    ):
+        assert old in script, old  # the README still says this
+        script = script.replace(old, new)
+    lines = script.splitlines()
+    lines[-1] = "exec " + lines[-1]  # the gateway, in the foreground as in the README
+    deployment = fresh_shell("\n".join(lines), tmp_path)
+    try:
+        banner = read_until(deployment, "Press Ctrl+C", timeout=90)
+        url = next(m.group(1) for line in banner if (m := re.search(r"listening on (\S+)", line)))
+        engine_log = ""
+        for _ in range(100):
+            engine_log = (tmp_path / "engine.log").read_text()
+            if "apiSecret" in engine_log:
+                break
+            time.sleep(0.1)
+        key = re.search(r"apiKey:\s+(tw_\w+)", engine_log)
+        secret = re.search(r"apiSecret:\s+(\S+)", engine_log)
+        assert key and secret, engine_log
+        quotes = stream_quotes(
+            f". {ROOT}/.venv/bin/activate && tradews quotes BTC_USD --url {url} "
+            f"--key {key.group(1)} --secret {secret.group(1)}",
+            tmp_path,
+        )
+        assert len(quotes) == 3, quotes
+    finally:
+        stop(deployment)
+        drop_bus(bus)
+        subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--force", name],
+                       capture_output=True, timeout=30)  # fmt: skip
