@@ -3,6 +3,9 @@
 - `make demo` starts the demo, and the command its banner prints streams quotes;
 - the README's "Running it for real" block, run as written (only the database's directory and
   the listening port differ), gives a desk that streams quotes to the key it created;
+- its distributed block (PostgreSQL, NATS, an engine and a gateway) does the same;
+- every Python program in the README and the docs runs against the demo, and the docs' snippets
+  give the values they print;
 - every `tradews ...` line in the README and the docs names commands and options that exist.
 
 (CI runs `make test` in a fresh clone, which is the README's other command; the Python SDK
