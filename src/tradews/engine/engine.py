@@ -463,7 +463,7 @@ class Engine:
             if tagged is None:
                 tagged = self._sessions[session] = {}
             tagged[order.order_id] = None
-        return OrderResult(self.last_state[order.key])
+        return OrderResult(order.state)
 
     def _take(self, book: OrderBook, market: Market, order: Order) -> None:
         """Match ``order`` as the taker, then rest or cancel what is left."""
@@ -620,7 +620,7 @@ class Engine:
         if isinstance(order, Rejected):
             return order
         self._cancel_resting(order, None)
-        return OrderResult(self.last_state[order.key])
+        return OrderResult(order.state)
 
     def _cancel_resting(self, order: Order, reason: str | None) -> None:
         self.books[order.symbol].remove(order)
@@ -736,7 +736,7 @@ class Engine:
             self._unlock(pays, order.locked - new_locked)
             order.locked = new_locked
             self._order_event(order, None)
-            return OrderResult(self.last_state[order.key])
+            return OrderResult(order.state)
         if order.post_only and book.would_cross(order.side, new_price):
             return Rejected(Reject.POST_ONLY_WOULD_TAKE, "post-only order would take")
         extra = new_locked - order.locked
@@ -753,7 +753,7 @@ class Engine:
         order.priority = self._priority
         self._order_event(order, None)
         self._take(book, market, order)
-        return OrderResult(self.last_state[order.key])
+        return OrderResult(order.state)
 
     def _check_size(self, market: Market, quantity: int) -> Rejected | None:
         if quantity <= 0:
@@ -896,6 +896,7 @@ class Engine:
             order.created_at,
             self._at,
         )
+        order.state = event
         self.last_state[order.key] = event
         self._events.append(event)
         if not order.is_open:
@@ -935,12 +936,12 @@ class Engine:
         locked: dict[tuple[int, str], int] = {}
         for book in self.books.values():
             book.validate()
-            for order in book.orders.values():
+            for order in book.resting():
                 if self.open_orders.get(order.order_id) is not order:
                     raise InvariantViolation(f"{order!r} rests in the book but is not open")
         for order in self.open_orders.values():
             book = self.books[order.symbol]
-            if not order.is_open or order.order_id not in book.orders:
+            if not order.is_open or not book.holds(order):
                 raise InvariantViolation(f"{order!r} is open but does not rest in the book")
             market = self.markets[order.symbol]
             inst = market.instrument
@@ -1057,7 +1058,7 @@ class Engine:
             order.status = OrderStatus(status)
             engine.books[symbol].rest(order)  # in priority order: queues come back as they were
             engine.open_orders[oid] = order
-            engine.last_state[oid] = last
+            engine.last_state[oid] = order.state = last
         engine._touched_levels.clear()  # resting them again changed nothing to report
         engine.ledger = Ledger.restore(
             [((a, asset), (av, lk)) for (a, asset), (av, lk) in state["balances"]], state["totals"]
