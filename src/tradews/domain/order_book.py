@@ -28,25 +28,32 @@ _SELL: Final = 2
 
 
 class Touched:
-    """The levels whose totals changed since the owner last cleared ``levels``, in order of
-    first change, each once. A level is listed when its ``mark`` is not the current ``stamp``
-    (then marked): a list and an int compare, cheaper than a dict used as an ordered set. The
-    owner (an engine: one per command, shared by its books) moves ``stamp`` on when it clears
-    the list."""
+    """The levels whose totals changed since the owner last cleared them: the first ``count``
+    of ``levels``, in order of first change, each once. A level is listed when its ``mark`` is
+    not the current ``stamp`` (then marked): a list and an int compare, cheaper than a dict used
+    as an ordered set. The owner (an engine: one per command, shared by its books) moves
+    ``stamp`` on when it clears them. Entries past ``count`` are stale, left in place so that
+    the list keeps its storage (clearing a list frees it, and the next append allocates)."""
 
-    __slots__ = ("levels", "stamp")
+    __slots__ = ("count", "levels", "stamp")
 
     def __init__(self) -> None:
         self.levels: list[Level] = []
+        self.count = 0
         self.stamp = 0
 
     def add(self, level: Level) -> None:
         if level.mark != self.stamp:
             level.mark = self.stamp
-            self.levels.append(level)
+            n = self.count
+            if n < len(self.levels):
+                self.levels[n] = level
+            else:
+                self.levels.append(level)
+            self.count = n + 1
 
     def clear(self) -> None:
-        self.levels.clear()
+        self.count = 0
         self.stamp += 1
 
 

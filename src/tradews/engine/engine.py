@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -92,6 +91,9 @@ Event = OrderUpdated | TradeExecuted | BookChanged | BalanceChanged | FundsMoved
 # Final: compiled, these are C constants; otherwise every use is a lookup in the module's dict.
 _FEE_DIVISOR: Final = 1_000_000  # fee rates are in 1/100 bps: 1e4 bps * 100
 _INT64: Final = 2**63  # amounts are stored in signed 64-bit integers
+# Compiled, comparing with 2**63 (beyond mypyc's machine-int range) boxes the other side; below
+# this bound an amount needs no such comparison.
+_SMALL: Final = 2**61
 # Orders carry side, type and time in force as plain ints (the values of the enums): hot paths
 # compare ints, and events take them as they are. Statuses compare by identity: Enum's __hash__
 # and .value are Python code, slower than the lookups they would serve.
@@ -115,12 +117,14 @@ _TRADE_EXECUTED: Final = TradeExecuted
 _BOOK_CHANGED: Final = BookChanged
 _BALANCE_CHANGED: Final = BalanceChanged
 _astuple: Final = msgspec.structs.astuple
-# _place unpacks a PlaceOrder by position.
+# _place and _cancel unpack their commands by position.
 if PlaceOrder.__struct_fields__ != (
     "at", "account_id", "symbol", "side", "type", "price", "quantity", "tif", "post_only",
     "client_order_id", "maker_fee_cbps", "taker_fee_cbps", "session",
 ):  # fmt: skip
     raise ImportError("PlaceOrder's fields changed: update Engine._place")
+if CancelOrder.__struct_fields__ != ("at", "account_id", "order_id", "client_order_id"):
+    raise ImportError("CancelOrder's fields changed: update Engine._cancel")
 # Why the engine cancelled an order on its own (OrderUpdated.reason).
 CANCEL_ON_DISCONNECT = "CANCEL_ON_DISCONNECT"
 CANCEL_ALL_AFTER = "CANCEL_ALL_AFTER"
@@ -253,7 +257,10 @@ class Engine:
         # The latest state of every open order and of the ``closed_kept`` most recently closed
         # ones (memory stays bounded; older closed orders live in the durable read models).
         self.last_state: dict[int, OrderUpdated] = {}
-        self._closed_ids: deque[int] = deque()
+        # Closed ids in closing order from ``_closed_head`` on (a list, not a deque: compiled,
+        # a deque's methods are generic calls); the part before the head is dropped now and then.
+        self._closed_ids: list[int] = []
+        self._closed_head = 0
         self._closed_kept = closed_kept
         self._client_ids: dict[tuple[int, str], tuple[tuple[Any, ...], int]] = {}
         self._refs: dict[str, tuple[str, int, str, int]] = {}
@@ -279,7 +286,10 @@ class Engine:
         # Levels and balances to report at the end of the command, in order of first change,
         # each once: a balance is listed when its mark is not the command's seq (then marked).
         self._touched_levels = Touched()  # shared by the books, which fill it
+        # The first ``_touched_count`` are current; the rest are left from earlier commands, so
+        # that the list keeps its storage (clearing a list frees it, the next append allocates).
         self._touched_balances: list[Balance] = []
+        self._touched_count = 0
         # The fee account's row per asset, once it has one (rows are never removed).
         self._fee_rows: dict[str, Balance] = {}
         for inst in instruments:
@@ -322,12 +332,26 @@ class Engine:
         stop applying commands and rebuild from the journal."""
         self.seq += 1
         self._seq = self.seq
-        self._at = cmd.at
         if self._events:  # left over by a command that raised
             self._events = []
-        if isinstance(cmd, _PLACE_ORDER):
+        # The two commands most of the stream is made of by their exact type (an identity test;
+        # isinstance on a msgspec class is a generic call), each reading its own ``at``.
+        if type(cmd) is _PLACE_ORDER:
             result = self._place(cmd)
-        elif isinstance(cmd, _CANCEL_ORDER):
+        elif type(cmd) is _CANCEL_ORDER:
+            result = self._cancel(cmd)
+        else:
+            self._at = cmd.at
+            result = self._apply_other(cmd)
+        self._flush_touched()
+        events = self._events
+        self._events = []
+        return result, events
+
+    def _apply_other(self, cmd: AnyCommand) -> Result:
+        if isinstance(cmd, PlaceOrder):
+            result = self._place(cmd)
+        elif isinstance(cmd, CancelOrder):
             result = self._cancel(cmd)
         elif isinstance(cmd, AmendOrder):
             result = self._amend(cmd)
@@ -349,10 +373,7 @@ class Engine:
             result = self._freeze(cmd)
         else:  # pragma: no cover - the decoder admits nothing else
             raise TypeError(f"unknown command {cmd!r}")
-        self._flush_touched()
-        events = self._events
-        self._events = []
-        return result, events
+        return result
 
     # Orders ---------------------------------------------------------------------------------
 
@@ -371,8 +392,8 @@ class Engine:
         maker_fee_cbps: int
         taker_fee_cbps: int
         tag: int
-        (_, account_id, symbol, side, otype, price, quantity, tif, post_only, client_order_id,
-         maker_fee_cbps, taker_fee_cbps, tag) = _astuple(c)  # fmt: skip
+        (self._at, account_id, symbol, side, otype, price, quantity, tif, post_only,
+         client_order_id, maker_fee_cbps, taker_fee_cbps, tag) = _astuple(c)  # fmt: skip
         if self._frozen and account_id in self._frozen:
             return _account_frozen()
         market = self.markets.get(symbol)
@@ -417,8 +438,8 @@ class Engine:
                 return Rejected(Reject.FOK_NOT_FILLABLE, "not enough to fill the whole order now")
         elif otype == _MARKET and book.fillable(side, None, 1, account_id) == 0:
             return Rejected(Reject.NO_LIQUIDITY, "nothing to trade against")
-        if (limit or 1) * quantity * market.notional_atoms >= _INT64 or (
-            quantity * market.lot_atoms >= _INT64
+        if _too_large((limit or 1) * quantity * market.notional_atoms) or _too_large(
+            quantity * market.lot_atoms
         ):
             return Rejected(Reject.OUT_OF_RANGE, "the order is too large")
         if side == _SELL:
@@ -578,7 +599,7 @@ class Engine:
         if order.locked:
             self._unlock(_pays(order), order.locked)
             order.locked = 0
-        self.open_orders.pop(order.key, None)
+        del self.open_orders[order.key]
         if self._order_session:
             tag = self._order_session.pop(order.order_id, 0)
             if tag:
@@ -616,7 +637,11 @@ class Engine:
         return Rejected(Reject.UNKNOWN_ORDER, "no such order")  # others' orders: not revealed
 
     def _cancel(self, c: CancelOrder) -> Result:
-        order = self._find(c.account_id, c.order_id, c.client_order_id)
+        account_id: int
+        order_id: int | None
+        client_order_id: str | None
+        self._at, account_id, order_id, client_order_id = _astuple(c)
+        order = self._find(account_id, order_id, client_order_id)
         if isinstance(order, Rejected):
             return order
         self._cancel_resting(order, None)
@@ -902,30 +927,45 @@ class Engine:
         if not order.is_open:
             closed = self._closed_ids
             closed.append(order.key)
-            if len(closed) > self._closed_kept:
-                self.last_state.pop(closed.popleft(), None)
+            head = self._closed_head
+            if len(closed) - head > self._closed_kept:
+                del self.last_state[closed[head]]
+                head += 1
+                if head >= 4096 and 2 * head >= len(closed):
+                    del closed[:head]
+                    head = 0
+                self._closed_head = head
 
     def _touch(self, row: Balance) -> None:
         if row.mark != self.seq:
             row.mark = self.seq
-            self._touched_balances.append(row)
+            n = self._touched_count
+            if n < len(self._touched_balances):
+                self._touched_balances[n] = row
+            else:
+                self._touched_balances.append(row)
+            self._touched_count = n + 1
 
     def _flush_touched(self) -> None:
         events = self._events
         seq = self._seq
         touched = self._touched_levels
-        if touched.levels:
-            for level in touched.levels:
+        if touched.count:
+            levels = touched.levels
+            for i in range(touched.count):
+                level = levels[i]
                 events.append(
                     _BOOK_CHANGED(seq, level.symbol, level.side, level.price, level.total)
                 )
             touched.clear()
-        if self._touched_balances:
-            for row in self._touched_balances:
+        if self._touched_count:
+            rows = self._touched_balances
+            for i in range(self._touched_count):
+                row = rows[i]
                 events.append(
                     _BALANCE_CHANGED(seq, row.account_id, row.asset, row.available, row.locked)
                 )
-            self._touched_balances.clear()
+            self._touched_count = 0
 
     # Checking -------------------------------------------------------------------------------
 
@@ -1115,6 +1155,11 @@ def _status_text(status: OrderStatus) -> str:
     if status is _PARTIAL:
         return "partially_filled"
     return "filled" if status is _FILLED else "cancelled"
+
+
+def _too_large(amount: int) -> bool:
+    """Beyond a signed 64-bit integer? (See ``_SMALL``.)"""
+    return amount >= _SMALL and amount >= _INT64
 
 
 def _account_frozen() -> Rejected:
