@@ -254,8 +254,9 @@ class Engine:
         self.books: dict[str, OrderBook] = {}
         self.ledger = Ledger()
         self.open_orders: dict[int, Order] = {}
-        # The latest state of every open order and of the ``closed_kept`` most recently closed
-        # ones (memory stays bounded; older closed orders live in the durable read models).
+        # The latest state of the ``closed_kept`` most recently closed orders (memory stays
+        # bounded; older ones live in the durable read models). An open order's is its
+        # ``Order.state``: written once when the order closes, not at every change.
         self.last_state: dict[int, OrderUpdated] = {}
         # Closed ids in closing order from ``_closed_head`` on (a list, not a deque: compiled,
         # a deque's methods are generic calls); the part before the head is dropped now and then.
@@ -406,7 +407,7 @@ class Engine:
             if seen is not None:
                 fingerprint, order_id = seen
                 if fingerprint == _fingerprint(c):
-                    state = self.last_state.get(order_id)
+                    state = self.order_state(order_id)
                     return Duplicate(order_id) if state is None else OrderResult(state)
                 return Rejected(
                     Reject.DUPLICATE_CLIENT_ORDER_ID,
@@ -610,6 +611,14 @@ class Engine:
                     del self._sessions[key]
         self._order_event(order, reason)
 
+    def order_state(self, order_id: int) -> OrderUpdated | None:
+        """Read-only: the latest state of an open or recently closed order (else None)."""
+        order = self.open_orders.get(order_id)
+        if order is not None:
+            state: OrderUpdated = order.state
+            return state
+        return self.last_state.get(order_id)
+
     def symbol_of(
         self, account_id: int, order_id: int | None, client_order_id: str | None
     ) -> str | None:
@@ -617,7 +626,7 @@ class Engine:
         if order_id is None and client_order_id is not None:
             seen = self._client_ids.get((account_id, client_order_id))
             order_id = None if seen is None else seen[1]
-        state = None if order_id is None else self.last_state.get(order_id)
+        state = None if order_id is None else self.order_state(order_id)
         return state.symbol if state is not None and state.account_id == account_id else None
 
     def _find(
@@ -922,9 +931,9 @@ class Engine:
             self._at,
         )
         order.state = event
-        self.last_state[order.key] = event
         self._events.append(event)
         if not order.is_open:
+            self.last_state[order.key] = event
             closed = self._closed_ids
             closed.append(order.key)
             head = self._closed_head
@@ -1041,7 +1050,7 @@ class Engine:
                 )
                 for o in orders
             ],
-            "states": [self.last_state[o.order_id] for o in orders],
+            "states": [o.state for o in orders],
             "balances": self.ledger.items(),
             "totals": self.ledger.totals(),
             "client_ids": [(a, c, list(f), oid) for (a, c), (f, oid) in self._client_ids.items()],
@@ -1098,7 +1107,7 @@ class Engine:
             order.status = OrderStatus(status)
             engine.books[symbol].rest(order)  # in priority order: queues come back as they were
             engine.open_orders[oid] = order
-            engine.last_state[oid] = order.state = last
+            order.state = last
         engine._touched_levels.clear()  # resting them again changed nothing to report
         engine.ledger = Ledger.restore(
             [((a, asset), (av, lk)) for (a, asset), (av, lk) in state["balances"]], state["totals"]
