@@ -197,13 +197,14 @@ class OrderBook:
     def rest(self, order: Order) -> None:
         """Put ``order`` at the back of the queue at its price."""
         levels, prices = self._side(order.side)
-        level = levels.get(order.price)
+        price = order.price_key  # a Python int already: no new one for each use as a key
+        level = levels.get(price)
         if level is None:
             emptied = self._emptied[order.side - 1]
             if emptied is None or emptied.price != order.price:
                 emptied = Level(self.symbol, order.side, order.price)
-            level = levels[order.price] = emptied
-            insort(prices, order.price)
+            level = levels[price] = emptied
+            insort(prices, price)
         level.orders[order.key] = order
         level.total += order.remaining
         order.level = level
@@ -221,8 +222,9 @@ class OrderBook:
         self.touched.add(level)
         if not level.orders:
             levels, prices = self._side(order.side)
-            del levels[order.price]
-            del prices[bisect_left(prices, order.price)]
+            price = order.price_key
+            del levels[price]
+            del prices[bisect_left(prices, price)]
             self._emptied[order.side - 1] = level
 
     def _disown(self, account_id: int) -> None:

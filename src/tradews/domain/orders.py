@@ -133,6 +133,7 @@ class Order:
         "gets",
         "key",
         "level",
+        "price_key",
         "state",
     )
 
@@ -176,12 +177,18 @@ class Order:
         # order_id as a Python int made once. Compiled, an int attribute is a machine integer,
         # and every use as a dict key or event field would allocate an int object for it again.
         self.key: Any = order_id
+        self.price_key: Any = price  # the same for the price (book keys and events)
         # The book level the order rests on (None when it does not rest): cancelling, reducing
         # and checking find it without a lookup by price.
         self.level: Level | None = None
         # The engine's latest report of this order (an ``OrderUpdated``; the domain does not
         # know events, hence Any), so that a command's result needs no lookup.
         self.state: Any = None
+
+    def set_price(self, price: int) -> None:
+        """A new limit price (an amendment; never while the order rests)."""
+        self.price = price
+        self.price_key = price
 
     @property
     def filled(self) -> int:
@@ -214,12 +221,13 @@ class Level:
     so that a changed level can be reported (``BookChanged``) from the object alone; ``total``
     stays right after the level is emptied and taken out of the book (0)."""
 
-    __slots__ = ("mark", "orders", "price", "side", "symbol", "total")
+    __slots__ = ("key", "mark", "orders", "price", "side", "symbol", "total")
 
     def __init__(self, symbol: str, side: int, price: int) -> None:
         self.symbol = symbol
         self.side = side
         self.price = price
+        self.key: Any = price  # as a Python int made once, for events (see Order.key)
         self.orders: dict[int, Order] = {}
         self.total = 0
         self.mark = -1  # the Touched.stamp it was last listed under

@@ -586,7 +586,9 @@ class Engine:
         """Charge a fee out of what ``payer`` (a row in ``asset``) has just received."""
         if not rate_cbps:
             return 0
-        fee = -((-received * rate_cbps) // _FEE_DIVISOR)  # rounded up, to the atom
+        # Rounded up, to the atom: ceil(a / b) as floor((a + b - 1) / b), not -(-a // b): compiled,
+        # multiplying a negative int takes the slow, boxing path.
+        fee = (received * rate_cbps + _FEE_DIVISOR - 1) // _FEE_DIVISOR
         fee_row = self._fee_rows.get(asset)
         if fee_row is None:
             fee_row = self._fee_rows[asset] = self.ledger.row(self.fee_account_id, asset)
@@ -780,7 +782,7 @@ class Engine:
             self._unlock(pays, -extra)
         order.locked = new_locked
         book.remove(order)
-        order.price = new_price
+        order.set_price(new_price)
         order.quantity = new_quantity
         order.remaining = new_remaining
         self._priority += 1
@@ -920,7 +922,7 @@ class Engine:
             order.symbol,
             order.side,
             order.type,
-            order.price,
+            order.price_key,
             order.quantity,
             order.remaining,
             order.tif,
@@ -963,9 +965,7 @@ class Engine:
             levels = touched.levels
             for i in range(touched.count):
                 level = levels[i]
-                events.append(
-                    _BOOK_CHANGED(seq, level.symbol, level.side, level.price, level.total)
-                )
+                events.append(_BOOK_CHANGED(seq, level.symbol, level.side, level.key, level.total))
             touched.clear()
         if self._touched_count:
             rows = self._touched_balances
