@@ -150,7 +150,7 @@ class Order:
         post_only: bool,
         client_order_id: str | None,
         priority: int,
-        created_at: int,
+        created_at: Any,  # an int, kept as the Python object it came as (see below)
         maker_fee_cbps: int = 0,
         taker_fee_cbps: int = 0,
     ) -> None:
