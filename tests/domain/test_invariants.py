@@ -157,7 +157,7 @@ def not_open(engine: Engine, bid: Order, ask: Order) -> None:
 
 
 def not_indexed(engine: Engine, bid: Order, ask: Order) -> None:
-    del engine.books["ETH_USD"].orders[bid.order_id]
+    bid.level = None
 
 
 def untouched(engine: Engine, bid: Order, ask: Order) -> None:
@@ -232,7 +232,7 @@ CASES: dict[str, tuple[Callable[[], str], str]] = {
     ),
     "an order index out of step with the levels": (
         engine_case(not_indexed),
-        "not in the index",
+        "not indexed at its level",
     ),
     "a crossed book": (
         engine_case(rest_crossing_bid),

@@ -294,7 +294,7 @@ class Server:
         for (account_id, asset), (available, locked) in engine.ledger.items():
             self.view.seed_balance(account_id, asset, available, locked)
         for order in engine.open_orders.values():
-            self.view.seed_order(engine.last_state[order.order_id])
+            self.view.seed_order(order.state)
         for t in self.ops.trades_since(now - DAY_MS):
             self.view.seed_trade(t.symbol, t.price, t.quantity, t.at)
 

@@ -18,6 +18,7 @@ insufficient funds as a normal outcome.
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from tradews.domain.invariants import InvariantViolation
 
@@ -53,7 +54,8 @@ class Balance:
     __slots__ = ("account_id", "asset", "available", "locked", "mark")
 
     def __init__(self, account_id: int, asset: str) -> None:
-        self.account_id = account_id
+        # Any: compiled, kept as a Python int made once, not boxed anew for every BalanceChanged.
+        self.account_id: Any = account_id
         self.asset = asset
         self.available = 0
         self.locked = 0

@@ -20,49 +20,40 @@ from fractions import Fraction
 from typing import Final
 
 from tradews.domain.invariants import InvariantViolation
-from tradews.domain.orders import Order, Side
+from tradews.domain.orders import Level, Order, Side
 
 # Sides as plain ints (what Order.side holds); Side members compare equal to them.
 _BUY: Final = 1
 _SELL: Final = 2
 
 
-class Level:
-    """One price on one side. It knows its symbol and side, so that a changed level can be
-    reported (``BookChanged``) from the object alone; ``total`` stays right after the level is
-    emptied and taken out of the book (0)."""
-
-    __slots__ = ("mark", "orders", "price", "side", "symbol", "total")
-
-    def __init__(self, symbol: str, side: int, price: int) -> None:
-        self.symbol = symbol
-        self.side = side
-        self.price = price
-        self.orders: dict[int, Order] = {}
-        self.total = 0
-        self.mark = -1  # the Touched.stamp it was last listed under
-
-
 class Touched:
-    """The levels whose totals changed since the owner last cleared ``levels``, in order of
-    first change, each once. A level is listed when its ``mark`` is not the current ``stamp``
-    (then marked): a list and an int compare, cheaper than a dict used as an ordered set. The
-    owner (an engine: one per command, shared by its books) moves ``stamp`` on when it clears
-    the list."""
+    """The levels whose totals changed since the owner last cleared them: the first ``count``
+    of ``levels``, in order of first change, each once. A level is listed when its ``mark`` is
+    not the current ``stamp`` (then marked): a list and an int compare, cheaper than a dict used
+    as an ordered set. The owner (an engine: one per command, shared by its books) moves
+    ``stamp`` on when it clears them. Entries past ``count`` are stale, left in place so that
+    the list keeps its storage (clearing a list frees it, and the next append allocates)."""
 
-    __slots__ = ("levels", "stamp")
+    __slots__ = ("count", "levels", "stamp")
 
     def __init__(self) -> None:
         self.levels: list[Level] = []
+        self.count = 0
         self.stamp = 0
 
     def add(self, level: Level) -> None:
         if level.mark != self.stamp:
             level.mark = self.stamp
-            self.levels.append(level)
+            n = self.count
+            if n < len(self.levels):
+                self.levels[n] = level
+            else:
+                self.levels.append(level)
+            self.count = n + 1
 
     def clear(self) -> None:
-        self.levels.clear()
+        self.count = 0
         self.stamp += 1
 
 
@@ -73,7 +64,6 @@ class OrderBook:
         "_bid_prices",
         "_bids",
         "_emptied",
-        "orders",
         "owners",
         "symbol",
         "touched",
@@ -94,7 +84,6 @@ class OrderBook:
         # Ascending on both sides: the best bid is the last, the best ask the first.
         self._bid_prices: list[int] = []
         self._ask_prices: list[int] = []
-        self.orders: dict[int, Order] = {}
         # account id -> how many of its orders rest in this book (accounts with none absent)
         self.owners: dict[int, int] = {}
 
@@ -188,37 +177,54 @@ class OrderBook:
                 return Fraction(cost, quantity)
         return None
 
+    def resting(self) -> Iterator[Order]:
+        """Every resting order, bids then asks, each side from the best price outwards."""
+        for side in (_BUY, _SELL):
+            for level in self.levels(side):
+                yield from level.orders.values()
+
+    def holds(self, order: Order) -> bool:
+        """Does ``order`` rest in this book?"""
+        level = order.level
+        if level is None:
+            return False
+        return (self._bids if order.side == _BUY else self._asks).get(
+            order.price
+        ) is level and level.orders.get(order.key) is order
+
     # Changing -------------------------------------------------------------------------------
 
     def rest(self, order: Order) -> None:
         """Put ``order`` at the back of the queue at its price."""
         levels, prices = self._side(order.side)
-        level = levels.get(order.price)
+        price = order.price_key  # a Python int already: no new one for each use as a key
+        level = levels.get(price)
         if level is None:
             emptied = self._emptied[order.side - 1]
             if emptied is None or emptied.price != order.price:
                 emptied = Level(self.symbol, order.side, order.price)
-            level = levels[order.price] = emptied
-            insort(prices, order.price)
+            level = levels[price] = emptied
+            insort(prices, price)
         level.orders[order.key] = order
         level.total += order.remaining
+        order.level = level
         self.touched.add(level)
-        self.orders[order.key] = order
         owners = self.owners
         owners[order.account_id] = owners.get(order.account_id, 0) + 1
 
     def remove(self, order: Order) -> None:
         """Take a resting order out of the book."""
-        del self.orders[order.key]
-        self._disown(order.account_id)
-        levels, prices = self._side(order.side)
-        level = levels[order.price]
+        level = _level_of(order)
         del level.orders[order.key]
+        order.level = None
+        self._disown(order.account_id)
         level.total -= order.remaining
         self.touched.add(level)
         if not level.orders:
-            del levels[order.price]
-            del prices[bisect_left(prices, order.price)]
+            levels, prices = self._side(order.side)
+            price = order.price_key
+            del levels[price]
+            del prices[bisect_left(prices, price)]
             self._emptied[order.side - 1] = level
 
     def _disown(self, account_id: int) -> None:
@@ -231,7 +237,7 @@ class OrderBook:
 
     def reduce(self, order: Order, new_remaining: int) -> None:
         """Lower a resting order's remaining quantity in place: it keeps its queue position."""
-        level = self._side(order.side)[0][order.price]
+        level = _level_of(order)
         level.total -= order.remaining - new_remaining
         order.remaining = new_remaining
         self.touched.add(level)
@@ -271,7 +277,7 @@ class OrderBook:
                 level.total -= take
                 if left == take:
                     del queue[maker.key]
-                    del self.orders[maker.key]
+                    maker.level = None
                     self._disown(maker.account_id)
                 else:
                     break  # the incoming order is done
@@ -289,7 +295,6 @@ class OrderBook:
     def validate(self) -> None:
         """Raise :class:`InvariantViolation` if an internal invariant is broken (used by tests,
         at start-up and by the ``/state`` report)."""
-        seen = 0
         for side in (Side.BUY, Side.SELL):
             levels, prices = self._side(side)
             if prices != sorted(set(prices)):
@@ -312,24 +317,29 @@ class OrderBook:
                         raise InvariantViolation(
                             f"{self.symbol}: {order!r} misplaced at {side.name} {price}"
                         )
-                    if self.orders.get(order.order_id) is not order:
-                        raise InvariantViolation(f"{self.symbol}: {order!r} not in the index")
+                    if order.level is not level:
+                        raise InvariantViolation(
+                            f"{self.symbol}: {order!r} not indexed at its level"
+                        )
                     if last_priority is not None and order.priority <= last_priority:
                         raise InvariantViolation(
                             f"{self.symbol} {side.name} level {price}: time priority broken "
                             f"at {order!r}"
                         )
                     last_priority = order.priority
-                    seen += 1
-        if seen != len(self.orders):
-            raise InvariantViolation(
-                f"{self.symbol}: {len(self.orders)} orders indexed, {seen} on the levels"
-            )
         counts: dict[int, int] = {}
-        for order in self.orders.values():
+        for order in self.resting():
             counts[order.account_id] = counts.get(order.account_id, 0) + 1
         if counts != self.owners:
             raise InvariantViolation(f"{self.symbol}: resting orders per account out of step")
         bid, ask = self.best(Side.BUY), self.best(Side.SELL)
         if bid is not None and ask is not None and bid >= ask:
             raise InvariantViolation(f"{self.symbol}: crossed book, bid {bid} >= ask {ask}")
+
+
+def _level_of(order: Order) -> Level:
+    """The level ``order`` rests on (set by :meth:`OrderBook.rest`)."""
+    level = order.level
+    if level is None:
+        raise InvariantViolation(f"{order!r} does not rest in a book")
+    return level

@@ -132,6 +132,9 @@ class Order:
         "pays",
         "gets",
         "key",
+        "level",
+        "price_key",
+        "state",
     )
 
     def __init__(
@@ -147,7 +150,7 @@ class Order:
         post_only: bool,
         client_order_id: str | None,
         priority: int,
-        created_at: int,
+        created_at: Any,  # an int, kept as the Python object it came as (see below)
         maker_fee_cbps: int = 0,
         taker_fee_cbps: int = 0,
     ) -> None:
@@ -164,7 +167,8 @@ class Order:
         self.client_order_id = client_order_id
         self.priority = priority
         self.status = _NEW
-        self.created_at = created_at
+        # Any: compiled, kept as the Python int it came as (events copy it; nothing computes).
+        self.created_at: Any = created_at
         self.locked = 0  # funds this order holds locked in the ledger, in asset atoms
         self.maker_fee_cbps = maker_fee_cbps
         self.taker_fee_cbps = taker_fee_cbps
@@ -173,6 +177,18 @@ class Order:
         # order_id as a Python int made once. Compiled, an int attribute is a machine integer,
         # and every use as a dict key or event field would allocate an int object for it again.
         self.key: Any = order_id
+        self.price_key: Any = price  # the same for the price (book keys and events)
+        # The book level the order rests on (None when it does not rest): cancelling, reducing
+        # and checking find it without a lookup by price.
+        self.level: Level | None = None
+        # The engine's latest report of this order (an ``OrderUpdated``; the domain does not
+        # know events, hence Any), so that a command's result needs no lookup.
+        self.state: Any = None
+
+    def set_price(self, price: int) -> None:
+        """A new limit price (an amendment; never while the order rests)."""
+        self.price = price
+        self.price_key = price
 
     @property
     def filled(self) -> int:
@@ -197,3 +213,21 @@ class Order:
             f"Order({self.order_id} {Side(self.side).name} {self.remaining}/{self.quantity}"
             f"@{self.price} acct={self.account_id} {self.status.value})"
         )
+
+
+class Level:
+    """One price on one side of an order book (:mod:`tradews.domain.order_book`), here beside
+    :class:`Order` because a resting order points to its level. It knows its symbol and side,
+    so that a changed level can be reported (``BookChanged``) from the object alone; ``total``
+    stays right after the level is emptied and taken out of the book (0)."""
+
+    __slots__ = ("key", "mark", "orders", "price", "side", "symbol", "total")
+
+    def __init__(self, symbol: str, side: int, price: int) -> None:
+        self.symbol = symbol
+        self.side = side
+        self.price = price
+        self.key: Any = price  # as a Python int made once, for events (see Order.key)
+        self.orders: dict[int, Order] = {}
+        self.total = 0
+        self.mark = -1  # the Touched.stamp it was last listed under

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -92,6 +91,9 @@ Event = OrderUpdated | TradeExecuted | BookChanged | BalanceChanged | FundsMoved
 # Final: compiled, these are C constants; otherwise every use is a lookup in the module's dict.
 _FEE_DIVISOR: Final = 1_000_000  # fee rates are in 1/100 bps: 1e4 bps * 100
 _INT64: Final = 2**63  # amounts are stored in signed 64-bit integers
+# Compiled, comparing with 2**63 (beyond mypyc's machine-int range) boxes the other side; below
+# this bound an amount needs no such comparison.
+_SMALL: Final = 2**61
 # Orders carry side, type and time in force as plain ints (the values of the enums): hot paths
 # compare ints, and events take them as they are. Statuses compare by identity: Enum's __hash__
 # and .value are Python code, slower than the lookups they would serve.
@@ -115,12 +117,14 @@ _TRADE_EXECUTED: Final = TradeExecuted
 _BOOK_CHANGED: Final = BookChanged
 _BALANCE_CHANGED: Final = BalanceChanged
 _astuple: Final = msgspec.structs.astuple
-# _place unpacks a PlaceOrder by position.
+# _place and _cancel unpack their commands by position.
 if PlaceOrder.__struct_fields__ != (
     "at", "account_id", "symbol", "side", "type", "price", "quantity", "tif", "post_only",
     "client_order_id", "maker_fee_cbps", "taker_fee_cbps", "session",
 ):  # fmt: skip
     raise ImportError("PlaceOrder's fields changed: update Engine._place")
+if CancelOrder.__struct_fields__ != ("at", "account_id", "order_id", "client_order_id"):
+    raise ImportError("CancelOrder's fields changed: update Engine._cancel")
 # Why the engine cancelled an order on its own (OrderUpdated.reason).
 CANCEL_ON_DISCONNECT = "CANCEL_ON_DISCONNECT"
 CANCEL_ALL_AFTER = "CANCEL_ALL_AFTER"
@@ -250,10 +254,14 @@ class Engine:
         self.books: dict[str, OrderBook] = {}
         self.ledger = Ledger()
         self.open_orders: dict[int, Order] = {}
-        # The latest state of every open order and of the ``closed_kept`` most recently closed
-        # ones (memory stays bounded; older closed orders live in the durable read models).
+        # The latest state of the ``closed_kept`` most recently closed orders (memory stays
+        # bounded; older ones live in the durable read models). An open order's is its
+        # ``Order.state``: written once when the order closes, not at every change.
         self.last_state: dict[int, OrderUpdated] = {}
-        self._closed_ids: deque[int] = deque()
+        # Closed ids in closing order from ``_closed_head`` on (a list, not a deque: compiled,
+        # a deque's methods are generic calls); the part before the head is dropped now and then.
+        self._closed_ids: list[int] = []
+        self._closed_head = 0
         self._closed_kept = closed_kept
         self._client_ids: dict[tuple[int, str], tuple[tuple[Any, ...], int]] = {}
         self._refs: dict[str, tuple[str, int, str, int]] = {}
@@ -279,7 +287,10 @@ class Engine:
         # Levels and balances to report at the end of the command, in order of first change,
         # each once: a balance is listed when its mark is not the command's seq (then marked).
         self._touched_levels = Touched()  # shared by the books, which fill it
+        # The first ``_touched_count`` are current; the rest are left from earlier commands, so
+        # that the list keeps its storage (clearing a list frees it, the next append allocates).
         self._touched_balances: list[Balance] = []
+        self._touched_count = 0
         # The fee account's row per asset, once it has one (rows are never removed).
         self._fee_rows: dict[str, Balance] = {}
         for inst in instruments:
@@ -322,12 +333,26 @@ class Engine:
         stop applying commands and rebuild from the journal."""
         self.seq += 1
         self._seq = self.seq
-        self._at = cmd.at
         if self._events:  # left over by a command that raised
             self._events = []
-        if isinstance(cmd, _PLACE_ORDER):
+        # The two commands most of the stream is made of by their exact type (an identity test;
+        # isinstance on a msgspec class is a generic call), each reading its own ``at``.
+        if type(cmd) is _PLACE_ORDER:
             result = self._place(cmd)
-        elif isinstance(cmd, _CANCEL_ORDER):
+        elif type(cmd) is _CANCEL_ORDER:
+            result = self._cancel(cmd)
+        else:
+            self._at = cmd.at
+            result = self._apply_other(cmd)
+        self._flush_touched()
+        events = self._events
+        self._events = []
+        return result, events
+
+    def _apply_other(self, cmd: AnyCommand) -> Result:
+        if isinstance(cmd, PlaceOrder):
+            result = self._place(cmd)
+        elif isinstance(cmd, CancelOrder):
             result = self._cancel(cmd)
         elif isinstance(cmd, AmendOrder):
             result = self._amend(cmd)
@@ -349,10 +374,7 @@ class Engine:
             result = self._freeze(cmd)
         else:  # pragma: no cover - the decoder admits nothing else
             raise TypeError(f"unknown command {cmd!r}")
-        self._flush_touched()
-        events = self._events
-        self._events = []
-        return result, events
+        return result
 
     # Orders ---------------------------------------------------------------------------------
 
@@ -371,8 +393,8 @@ class Engine:
         maker_fee_cbps: int
         taker_fee_cbps: int
         tag: int
-        (_, account_id, symbol, side, otype, price, quantity, tif, post_only, client_order_id,
-         maker_fee_cbps, taker_fee_cbps, tag) = _astuple(c)  # fmt: skip
+        (self._at, account_id, symbol, side, otype, price, quantity, tif, post_only,
+         client_order_id, maker_fee_cbps, taker_fee_cbps, tag) = _astuple(c)  # fmt: skip
         if self._frozen and account_id in self._frozen:
             return _account_frozen()
         market = self.markets.get(symbol)
@@ -385,7 +407,7 @@ class Engine:
             if seen is not None:
                 fingerprint, order_id = seen
                 if fingerprint == _fingerprint(c):
-                    state = self.last_state.get(order_id)
+                    state = self.order_state(order_id)
                     return Duplicate(order_id) if state is None else OrderResult(state)
                 return Rejected(
                     Reject.DUPLICATE_CLIENT_ORDER_ID,
@@ -417,8 +439,8 @@ class Engine:
                 return Rejected(Reject.FOK_NOT_FILLABLE, "not enough to fill the whole order now")
         elif otype == _MARKET and book.fillable(side, None, 1, account_id) == 0:
             return Rejected(Reject.NO_LIQUIDITY, "nothing to trade against")
-        if (limit or 1) * quantity * market.notional_atoms >= _INT64 or (
-            quantity * market.lot_atoms >= _INT64
+        if _too_large((limit or 1) * quantity * market.notional_atoms) or _too_large(
+            quantity * market.lot_atoms
         ):
             return Rejected(Reject.OUT_OF_RANGE, "the order is too large")
         if side == _SELL:
@@ -463,7 +485,7 @@ class Engine:
             if tagged is None:
                 tagged = self._sessions[session] = {}
             tagged[order.order_id] = None
-        return OrderResult(self.last_state[order.key])
+        return OrderResult(order.state)
 
     def _take(self, book: OrderBook, market: Market, order: Order) -> None:
         """Match ``order`` as the taker, then rest or cancel what is left."""
@@ -553,18 +575,23 @@ class Engine:
             )
         )
         self._next_trade_id += 1
-        for order in (maker, taker):
-            if order.remaining:
-                order.move_to(_PARTIAL)
-                self._order_event(order, None)
-            else:
-                self._close(order, _FILLED, None)
+        self._filled(maker)  # maker first, then taker (not a loop over a tuple: one less object)
+        self._filled(taker)
+
+    def _filled(self, order: Order) -> None:
+        if order.remaining:
+            order.move_to(_PARTIAL)
+            self._order_event(order, None)
+        else:
+            self._close(order, _FILLED, None)
 
     def _fee(self, asset: str, payer: Balance, received: int, rate_cbps: int) -> int:
         """Charge a fee out of what ``payer`` (a row in ``asset``) has just received."""
         if not rate_cbps:
             return 0
-        fee = -((-received * rate_cbps) // _FEE_DIVISOR)  # rounded up, to the atom
+        # Rounded up, to the atom: ceil(a / b) as floor((a + b - 1) / b), not -(-a // b): compiled,
+        # multiplying a negative int takes the slow, boxing path.
+        fee = (received * rate_cbps + _FEE_DIVISOR - 1) // _FEE_DIVISOR
         fee_row = self._fee_rows.get(asset)
         if fee_row is None:
             fee_row = self._fee_rows[asset] = self.ledger.row(self.fee_account_id, asset)
@@ -578,7 +605,7 @@ class Engine:
         if order.locked:
             self._unlock(_pays(order), order.locked)
             order.locked = 0
-        self.open_orders.pop(order.key, None)
+        del self.open_orders[order.key]
         if self._order_session:
             tag = self._order_session.pop(order.order_id, 0)
             if tag:
@@ -589,6 +616,14 @@ class Engine:
                     del self._sessions[key]
         self._order_event(order, reason)
 
+    def order_state(self, order_id: int) -> OrderUpdated | None:
+        """Read-only: the latest state of an open or recently closed order (else None)."""
+        order = self.open_orders.get(order_id)
+        if order is not None:
+            state: OrderUpdated = order.state
+            return state
+        return self.last_state.get(order_id)
+
     def symbol_of(
         self, account_id: int, order_id: int | None, client_order_id: str | None
     ) -> str | None:
@@ -596,7 +631,7 @@ class Engine:
         if order_id is None and client_order_id is not None:
             seen = self._client_ids.get((account_id, client_order_id))
             order_id = None if seen is None else seen[1]
-        state = None if order_id is None else self.last_state.get(order_id)
+        state = None if order_id is None else self.order_state(order_id)
         return state.symbol if state is not None and state.account_id == account_id else None
 
     def _find(
@@ -616,11 +651,15 @@ class Engine:
         return Rejected(Reject.UNKNOWN_ORDER, "no such order")  # others' orders: not revealed
 
     def _cancel(self, c: CancelOrder) -> Result:
-        order = self._find(c.account_id, c.order_id, c.client_order_id)
+        account_id: int
+        order_id: int | None
+        client_order_id: str | None
+        self._at, account_id, order_id, client_order_id = _astuple(c)
+        order = self._find(account_id, order_id, client_order_id)
         if isinstance(order, Rejected):
             return order
         self._cancel_resting(order, None)
-        return OrderResult(self.last_state[order.key])
+        return OrderResult(order.state)
 
     def _cancel_resting(self, order: Order, reason: str | None) -> None:
         self.books[order.symbol].remove(order)
@@ -736,7 +775,7 @@ class Engine:
             self._unlock(pays, order.locked - new_locked)
             order.locked = new_locked
             self._order_event(order, None)
-            return OrderResult(self.last_state[order.key])
+            return OrderResult(order.state)
         if order.post_only and book.would_cross(order.side, new_price):
             return Rejected(Reject.POST_ONLY_WOULD_TAKE, "post-only order would take")
         extra = new_locked - order.locked
@@ -746,14 +785,14 @@ class Engine:
             self._unlock(pays, -extra)
         order.locked = new_locked
         book.remove(order)
-        order.price = new_price
+        order.set_price(new_price)
         order.quantity = new_quantity
         order.remaining = new_remaining
         self._priority += 1
         order.priority = self._priority
         self._order_event(order, None)
         self._take(book, market, order)
-        return OrderResult(self.last_state[order.key])
+        return OrderResult(order.state)
 
     def _check_size(self, market: Market, quantity: int) -> Rejected | None:
         if quantity <= 0:
@@ -886,7 +925,7 @@ class Engine:
             order.symbol,
             order.side,
             order.type,
-            order.price,
+            order.price_key,
             order.quantity,
             order.remaining,
             order.tif,
@@ -896,35 +935,49 @@ class Engine:
             order.created_at,
             self._at,
         )
-        self.last_state[order.key] = event
+        order.state = event
         self._events.append(event)
         if not order.is_open:
+            self.last_state[order.key] = event
             closed = self._closed_ids
             closed.append(order.key)
-            if len(closed) > self._closed_kept:
-                self.last_state.pop(closed.popleft(), None)
+            head = self._closed_head
+            if len(closed) - head > self._closed_kept:
+                del self.last_state[closed[head]]
+                head += 1
+                if head >= 4096 and 2 * head >= len(closed):
+                    del closed[:head]
+                    head = 0
+                self._closed_head = head
 
     def _touch(self, row: Balance) -> None:
         if row.mark != self.seq:
             row.mark = self.seq
-            self._touched_balances.append(row)
+            n = self._touched_count
+            if n < len(self._touched_balances):
+                self._touched_balances[n] = row
+            else:
+                self._touched_balances.append(row)
+            self._touched_count = n + 1
 
     def _flush_touched(self) -> None:
         events = self._events
         seq = self._seq
         touched = self._touched_levels
-        if touched.levels:
-            for level in touched.levels:
-                events.append(
-                    _BOOK_CHANGED(seq, level.symbol, level.side, level.price, level.total)
-                )
+        if touched.count:
+            levels = touched.levels
+            for i in range(touched.count):
+                level = levels[i]
+                events.append(_BOOK_CHANGED(seq, level.symbol, level.side, level.key, level.total))
             touched.clear()
-        if self._touched_balances:
-            for row in self._touched_balances:
+        if self._touched_count:
+            rows = self._touched_balances
+            for i in range(self._touched_count):
+                row = rows[i]
                 events.append(
                     _BALANCE_CHANGED(seq, row.account_id, row.asset, row.available, row.locked)
                 )
-            self._touched_balances.clear()
+            self._touched_count = 0
 
     # Checking -------------------------------------------------------------------------------
 
@@ -935,12 +988,12 @@ class Engine:
         locked: dict[tuple[int, str], int] = {}
         for book in self.books.values():
             book.validate()
-            for order in book.orders.values():
+            for order in book.resting():
                 if self.open_orders.get(order.order_id) is not order:
                     raise InvariantViolation(f"{order!r} rests in the book but is not open")
         for order in self.open_orders.values():
             book = self.books[order.symbol]
-            if not order.is_open or order.order_id not in book.orders:
+            if not order.is_open or not book.holds(order):
                 raise InvariantViolation(f"{order!r} is open but does not rest in the book")
             market = self.markets[order.symbol]
             inst = market.instrument
@@ -1000,7 +1053,7 @@ class Engine:
                 )
                 for o in orders
             ],
-            "states": [self.last_state[o.order_id] for o in orders],
+            "states": [o.state for o in orders],
             "balances": self.ledger.items(),
             "totals": self.ledger.totals(),
             "client_ids": [(a, c, list(f), oid) for (a, c), (f, oid) in self._client_ids.items()],
@@ -1057,7 +1110,7 @@ class Engine:
             order.status = OrderStatus(status)
             engine.books[symbol].rest(order)  # in priority order: queues come back as they were
             engine.open_orders[oid] = order
-            engine.last_state[oid] = last
+            order.state = last
         engine._touched_levels.clear()  # resting them again changed nothing to report
         engine.ledger = Ledger.restore(
             [((a, asset), (av, lk)) for (a, asset), (av, lk) in state["balances"]], state["totals"]
@@ -1114,6 +1167,11 @@ def _status_text(status: OrderStatus) -> str:
     if status is _PARTIAL:
         return "partially_filled"
     return "filled" if status is _FILLED else "cancelled"
+
+
+def _too_large(amount: int) -> bool:
+    """Beyond a signed 64-bit integer? (See ``_SMALL``.)"""
+    return amount >= _SMALL and amount >= _INT64
 
 
 def _account_frozen() -> Rejected:
