@@ -317,6 +317,7 @@ class Bus:
             await msg.respond(_prices_encoder.encode(current()))
 
         await self._nc.subscribe(f"{self.url.namespace}.prices.now", cb=answer)
+        await self._nc.flush()  # answering from now on: a gateway asking next gets the prices
 
     # Gateway liveness --------------------------------------------------------------------------
 
@@ -333,6 +334,7 @@ class Bus:
                 log.error("bus: a malformed heartbeat on %s", msg.subject)
 
         await self._nc.subscribe(f"{self.url.namespace}.gateways", cb=deliver)
+        await self._nc.flush()  # following from now on
 
     # Engine side -------------------------------------------------------------------------------
 
