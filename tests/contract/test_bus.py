@@ -106,7 +106,7 @@ async def test_the_log_reaches_followers_in_order_each_entry_once(
 
 async def test_prices_and_heartbeats_reach_who_follows(make_bus: Callable[[], Any]) -> None:
     engine, gateway = await make_bus(), await make_bus()
-    await engine.answer_prices(lambda: {"BTC_USD": (650_000, 1)})
+    await engine.answer_prices("main", lambda: {"BTC_USD": (650_000, 1)})
     prices: list[dict[str, tuple[int, int]]] = []
     got = asyncio.Event()
 
@@ -114,10 +114,10 @@ async def test_prices_and_heartbeats_reach_who_follows(make_bus: Callable[[], An
         prices.append(update)
         got.set()
 
-    await gateway.follow_prices(on_prices)
+    await gateway.follow_prices("main", on_prices)
     assert prices == [{"BTC_USD": (650_000, 1)}]  # the current ones, at once
     got.clear()
-    await engine.publish_prices({"BTC_USD": (650_001, 1)})
+    await engine.publish_prices("main", {"BTC_USD": (650_001, 1)})
     await asyncio.wait_for(got.wait(), 5)
     assert prices[-1] == {"BTC_USD": (650_001, 1)}
     beats: list[int] = []

@@ -41,8 +41,8 @@ class _Broker:
     log: dict[str, list[tuple[int, str, bytes]]] = field(default_factory=dict)
     logged: dict[str, float] = field(default_factory=dict)  # batch id -> published at
     followers: dict[str, list[Callable[[int, str, bytes], None]]] = field(default_factory=dict)
-    price_followers: list[Callable[[Prices], None]] = field(default_factory=list)
-    price_answer: Callable[[], Prices] | None = None
+    price_followers: dict[str, list[Callable[[Prices], None]]] = field(default_factory=dict)
+    price_answers: dict[str, Callable[[], Prices]] = field(default_factory=dict)
     beat_followers: list[Callable[[int], None]] = field(default_factory=list)
 
 
@@ -100,18 +100,19 @@ class MemoryBus:
 
         return stop
 
-    async def publish_prices(self, prices: Prices) -> None:
-        for follower in list(self.broker.price_followers):
+    async def publish_prices(self, shard: str, prices: Prices) -> None:
+        for follower in list(self.broker.price_followers.get(shard, ())):
             follower(dict(prices))
 
-    async def follow_prices(self, on_prices: Callable[[Prices], None]) -> None:
+    async def follow_prices(self, shard: str, on_prices: Callable[[Prices], None]) -> None:
         broker = self.broker
-        broker.price_followers.append(on_prices)
-        if broker.price_answer is not None:
-            on_prices(broker.price_answer())
+        broker.price_followers.setdefault(shard, []).append(on_prices)
+        answer = broker.price_answers.get(shard)
+        if answer is not None:
+            on_prices(answer())
 
-    async def answer_prices(self, current: Callable[[], Prices]) -> None:
-        self.broker.price_answer = current
+    async def answer_prices(self, shard: str, current: Callable[[], Prices]) -> None:
+        self.broker.price_answers[shard] = current
 
     async def publish_heartbeat(self, gateway_id: int) -> None:
         for follower in list(self.broker.beat_followers):

@@ -287,13 +287,17 @@ class Bus:
 
     # Reference prices -------------------------------------------------------------------------
 
-    async def publish_prices(self, prices: dict[str, tuple[int, int]]) -> None:
+    async def publish_prices(self, shard: str, prices: dict[str, tuple[int, int]]) -> None:
         """Publish reference prices (symbol -> ticks as numerator, denominator) on the plain
-        NATS subject ``<ns>.prices``: a feed, perishable, so no stream keeps it."""
+        NATS subject ``<ns>.prices.<shard>``: a feed, perishable, so no stream keeps it."""
         if self._nc is not None and self.connected.is_set():
-            await self._nc.publish(f"{self.url.namespace}.prices", _prices_encoder.encode(prices))
+            await self._nc.publish(
+                f"{self.url.namespace}.prices.{shard}", _prices_encoder.encode(prices)
+            )
 
-    async def follow_prices(self, on_prices: Callable[[dict[str, tuple[int, int]]], None]) -> None:
+    async def follow_prices(
+        self, shard: str, on_prices: Callable[[dict[str, tuple[int, int]]], None]
+    ) -> None:
         async def deliver(msg: Any) -> None:
             try:
                 prices = _prices_decoder.decode(msg.data)
@@ -302,21 +306,25 @@ class Bus:
                 return
             on_prices(prices)
 
-        await self._nc.subscribe(f"{self.url.namespace}.prices", cb=deliver)
+        await self._nc.subscribe(f"{self.url.namespace}.prices.{shard}", cb=deliver)
         # and the current ones now, rather than at the next pulse
         try:
-            reply = await self._nc.request(f"{self.url.namespace}.prices.now", b"", timeout=1.0)
+            reply = await self._nc.request(
+                f"{self.url.namespace}.prices_now.{shard}", b"", timeout=1.0
+            )
         except Exception:
             return  # no engine answering (yet): the next pulse brings them
         await deliver(reply)
 
-    async def answer_prices(self, current: Callable[[], dict[str, tuple[int, int]]]) -> None:
+    async def answer_prices(
+        self, shard: str, current: Callable[[], dict[str, tuple[int, int]]]
+    ) -> None:
         """Answer a gateway's request for the current reference prices."""
 
         async def answer(msg: Any) -> None:
             await msg.respond(_prices_encoder.encode(current()))
 
-        await self._nc.subscribe(f"{self.url.namespace}.prices.now", cb=answer)
+        await self._nc.subscribe(f"{self.url.namespace}.prices_now.{shard}", cb=answer)
         await self._nc.flush()  # answering from now on: a gateway asking next gets the prices
 
     # Gateway liveness --------------------------------------------------------------------------

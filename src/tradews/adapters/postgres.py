@@ -78,14 +78,19 @@ def connect_raw(
         raise DatabaseUnavailable(text) from None
 
 
-def connect(dsn: str, *, purpose: str, store: bool = False) -> Database:
+def connect(dsn: str, *, purpose: str, store: bool = False, schema: str | None = None) -> Database:
     """A connection for the store (``store=True``: its writes bump the revision), the journal
-    or the stream archive; it reconnects by itself once lost (``adapters/sql.py``)."""
+    or the stream archive; it reconnects by itself once lost (``adapters/sql.py``).
+
+    ``schema`` (a quoted identifier): a shard's schema, searched before ``public``, so the same
+    statements reach the shard's trading tables (journal, snapshots, read models, inbox) and
+    the shared ones (accounts, keys, instruments), which only ``public`` has."""
+    options = {} if schema is None else {"options": f"-c search_path={schema},public"}
     return Database(
-        connect_raw(dsn, purpose=purpose),
+        connect_raw(dsn, purpose=purpose, **options),
         POSTGRESQL,
         revision=store,
-        reconnect=lambda: connect_raw(dsn, purpose=purpose),
+        reconnect=lambda: connect_raw(dsn, purpose=purpose, **options),
     )
 
 

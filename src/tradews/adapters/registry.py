@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tradews.adapters import sql_schema
 from tradews.adapters.process_lock import ProcessLock
@@ -28,6 +28,8 @@ from tradews.adapters.sql_store import SqlStore
 
 SQLITE = "sqlite"
 POSTGRESQL = "postgresql"
+MAIN_SHARD = "main"
+_SHARD_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 DEFAULT_PG_KEY_FILE = Path("tradews.key")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 
@@ -60,6 +62,10 @@ class DbUrl:
     scheme: str  # SQLITE or POSTGRESQL
     text: str
     path: Path | None = None  # the SQLite file
+    # The engine shard whose trading state (journal, snapshots, read models, inbox) this URL
+    # reaches: on PostgreSQL a schema of its own beside the shared tables (accounts, keys,
+    # instruments), written ``?shard=NAME`` in the URL's text so it travels with it.
+    shard: str = MAIN_SHARD
 
     @property
     def shown(self) -> str:
@@ -71,6 +77,49 @@ class DbUrl:
         netloc = parts.netloc.rsplit("@", 1)[1]
         user = parts.username or ""
         return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+    @property
+    def dsn(self) -> str:
+        """What the driver is given: the URL without tradews's own ``shard`` parameter."""
+        parts = urlsplit(self.text)
+        query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "shard"]
+        return urlunsplit(parts._replace(query=urlencode(query)))
+
+    @property
+    def schema(self) -> str | None:
+        """The PostgreSQL schema of the shard's trading state (None: the main shard's, in the
+        shared schema)."""
+        return None if self.shard == MAIN_SHARD else shard_schema(self.shard)
+
+    def for_shard(self, shard: str) -> DbUrl:
+        """The same database, reaching shard ``shard``'s trading state."""
+        check_shard_name(shard)
+        if shard == self.shard:
+            return self
+        if self.scheme == SQLITE:
+            if shard == MAIN_SHARD:
+                return self
+            raise ValueError(
+                f"shard {shard!r}: engine shards other than main need a PostgreSQL store "
+                "(a SQLite file holds one engine's state)"
+            )
+        parts = urlsplit(self.text)
+        query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "shard"]
+        if shard != MAIN_SHARD:
+            query.append(("shard", shard))
+        text = urlunsplit(parts._replace(query=urlencode(query)))
+        return DbUrl(self.scheme, text, self.path, shard)
+
+
+def check_shard_name(name: str) -> str:
+    if not _SHARD_NAME.fullmatch(name):
+        raise ValueError(f"a shard name is 1-32 of A-Z a-z 0-9 _ -, got {name!r}")
+    return name
+
+
+def shard_schema(shard: str) -> str:
+    """The schema holding a shard's trading state, as a quoted SQL identifier."""
+    return f'"shard_{check_shard_name(shard)}"'
 
 
 def parse_db_url(text: str) -> DbUrl:
@@ -87,7 +136,9 @@ def parse_db_url(text: str) -> DbUrl:
     if scheme in ("postgresql", "postgres"):
         if not rest.startswith("//"):
             raise ValueError(f"not a PostgreSQL URL {text!r}: {accepted}")
-        return DbUrl(POSTGRESQL, text)
+        shards = [v for k, v in parse_qsl(urlsplit(text).query) if k == "shard"]
+        url = DbUrl(POSTGRESQL, text)
+        return url if not shards else DbUrl(POSTGRESQL, text, None, check_shard_name(shards[-1]))
     if scheme == "sqlite":
         if rest.startswith("//"):  # sqlite://HOST/PATH: only an empty host is a file here
             host, slash, path = rest[2:].partition("/")
@@ -110,7 +161,7 @@ def connect(url: str | DbUrl, *, purpose: str, store: bool = False) -> Database:
     if parsed.scheme == POSTGRESQL:
         from tradews.adapters import postgres
 
-        return postgres.connect(parsed.text, purpose=purpose, store=store)
+        return postgres.connect(parsed.dsn, purpose=purpose, store=store, schema=parsed.schema)
     assert parsed.path is not None
     return connect_sqlite(parsed.path, store=store)
 
@@ -137,6 +188,8 @@ def open_store(url: str | DbUrl, key_file: str | Path | None = None) -> SqlStore
         path=parsed.path,
         migrate=parsed.scheme == SQLITE,
         shown_url=parsed.shown,
+        shard=parsed.shard,
+        schema=parsed.schema,
     )
 
 
@@ -152,22 +205,30 @@ def open_archive(url: str | DbUrl) -> SqlStreamArchive:
 
 
 def open_lease(url: str | DbUrl, name: str = "engine") -> Lease:
-    """The lease ``name`` on the database: held by at most one process at a time."""
+    """The lease ``name`` on the database: held by at most one process at a time. Each shard
+    has its own engine lease."""
     parsed = _url(url)
     if parsed.scheme == POSTGRESQL:
         from tradews.adapters import postgres
 
-        return postgres.AdvisoryLease(parsed.text, name, shown_url=parsed.shown)
+        if parsed.shard != MAIN_SHARD:
+            name = f"{name}:{parsed.shard}"
+        return postgres.AdvisoryLease(parsed.dsn, name, shown_url=parsed.shown)
     assert parsed.path is not None
     suffix = "" if name == "engine" else f".{name}"
     return ProcessLock(parsed.path.with_name(parsed.path.name + suffix))
 
 
 def upgrade_database(url: str | DbUrl) -> tuple[int, list[int]]:
-    """Bring the database's schema up to this release's: ``(version before, applied)``."""
-    db = connect(url, purpose="upgrade")
+    """Bring the database's schema up to this release's: ``(version before, applied)``. For a
+    shard's URL, the shared schema first, then the shard's own (made if need be, and the shard
+    given its number)."""
+    parsed = _url(url)
+    if parsed.schema is not None:
+        upgrade_database(parsed.for_shard(MAIN_SHARD))
+    db = connect(parsed, purpose="upgrade")
     try:
-        before = sql_schema.version(db)
-        return before, sql_schema.upgrade(db)
+        before = sql_schema.version(db, parsed.schema)
+        return before, sql_schema.upgrade(db, parsed.schema, shard=parsed.shard)
     finally:
         db.close()

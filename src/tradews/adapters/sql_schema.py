@@ -19,6 +19,7 @@ transactional: an upgrade is all or nothing), under an advisory lock so two at o
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -230,9 +231,45 @@ MIGRATIONS = [
     # 10: the RFQ desk's spread by size (`--spread-ladder 1:5,10:8`); NULL: spread_bps for
     # every size.
     Migration("ALTER TABLE instruments ADD COLUMN spread_ladder TEXT"),
+    # 11: engine shards. Each instrument belongs to one; each shard but main keeps its trading
+    # state in a schema of its own (``shard_<name>``, PostgreSQL only) and numbers its orders
+    # and trades from ``number << 40``, so ids are unique across shards.
+    Migration(
+        """
+        CREATE TABLE shards (
+            name        TEXT PRIMARY KEY,
+            number      {int} NOT NULL UNIQUE,
+            created_at  {int} NOT NULL
+        );
+        INSERT INTO shards(name, number, created_at) VALUES ('main', 0, 0);
+        ALTER TABLE instruments ADD COLUMN shard TEXT NOT NULL DEFAULT 'main'
+        """
+    ),
 ]
 
 VERSION = len(MIGRATIONS)
+
+# The tables of one engine's trading state: a shard's schema has its own of these, and sees the
+# shared ones (accounts, keys, instruments, assets, reference prices, nonces, revision, shards)
+# in ``public``.
+SHARD_TABLES = frozenset(
+    {
+        "journal",
+        "orders",
+        "trades",
+        "inbox",
+        "snapshots",
+        "account_events",
+        "account_events_index",
+        "account_events_indexed",
+        "account_events_pruned",
+    }
+)
+_TARGET = re.compile(
+    r"^(?:CREATE TABLE(?: IF NOT EXISTS)?|ALTER TABLE|INSERT INTO"
+    r"|CREATE (?:UNIQUE )?INDEX(?: IF NOT EXISTS)? \w+ ON)\s+(\w+)",
+    re.IGNORECASE,
+)
 
 # Every table of the data, in an order that respects foreign keys, with its key (what a copy
 # pages by). account_events_indexed (one row: how far the index goes) and PostgreSQL's revision
@@ -258,55 +295,91 @@ GENERATED_IDS = ("accounts", "inbox", "account_events")  # tables whose ``id`` i
 _UPGRADE_LOCK = 0x7472616465777301
 
 
-def statements(number: int, dialect_name: str, types: dict[str, str]) -> list[str]:
-    """Migration ``number`` (1-based) as the statements to run on that dialect."""
+def statements(
+    number: int, dialect_name: str, types: dict[str, str], *, shard: bool = False
+) -> list[str]:
+    """Migration ``number`` (1-based) as the statements to run on that dialect; ``shard``: only
+    those on a shard's own tables (:data:`SHARD_TABLES`)."""
     migration = MIGRATIONS[number - 1]
     script = migration.script + ";" + migration.only.get(dialect_name, "")
-    return [s.strip() for s in script.format(**types).split(";") if s.strip()]
+    found = [s.strip() for s in script.format(**types).split(";") if s.strip()]
+    if not shard:
+        return found
+    return [s for s in found if _target(s) in SHARD_TABLES]
 
 
-def version(db: Database) -> int:
-    """The schema version the database is at (0: empty)."""
+def _target(statement: str) -> str:
+    match = _TARGET.match(" ".join(statement.split()))
+    if match is None:
+        raise ValueError(f"a migration statement of unknown shape: {statement[:60]!r}")
+    return match.group(1).lower()
+
+
+def version(db: Database, schema: str | None = None) -> int:
+    """The schema version the database (or a shard's ``schema``) is at (0: empty)."""
     if db.dialect.name == "sqlite":
         return int(db.scalar("PRAGMA user_version"))
-    if db.scalar("SELECT to_regclass('schema_version') IS NOT NULL"):
-        return int(db.scalar("SELECT COALESCE(MAX(version), 0) FROM schema_version"))
+    table = "schema_version" if schema is None else f"{schema}.schema_version"
+    if db.scalar(f"SELECT to_regclass('{table}') IS NOT NULL"):
+        return int(db.scalar(f"SELECT COALESCE(MAX(version), 0) FROM {table}"))
     return 0
 
 
-def upgrade(db: Database) -> list[int]:
-    """Apply the migrations the database lacks, in one transaction; return their numbers."""
+def upgrade(db: Database, schema: str | None = None, *, shard: str = "main") -> list[int]:
+    """Apply the migrations the database lacks, in one transaction; return their numbers.
+
+    ``schema``: those of shard ``shard``'s own tables, in that schema (PostgreSQL; the shared
+    schema must be up to date), and the shard gets its number."""
     with db.transaction():
         if db.dialect.name == "postgresql":
             db.execute("SELECT pg_advisory_xact_lock(?)", (_UPGRADE_LOCK,))
+            if schema is not None:
+                db.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+                db.execute(f"SET LOCAL search_path TO {schema}, public")
+            table = "schema_version" if schema is None else f"{schema}.schema_version"
             db.execute(
-                "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT PRIMARY KEY,"
+                f"CREATE TABLE IF NOT EXISTS {table} (version BIGINT PRIMARY KEY,"
                 " applied_at BIGINT NOT NULL)"
             )
-        current = version(db)
+        current = version(db, schema)
         _refuse_newer(current)
         applied = list(range(current + 1, VERSION + 1))
+        types = dict(db.dialect.types)
         for number in applied:
-            for statement in statements(number, db.dialect.name, dict(db.dialect.types)):
+            for statement in statements(number, db.dialect.name, types, shard=schema is not None):
                 db.execute(statement)
             if db.dialect.name == "sqlite":
                 db.execute(f"PRAGMA user_version = {number}")
             else:
                 db.execute(
-                    "INSERT INTO schema_version(version, applied_at) VALUES (?, ?)",
+                    f"INSERT INTO {table}(version, applied_at) VALUES (?, ?)",
                     (number, int(time.time() * 1000)),
                 )
+        if schema is not None:
+            db.execute(
+                "INSERT INTO public.shards(name, number, created_at)"
+                " SELECT ?, (SELECT COALESCE(MAX(number), 0) + 1 FROM public.shards), ?"
+                " WHERE NOT EXISTS (SELECT 1 FROM public.shards WHERE name = ?)",
+                (shard, int(time.time() * 1000), shard),
+            )
     return applied
 
 
-def check(db: Database, shown_url: str) -> None:
+def check(db: Database, shown_url: str, schema: str | None = None, *, shard: str = "main") -> None:
     """Refuse a database whose schema is not this release's, in one line that says what to do."""
-    current = version(db)
+    current = version(db, None if schema is None else "public")
     _refuse_newer(current)
     if current < VERSION:
         raise SchemaError(
             f"the database at {shown_url} is at schema v{current}, this tradews needs "
             f"v{VERSION}: run `tradews db upgrade --db {shown_url}`"
+        )
+    if schema is not None and version(db, schema) != VERSION:
+        what = "is not set up" if version(db, schema) == 0 else "is at an older schema"
+        shared = re.sub(r"[?&]shard=[^&]*$", "", shown_url)
+        raise SchemaError(
+            f"the shard {shard!r} {what} in the database at {shared}: "
+            f"run `tradews db upgrade --db {shared} --shard {shard}`"
         )
 
 

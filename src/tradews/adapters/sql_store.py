@@ -135,6 +135,8 @@ class SqlStore:
         path: Path | None = None,
         migrate: bool = True,
         shown_url: str | None = None,
+        shard: str = "main",
+        schema: str | None = None,
     ) -> None:
         """Use ``db`` (made by ``adapters/registry.py``). ``migrate``: bring the schema up to
         date (SQLite, on open); else only check it is (PostgreSQL: ``tradews db upgrade``).
@@ -145,12 +147,13 @@ class SqlStore:
         self.url = url
         self.path = path  # the SQLite file, None on PostgreSQL
         self.key_file = Path(key_file)
+        self.shard = shard  # the engine shard whose trading state this store reaches
         self._master: MasterKey | None = None
         try:
             if migrate:
                 upgrade(db)
             else:
-                check(db, shown_url or url)
+                check(db, shown_url or url, schema, shard=shard)
         except BaseException:
             db.close()
             raise
@@ -492,13 +495,20 @@ class SqlStore:
 
     # Instruments ---------------------------------------------------------------------------
 
-    def add_instrument(self, inst: Instrument, now_ms: int) -> None:
+    def add_instrument(self, inst: Instrument, now_ms: int, shard: str | None = None) -> None:
+        """List ``inst`` on ``shard`` (default: this store's)."""
+        shard = self.shard if shard is None else shard
         try:
             with self.db.transaction() as db:
+                if db.one("SELECT 1 FROM shards WHERE name = ?", (shard,)) is None:
+                    raise StoreError(
+                        f"no shard {shard!r}: set it up first with `tradews db upgrade --shard "
+                        f"{shard}` (PostgreSQL)"
+                    )
                 db.execute(
                     "INSERT INTO instruments(symbol, base, quote, tick, lot, min_size, max_size,"
-                    " quote_size, spread_bps, spread_ladder, created_at)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    " quote_size, spread_bps, spread_ladder, created_at, shard)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         inst.symbol,
                         inst.base,
@@ -511,15 +521,18 @@ class SqlStore:
                         str(inst.spread_bps),
                         format_ladder(inst.spread_ladder) or None,
                         now_ms,
+                        shard,
                     ),
                 )
         except IntegrityError:
             raise StoreError(f"instrument {inst.symbol!r} already exists") from None
 
-    def list_instruments(self) -> list[Instrument]:
+    def list_instruments(self, *, every_shard: bool = False) -> list[Instrument]:
+        """This store's shard's instruments (``every_shard``: all of them)."""
         rows = self.db.all(
             "SELECT symbol, base, quote, tick, lot, min_size, max_size, quote_size, spread_bps,"
-            " spread_ladder FROM instruments ORDER BY symbol"
+            " spread_ladder FROM instruments WHERE shard = ? OR ? ORDER BY symbol",
+            (self.shard, every_shard),
         )
         return [
             Instrument(
@@ -536,6 +549,22 @@ class SqlStore:
             )
             for r in rows
         ]
+
+    def instrument_shards(self) -> dict[str, str]:
+        """Every instrument's shard, by symbol."""
+        return dict(self.db.all("SELECT symbol, shard FROM instruments"))
+
+    def shards(self) -> dict[str, int]:
+        """Every shard set up in the database, with its number."""
+        return {str(n): int(k) for n, k in self.db.all("SELECT name, number FROM shards")}
+
+    def shard_number(self) -> int:
+        """This store's shard's number: its engine's order and trade ids start above
+        ``number << 40``."""
+        row = self.db.one("SELECT number FROM shards WHERE name = ?", (self.shard,))
+        if row is None:
+            raise StoreError(f"no shard {self.shard!r} in the database")
+        return int(row[0])
 
     def set_spread(
         self, symbol: str, spread_bps: Decimal, ladder: tuple[tuple[Decimal, Decimal], ...]
@@ -563,9 +592,10 @@ class SqlStore:
 
     def known_assets(self) -> dict[str, str]:
         """Every asset deposits may use, each with where it comes from: the instruments that
-        trade it, or ``declared`` (``tradews asset add``)."""
+        trade it (on any shard: funds move between shards), or ``declared`` (``tradews asset
+        add``)."""
         found: dict[str, list[str]] = {}
-        for inst in self.list_instruments():
+        for inst in self.list_instruments(every_shard=True):
             for asset in (inst.base, inst.quote):
                 found.setdefault(asset, []).append(inst.symbol)
         for (name,) in self.db.all("SELECT name FROM assets ORDER BY name"):

@@ -108,6 +108,11 @@ config_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(config_app, name="config")
+shard_app = typer.Typer(
+    help="Engine shards: each engine owns the instruments listed on its shard.",
+    no_args_is_help=True,
+)
+app.add_typer(shard_app, name="shard")
 
 out = Console(soft_wrap=True, highlight=False)
 err = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -129,6 +134,14 @@ LadderOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+ShardOption = Annotated[
+    str,
+    typer.Option(
+        "--shard",
+        help="The engine shard whose ledger and orders this reaches (PostgreSQL; see `tradews "
+        "shard list`).",
+    ),
+]
 KeyFileOption = Annotated[
     str | None,
     typer.Option(
@@ -152,15 +165,17 @@ def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
-def parse_db(db: str) -> registry.DbUrl:
+def parse_db(db: str, shard: str | None = None) -> registry.DbUrl:
+    """The database URL; ``shard``: reaching that shard's trading state."""
     try:
-        return registry.parse_db_url(db)
+        url = registry.parse_db_url(db)
+        return url if shard is None else url.for_shard(shard)
     except ValueError as exc:
         fail(str(exc))
 
 
-def open_store(db: str, key_file: str | None = None) -> SqlStore:
-    url = parse_db(db)
+def open_store(db: str, key_file: str | None = None, shard: str | None = None) -> SqlStore:
+    url = parse_db(db, shard)
     try:
         return registry.open_store(url, key_file=key_file)
     except DatabaseUnavailable as exc:
@@ -176,10 +191,10 @@ def unreachable(url: registry.DbUrl, exc: DatabaseUnavailable) -> str:
     return f"the database at {url.shown} is unreachable: {exc.detail}"
 
 
-def wait_for_store(db: str, key_file: str | None) -> SqlStore:
+def wait_for_store(db: str, key_file: str | None, shard: str | None = None) -> SqlStore:
     """The store, once the database answers: a server started before its database (a machine
     booting, a container starting) waits for it, saying so once, instead of failing."""
-    url = parse_db(db)
+    url = parse_db(db, shard)
     waiting = False
     while True:
         try:
@@ -521,7 +536,11 @@ def serve(
             )
     if role == "gateway" and demo:
         fail("--demo goes to the engine (`tradews engine --demo`), which owns the demo market")
-    store = wait_for_store(db, key_file)
+    if role == "all" and shard != registry.MAIN_SHARD:
+        fail("--shard is for `tradews engine` and `tradews gateway`: `serve` is one engine")
+    if demo and shard != registry.MAIN_SHARD:
+        fail("--demo lists the demo market on the main shard: run it on the main shard's engine")
+    store = wait_for_store(db, key_file, shard)
     url = parse_db(store.url)
     lease = registry.open_lease(url)
     if role != "gateway":
@@ -854,21 +873,32 @@ def account_list(db: DbOption = "tradews.db", as_json: JsonOption = False) -> No
 
 
 def _freeze(account: str, frozen: bool, db: str, as_json: bool) -> None:
+    """Freeze on every shard's engine (each keeps its own ledger and orders)."""
     from tradews.app.funds import FundsError, freeze_account
 
     store = open_store(db)
-    try:
-        outcome = freeze_account(store, account, frozen)
-    except FundsError as exc:
-        fail(str(exc))
-    if not outcome["ok"]:
-        fail(f"{outcome.get('reason')}: {outcome.get('message')}")
-    if as_json:
-        print_json({"account": account, **outcome})
-        return
+    shards = sorted(store.shards(), key=lambda s: (s != registry.MAIN_SHARD, s))
     state = "frozen" if frozen else "not frozen"
-    note = "" if outcome.get("changed") else " (it already was)"
-    out.print(f"{account} is {state}{note} \\[{outcome['via']}]")
+    outcomes: dict[str, Any] = {}
+    for shard in shards:
+        shard_store = store if shard == store.shard else open_store(db, shard=shard)
+        try:
+            outcome = freeze_account(shard_store, account, frozen)
+        except FundsError as exc:
+            fail(str(exc))
+        if not outcome["ok"]:
+            fail(f"{outcome.get('reason')}: {outcome.get('message')}")
+        outcomes[shard] = outcome
+        if as_json:
+            continue
+        note = "" if outcome.get("changed") else " (it already was)"
+        where = "" if len(shards) == 1 else f" on shard {shard}"
+        out.print(f"{account} is {state}{where}{note} \\[{outcome['via']}]")
+    if as_json:  # one shard: its outcome, as before shards; several: each one's
+        only = outcomes.get(registry.MAIN_SHARD) if len(outcomes) == 1 else None
+        print_json(
+            {"account": account, **only} if only else {"account": account, "shards": outcomes}
+        )
 
 
 @account_app.command("freeze")
@@ -1108,6 +1138,10 @@ def instrument_add(
     ] = None,
     spread_bps: Annotated[str, typer.Option(help="Half-spread of RFQ quotes, basis points.")] = "5",
     spread_ladder: LadderOption = None,
+    shard: Annotated[
+        str,
+        typer.Option(help="The engine shard that trades it (set up with `tradews db upgrade`)."),
+    ] = registry.MAIN_SHARD,
     db: DbOption = "tradews.db",
 ) -> None:
     """List a new instrument."""
@@ -1132,10 +1166,11 @@ def instrument_add(
         fail(str(exc))
     store = open_store(db)
     try:
-        store.add_instrument(inst, clock.now_ms())
+        store.add_instrument(inst, clock.now_ms(), shard)
     except StoreError as exc:
         fail(str(exc))
-    out.print(f"listed [bold]{symbol}[/bold]")
+    where = "" if shard == registry.MAIN_SHARD else f" on shard {shard}"
+    out.print(f"listed [bold]{symbol}[/bold]{where}")
 
 
 @instrument_app.command("spread")
@@ -1150,7 +1185,7 @@ def instrument_spread(
     """Change an instrument's RFQ spread, flat or by size; running servers quote with it
     within a second. --spread-ladder '' removes the ladder."""
     store = open_store(db)
-    inst = next((i for i in store.list_instruments() if i.symbol == symbol), None)
+    inst = next((i for i in store.list_instruments(every_shard=True) if i.symbol == symbol), None)
     if inst is None:
         fail(f"no instrument {symbol!r}")
     try:
@@ -1167,10 +1202,13 @@ def instrument_spread(
 @instrument_app.command("list")
 def instrument_list(db: DbOption = "tradews.db", as_json: JsonOption = False) -> None:
     """List instruments."""
-    instruments = open_store(db).list_instruments()
+    store = open_store(db)
+    instruments = store.list_instruments(every_shard=True)
+    shards = store.instrument_shards()
     rows = [
         {
             "symbol": i.symbol,
+            "shard": shards.get(i.symbol, registry.MAIN_SHARD),
             "base": i.base,
             "quote": i.quote,
             "tick": str(i.tick),
@@ -1309,10 +1347,19 @@ def _price_row(p: ReferencePrice, now: int) -> dict[str, Any]:
 
 
 @db_app.command("upgrade")
-def db_upgrade(db: DbOption = "tradews.db") -> None:
+def db_upgrade(
+    db: DbOption = "tradews.db",
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            help="Also set up (or upgrade) this engine shard's own tables, in a schema of its "
+            "own (PostgreSQL)."
+        ),
+    ] = None,
+) -> None:
     """Bring the database's schema up to this release's (PostgreSQL needs this before any other
     command; a SQLite file is upgraded when opened). Safe to repeat."""
-    url = parse_db(db)
+    url = parse_db(db, shard)
     try:
         before, applied = registry.upgrade_database(url)
     except StoreError as exc:
@@ -1375,7 +1422,10 @@ def db_migrate(
 
 
 def _move_funds(kind: str, account: str, asset: str, amount: str, ref: str, db: str,
-                as_json: bool) -> None:  # fmt: skip
+                as_json: bool, shard: str = "main",
+                collect: dict[str, Any] | None = None) -> None:  # fmt: skip
+    """A deposit or withdrawal; ``collect``: keep its JSON outcome there instead of printing
+    it (a transfer prints both steps as one document)."""
     from tradews.app.funds import FundsError, move_funds
 
     if not _ASSET.fullmatch(asset):
@@ -1386,7 +1436,7 @@ def _move_funds(kind: str, account: str, asset: str, amount: str, ref: str, db: 
     assert value is not None
     if value <= 0:
         fail(f"amount must be positive, got {amount}")
-    store = open_store(db)
+    store = open_store(db, shard=shard)
     if asset not in store.known_assets():
         fail(
             f"unknown asset {asset!r}: no listed instrument trades it (list one, or declare it "
@@ -1396,11 +1446,16 @@ def _move_funds(kind: str, account: str, asset: str, amount: str, ref: str, db: 
         outcome = move_funds(store, kind, account, asset, value, ref)
     except FundsError as exc:
         fail(str(exc))
-    if as_json:
+    if collect is not None:
+        collect[kind] = {"shard": shard, **outcome}
+    elif as_json:
         print_json(outcome)
-    elif outcome["ok"]:
+    if not as_json and outcome["ok"]:
         note = " (already done: same ref)" if outcome.get("duplicate") else ""
-        out.print(f"{kind} of {amount} {asset} for {account}: done{note} \\[{outcome['via']}]")
+        where = "" if shard == registry.MAIN_SHARD else f" on shard {shard}"
+        out.print(
+            f"{kind} of {amount} {asset} for {account}{where}: done{note} \\[{outcome['via']}]"
+        )
     if not outcome["ok"]:
         fail(f"{outcome.get('reason')}: {outcome.get('message')}")
 
@@ -1416,13 +1471,14 @@ def deposit(
     amount: str,
     ref: Annotated[str, typer.Option(help="Your unique reference; repeating it is harmless.")],
     db: DbOption = "tradews.db",
+    shard: ShardOption = "main",
     as_json: JsonOption = False,
 ) -> None:
     """Credit an account. Goes through the engine, whether or not a server is running.
 
     The asset must be one of a listed instrument, or declared with `tradews asset add`.
     """
-    _move_funds("deposit", account, asset, amount, ref, db, as_json)
+    _move_funds("deposit", account, asset, amount, ref, db, as_json, shard)
 
 
 @app.command(context_settings=_AMOUNT_ARGS)
@@ -1432,10 +1488,60 @@ def withdraw(
     amount: str,
     ref: Annotated[str, typer.Option(help="Your unique reference; repeating it is harmless.")],
     db: DbOption = "tradews.db",
+    shard: ShardOption = "main",
     as_json: JsonOption = False,
 ) -> None:
     """Debit an account's available funds. Goes through the engine, like deposits."""
-    _move_funds("withdraw", account, asset, amount, ref, db, as_json)
+    _move_funds("withdraw", account, asset, amount, ref, db, as_json, shard)
+
+
+@app.command(context_settings=_AMOUNT_ARGS)
+def transfer(
+    account: str,
+    asset: str,
+    amount: str,
+    from_shard: Annotated[str, typer.Option("--from", help="The shard the funds leave.")],
+    to_shard: Annotated[str, typer.Option("--to", help="The shard the funds go to.")],
+    ref: Annotated[
+        str,
+        typer.Option(help="Your unique reference; repeating it finishes a transfer cut short."),
+    ],
+    db: DbOption = "tradews.db",
+    as_json: JsonOption = False,
+) -> None:
+    """Move an account's funds between engine shards: a withdrawal on one, then a deposit on
+    the other, both journaled under the same ref.
+
+    Each shard's engine keeps its own ledger. If this is cut short between the two steps, the
+    same command again finishes it: the withdrawal is not made twice.
+    """
+    if from_shard == to_shard:
+        fail("--from and --to must be different shards")
+    open_store(db, shard=to_shard)  # both shards exist before anything moves
+    steps: dict[str, Any] = {}
+    _move_funds("withdraw", account, asset, amount, ref, db, as_json, from_shard, steps)
+    _move_funds("deposit", account, asset, amount, ref, db, as_json, to_shard, steps)
+    if as_json:
+        print_json(steps)
+
+
+@shard_app.command("list")
+def shard_list(db: DbOption = "tradews.db", as_json: JsonOption = False) -> None:
+    """The shards set up in the database, with their number and instruments."""
+    store = open_store(db)
+    by_shard: dict[str, list[str]] = {}
+    for symbol, shard in sorted(store.instrument_shards().items()):
+        by_shard.setdefault(shard, []).append(symbol)
+    shards = sorted(store.shards().items(), key=lambda s: s[1])
+    if as_json:
+        print_json(
+            [{"shard": n, "number": k, "instruments": by_shard.get(n, [])} for n, k in shards]
+        )
+        return
+    table = Table("shard", "number", "instruments")
+    for name, number in shards:
+        table.add_row(name, str(number), ", ".join(by_shard.get(name, [])) or "-")
+    print_table(table)
 
 
 # what the engine did: balances, orders, trades -------------------------------------------------
@@ -1469,6 +1575,7 @@ def _report(read: Any) -> list[dict[str, Any]]:
 def balances(
     account: Annotated[str | None, typer.Argument(help="Only this account.")] = None,
     db: DbOption = "tradews.db",
+    shard: ShardOption = "main",
     as_json: JsonOption = False,
 ) -> None:
     """Balances of every account, or of one: available, locked, total, and frozen or not.
@@ -1477,7 +1584,7 @@ def balances(
     """
     from tradews.app import reports
 
-    store = open_store(db)
+    store = open_store(db, shard=shard)
     rows = _report(lambda: reports.balances(store, account))
     if as_json:
         print_json(rows)
@@ -1496,6 +1603,7 @@ def orders(
         bool, typer.Option("--open", help="Only open orders (new or partially filled).")
     ] = False,
     db: DbOption = "tradews.db",
+    shard: ShardOption = "main",
     as_json: JsonOption = False,
 ) -> None:
     """An account's orders, oldest first, each as last changed.
@@ -1504,7 +1612,7 @@ def orders(
     """
     from tradews.app import reports
 
-    store = open_store(db)
+    store = open_store(db, shard=shard)
     rows = _report(lambda: reports.orders(store, account, open_only=open_only))
     if as_json:
         print_json(rows)
@@ -1531,6 +1639,7 @@ def trades(
         typer.Option(help="Only trades at or after this time: ISO 8601 or epoch milliseconds."),
     ] = None,
     db: DbOption = "tradews.db",
+    shard: ShardOption = "main",
     as_json: JsonOption = False,
 ) -> None:
     """Trades, oldest first, with both sides' accounts and fees.
@@ -1540,7 +1649,7 @@ def trades(
     from tradews.app import reports
 
     since_ms = None if since is None else parse_since(since)
-    store = open_store(db)
+    store = open_store(db, shard=shard)
     rows = _report(lambda: reports.trades(store, account=account, symbol=symbol, since=since_ms))
     if as_json:
         print_json(rows)

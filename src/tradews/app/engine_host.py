@@ -284,16 +284,28 @@ class EngineHost:
         self._executor.shutdown(wait=True)
 
 
+# A shard's order and trade ids start above its number shifted this far: 2^40 ids each, and
+# ids stay below 2^53 (exact in JSON's numbers) for up to 8,192 shards.
+SHARD_ID_BITS = 40
+
+
 def recover(
-    instruments: Iterable[Instrument], journal: SqlJournal, *, fee_account_id: int
+    instruments: Iterable[Instrument],
+    journal: SqlJournal,
+    *,
+    fee_account_id: int,
+    shard_number: int = 0,
 ) -> tuple[Engine, int, int | None]:
     """Rebuild the engine: the newest snapshot (checked against its state hash), then the
     journal after it. Returns the engine, how many commands were replayed, and the snapshot's
-    seq (None without one)."""
+    seq (None without one). ``shard_number``: the engine's shard (its ids start above
+    ``shard_number << SHARD_ID_BITS``)."""
     instruments = list(instruments)
     snapshot = journal.latest_snapshot()
     if snapshot is None:
-        engine = Engine(instruments, fee_account_id=fee_account_id)
+        engine = Engine(
+            instruments, fee_account_id=fee_account_id, id_base=shard_number << SHARD_ID_BITS
+        )
         start = None
     else:
         start, digest, state = snapshot

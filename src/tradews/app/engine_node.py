@@ -252,7 +252,7 @@ class EngineLink:
         def current() -> dict[str, tuple[int, int]]:
             return {s: (p.numerator, p.denominator) for s, p in references.items()}
 
-        await self.bus.answer_prices(current)
+        await self.bus.answer_prices(self.shard, current)
         interval = self.server.settings.tick_interval
         loop = asyncio.get_running_loop()
         last: dict[str, tuple[int, int]] = {}
@@ -268,7 +268,7 @@ class EngineLink:
             if prices == last and loop.time() - sent_at < PRICES_REPEAT_S:
                 continue
             with contextlib.suppress(Exception):
-                await self.bus.publish_prices(prices)
+                await self.bus.publish_prices(self.shard, prices)
                 last, sent_at = prices, loop.time()
 
 

@@ -88,7 +88,12 @@ def _apply_offline(store: SqlStore, ops: Operations, command: AnyCommand) -> dic
     _, fee_id = ops.system_accounts(clock.now_ms())
     journal = open_journal(store.url)
     try:
-        engine, _, _ = recover(store.list_instruments(), journal, fee_account_id=fee_id)
+        engine, _, _ = recover(
+            store.list_instruments(),
+            journal,
+            fee_account_id=fee_id,
+            shard_number=store.shard_number(),
+        )
         result, events = engine.apply(command)
         journal.append([JournalEntry(engine.seq, command.at, encoder.encode(command), events)])
     finally:

@@ -93,7 +93,7 @@ class GatewayLink:
                 if den > 0:
                     references[symbol] = Fraction(num, den)
 
-        await self.bus.follow_prices(prices)
+        await self.bus.follow_prices(self.shard, prices)
         server.services.session_tags = self.new_session_tag
         self._heartbeat = asyncio.create_task(self._beat(), name="gateway-heartbeat")
         log.info(

@@ -24,8 +24,8 @@ from pathlib import Path
 
 from tradews.adapters import registry
 from tradews.adapters.sql_copy import copy_rows
-from tradews.adapters.sql_store import FEE_ACCOUNT, SqlStore, StoreError
-from tradews.app.engine_host import recover
+from tradews.adapters.sql_store import SqlStore, StoreError
+from tradews.app.reports import engine_state
 from tradews.engine.engine import Engine
 
 
@@ -133,14 +133,7 @@ def _place_key_file(
 
 
 def _recovered(store: SqlStore) -> Engine:
-    fees = store.get_account(FEE_ACCOUNT)
-    journal = registry.open_journal(store.url)
-    try:
-        engine, _, _ = recover(
-            store.list_instruments(), journal, fee_account_id=0 if fees is None else fees.id
-        )
-    finally:
-        journal.close()
+    engine = engine_state(store)
     engine.validate()
     return engine
 

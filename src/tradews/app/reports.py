@@ -38,7 +38,10 @@ def engine_state(store: SqlStore) -> Engine:
     journal = open_journal(store.url)
     try:
         engine, _, _ = recover(
-            store.list_instruments(), journal, fee_account_id=0 if fees is None else fees.id
+            store.list_instruments(),
+            journal,
+            fee_account_id=0 if fees is None else fees.id,
+            shard_number=store.shard_number(),
         )
     finally:
         journal.close()

@@ -190,11 +190,14 @@ class Server:
         self._now_ms = now_ms
         now = now_ms()
         self.house_id, self.fee_id = self.ops.system_accounts(now)
-        self.catalog = Catalog(store.list_instruments())
+        self.catalog = Catalog(store.list_instruments(), store.instrument_shards())
         self.journal = open_journal(store.url, durability=settings.durability)
         started = time.perf_counter()
         self.engine, self.replayed, self.snapshot_seq = recover(
-            self.catalog.all(), self.journal, fee_account_id=self.fee_id
+            self.catalog.all(),
+            self.journal,
+            fee_account_id=self.fee_id,
+            shard_number=store.shard_number(),
         )
         self.engine.validate()
         self.replay_seconds = time.perf_counter() - started
@@ -775,7 +778,10 @@ class Server:
                     self.submit(ListInstrument.of(self._now_ms(), inst))
                     if inst.symbol not in self.engine.markets:
                         log.error("cannot list %s (see the log)", inst.symbol)
-        self.catalog.replace([i for i in instruments if i.symbol in self.engine.markets])
+        self.catalog.replace(
+            [i for i in instruments if i.symbol in self.engine.markets],
+            self.store.instrument_shards(),
+        )
         if self.settings.demo:
             self._sync_walks()
 

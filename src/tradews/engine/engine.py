@@ -247,7 +247,10 @@ class Engine:
         *,
         fee_account_id: int,
         closed_kept: int = 100_000,
+        id_base: int = 0,
     ) -> None:
+        """``id_base``: order and trade ids start above it (a shard's, so that ids are unique
+        across the engines of a deployment)."""
         self.seq = 0
         self.fee_account_id = fee_account_id
         self.markets: dict[str, Market] = {}
@@ -275,8 +278,8 @@ class Engine:
         self._deadlines: dict[int, int] = {}
         self._deadline_heap: list[tuple[int, int]] = []
         self._frozen: set[int] = set()  # accounts the operator froze
-        self._next_order_id = 1
-        self._next_trade_id = 1
+        self._next_order_id = id_base + 1
+        self._next_trade_id = id_base + 1
         self._priority = 0
         # The command's ``at`` and ``seq`` as Python ints, boxed once per command: compiled,
         # every event built from an int attribute would otherwise allocate a new int object.

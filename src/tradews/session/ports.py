@@ -69,6 +69,10 @@ class InstrumentCatalog(Protocol):
 
     def all(self) -> list[Instrument]: ...
 
+    def unknown(self, symbol: str) -> str:
+        """Why ``symbol`` is not traded here, for a client (another engine shard may list it)."""
+        ...
+
 
 class Trading(Protocol):
     """The way to the engine. ``reply`` is called once the command's effects are durable, or

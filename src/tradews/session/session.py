@@ -961,13 +961,13 @@ class Session(Generic[C]):
     def _instrument(self, symbol: str) -> Instrument:
         inst = self._services.instruments.get(symbol)
         if inst is None:
-            raise ApiError(ErrorCode.UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}")
+            raise ApiError(ErrorCode.UNKNOWN_SYMBOL, self._services.instruments.unknown(symbol))
         return inst
 
     def _instrument_or_reject(self, symbol: str) -> Instrument:
         inst = self._services.instruments.get(symbol)
         if inst is None:
-            raise rejected(Reject.UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}")
+            raise rejected(Reject.UNKNOWN_SYMBOL, self._services.instruments.unknown(symbol))
         return inst
 
     def _check_subscription_room(self) -> None:

@@ -193,7 +193,7 @@ class TradingView(Generic[C]):
                     "ticker.SYMBOL, orders or balances",
                 )
             if self._catalog.get(symbol) is None:
-                raise ApiError(ErrorCode.UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}")
+                raise ApiError(ErrorCode.UNKNOWN_SYMBOL, self._catalog.unknown(symbol))
             if kind == "book":
                 depth = DEFAULT_BOOK_DEPTH if depth is None else depth
                 if depth not in BOOK_DEPTHS:
