@@ -41,7 +41,7 @@ def test_accounts_keys_and_instruments(tmp_path: Path) -> None:
     assert added.returncode == 0, added.stderr
     (inst,) = run_cli("instrument", "list", "--json", db=db)
     assert inst == {
-        "symbol": "ADA_EUR", "base": "ADA", "quote": "EUR", "tick": "0.0001", "lot": "1",
+        "symbol": "ADA_EUR", "shard": "main", "base": "ADA", "quote": "EUR", "tick": "0.0001", "lot": "1",
         "minSize": "10", "maxSize": "100000", "quoteSize": "10", "spreadBps": "5", "spreadLadder": None,
     }  # fmt: skip
 
