@@ -112,6 +112,9 @@ async def test_two_engine_shards_trade_apart_with_their_own_ledgers(
         "main": ["ETH_USD"],
         "eu": ["BTC_EUR"],
     }
+    # the operator's commands on an instrument find it on any shard
+    priced = run_cli("price", "set", "BTC_EUR", "50000", db=d.db, check=False)
+    assert priced.returncode == 0, priced.stderr
     m1, m2 = await login(main, keys["t1"]), await login(main, keys["t2"])
     e1, e2 = await login(eu, keys["t1"]), await login(eu, keys["t2"])
 

@@ -1286,7 +1286,7 @@ def price_set(
     assert value is not None
     max_age_ms = None if max_age is None else parse_duration_ms(max_age, "--max-age")
     store = open_store(db)
-    inst = next((i for i in store.list_instruments() if i.symbol == symbol), None)
+    inst = next((i for i in store.list_instruments(every_shard=True) if i.symbol == symbol), None)
     if inst is None:
         fail(f"no instrument {symbol!r}")
     exponent = value.as_tuple().exponent

@@ -63,7 +63,7 @@ def seed_demo(store: SqlStore, now_ms: int) -> DemoCredentials:
 
     The previous banner key is revoked: its secret was printed once and is gone.
     """
-    existing = {i.symbol for i in store.list_instruments()}
+    existing = {i.symbol for i in store.list_instruments(every_shard=True)}
     for inst in DEMO_INSTRUMENTS:
         if inst.symbol not in existing:
             store.add_instrument(inst, now_ms)
