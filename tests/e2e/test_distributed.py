@@ -134,6 +134,22 @@ async def test_clients_on_two_gateways_trade_and_see_the_same_streams(
         await c.close()
 
 
+async def test_stopped_gateways_and_engine_exit_by_themselves_with_status_0(
+    deployment: tuple[Deployment, dict[str, dict[str, str]]],
+) -> None:
+    """What ``systemctl stop`` does: SIGTERM, then SIGKILL if the process has not exited within
+    a grace (``ServerProcess.stop``: 10 s, whose kill would make the status -9). Each part,
+    having carried orders, leaves by itself, cleanly."""
+    d, keys = deployment
+    client = await login(d.gateways[0], keys["t1"])
+    await client.place_order("ETH_USD", "buy", "1.000", price="2000.00", client_order_id="s1")
+    await client.close()
+    await converged(d)
+    for part in (*d.gateways, d.engine):
+        assert await asyncio.to_thread(part.stop) == 0, part.output[-5:]
+        assert "stopped at seq" in part.output[-1], part.output[-5:]
+
+
 async def burst(server: ServerProcess, name: str, key: dict[str, str], orders: int,
                 acked: list[str], stop: asyncio.Event) -> None:  # fmt: skip
     """Crossing orders, 16 in flight; record each acknowledged clientOrderId. Once ``stop`` is
