@@ -67,9 +67,14 @@ typecheck: install
 # fallback.
 PURE_SUITES := tests/domain tests/e2e/test_crash.py tests/e2e/test_trading.py tests/unit/test_build.py
 
+# pytest-xdist workers: the tests mostly wait on the servers they start (each on its own port,
+# database and bus namespace), so two share even a 2-core machine well. PYTEST_WORKERS=0 runs
+# them in this one process.
+PYTEST_WORKERS ?= 2
+
 unit: install node_modules/.installed browser
-	$(BIN)/python -m pytest
-	TRADEWS_PURE_PYTHON=1 $(BIN)/python -m pytest $(PURE_SUITES)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
+	TRADEWS_PURE_PYTHON=1 $(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PURE_SUITES)
 
 test: lint typecheck unit
 

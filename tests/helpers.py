@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from tradews.client import Client, Notification
-from tradews.testing import run_cli
+from tradews.testing import run_cli_many
 
 T = TypeVar("T")
 
@@ -74,20 +74,25 @@ def balance(rows: list[dict[str, str]], asset: str) -> tuple[Decimal, Decimal]:
 def funded_accounts(db: Path | str, names: Iterable[str]) -> dict[str, dict[str, str]]:
     """ETH_USD (tick 0.01, lot 0.001) and, per name, an enterprise account with an API key and
     10,000,000 USD and 10,000 ETH; all made before any server runs, so the deposits take the
-    offline path (this process is the engine for one command). Returns the keys by name."""
-    run_cli(
-        "instrument", "add", "ETH_USD", "--base", "ETH", "--quote", "USD",
-        "--tick", "0.01", "--lot", "0.001", db=db,
-    )  # fmt: skip
-    keys = {}
+    offline path (the command's process is the engine for one command). Returns the keys by
+    name."""
+    names = list(names)
+    commands: list[tuple[str, ...]] = [
+        ("instrument", "add", "ETH_USD", "--base", "ETH", "--quote", "USD",
+         "--tick", "0.01", "--lot", "0.001"),
+    ]  # fmt: skip
     for name in names:
-        run_cli("account", "create", name, "--tier", "enterprise", db=db)
-        keys[name] = run_cli("key", "create", name, "--json", db=db)
+        commands.append(("account", "create", name, "--tier", "enterprise"))
+        commands.append(("key", "create", name, "--json"))
         for asset, amount in (("USD", "10000000"), ("ETH", "10000")):
-            out = run_cli(
-                "deposit", name, asset, amount, "--ref", f"{name}-{asset}", "--json", db=db
-            )
-            assert out["ok"] and out["via"] == "offline"
+            commands.append(("deposit", name, asset, amount, "--ref", f"{name}-{asset}", "--json"))
+    done = run_cli_many(*commands, db=db)
+    keys = {}
+    for args, out in zip(commands, done, strict=True):
+        if args[:2] == ("key", "create"):
+            keys[args[2]] = out
+        elif args[0] == "deposit":
+            assert out["ok"] and out["via"] == "offline", out
     return keys
 
 
@@ -109,12 +114,14 @@ async def readyz(base_url: str) -> tuple[int, bytes]:
 def rfq_desk(db: Path, *instrument: str, trader: str = "alice") -> dict[str, str]:
     """A database with BTC_USD listed (``instrument``: more `instrument add` options), a funded
     house and one enterprise trader with no funds; returns the trader's key."""
-    run_cli(
-        "instrument", "add", "BTC_USD", "--base", "BTC", "--quote", "USD",
-        "--tick", "0.01", "--lot", "0.0001", "--max-size", "100", *instrument, db=db,
+    done = run_cli_many(
+        ("instrument", "add", "BTC_USD", "--base", "BTC", "--quote", "USD",
+         "--tick", "0.01", "--lot", "0.0001", "--max-size", "100", *instrument),
+        ("account", "create", trader, "--tier", "enterprise"),
+        ("key", "create", trader, "--json"),
+        *(("deposit", "house", asset, amount, "--ref", f"house-{asset}")
+          for asset, amount in (("USD", "10000000"), ("BTC", "100"))),
+        db=db,
     )  # fmt: skip
-    run_cli("account", "create", trader, "--tier", "enterprise", db=db)
-    key: dict[str, str] = run_cli("key", "create", trader, "--json", db=db)
-    for asset, amount in (("USD", "10000000"), ("BTC", "100")):
-        run_cli("deposit", "house", asset, amount, "--ref", f"house-{asset}", db=db)
+    key: dict[str, str] = done[2]
     return key

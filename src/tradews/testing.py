@@ -265,6 +265,51 @@ def run_cli(*args: str, db: Path | str, check: bool = True) -> Any:
     """Run the ``tradews`` command line; return parsed JSON output (or the raw result)."""
     cmd = [sys.executable, "-m", "tradews", *args, "--db", str(db)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    return _cli_result(args, done, check)
+
+
+def run_cli_many(*commands: tuple[str, ...], db: Path | str) -> list[Any]:
+    """Run several ``tradews`` command lines one after the other, each as :func:`run_cli` does
+    (its own parse, store and exit status) but in one process, which pays Python's and the
+    command line's start-up once; stops at the first that fails, raising what it said."""
+    argvs = [[*args, "--db", str(db)] for args in commands]
+    done = subprocess.run(
+        [sys.executable, "-c", _RUN_MANY],
+        input=json.dumps(argvs),
+        capture_output=True,
+        text=True,
+        timeout=60 + 10 * len(argvs),
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"tradews commands failed ({done.returncode}): {done.stderr.strip()}")
+    return [
+        _cli_result(args, subprocess.CompletedProcess(args, code, stdout, stderr), True)
+        for args, (code, stdout, stderr) in zip(commands, json.loads(done.stdout), strict=True)
+    ]
+
+
+# What run_cli_many runs: `tradews` (its main(), exit status and all) once for each command
+# line it reads, with what each prints kept apart; then the lot, as JSON, on the real stdout.
+_RUN_MANY = """
+import contextlib, io, json, sys
+from tradews.app.cli import main
+results = []
+for argv in json.load(sys.stdin):
+    sys.argv = ["tradews", *argv]
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    results.append((code, out.getvalue(), err.getvalue()))
+    if code:
+        break
+json.dump(results, sys.stdout)
+"""
+
+
+def _cli_result(args: tuple[str, ...], done: subprocess.CompletedProcess[str], check: bool) -> Any:
     if check and done.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
     if "--json" in args and done.returncode == 0:

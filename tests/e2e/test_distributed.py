@@ -82,18 +82,21 @@ async def login(server: ServerProcess, key: dict[str, str]) -> Client:
 
 
 async def converged(d: Deployment) -> dict[str, Any]:
-    """Wait until every gateway's replica is at the engine's seq with the same state hash."""
-    want = state(d.engine)
+    """Wait until every gateway's replica is at the engine's seq with the same state hash; the
+    engine's state then. The engine is read after the gateways each time: it may still be taking
+    commands (those sent while it was down, after a restart), and a replica is never ahead of
+    it, so equal readings are one state of the whole deployment."""
 
-    async def probe() -> list[tuple[int, str]]:
-        return [(s["seq"], s["stateHash"]) for s in map(state, d.gateways)]
+    async def probe() -> tuple[dict[str, Any], list[tuple[int, str]]]:
+        replicas = [(s["seq"], s["stateHash"]) for s in map(state, d.gateways)]
+        return state(d.engine), replicas
 
-    await eventually(
+    engine, _ = await eventually(
         probe,
-        lambda seen: all(s == (want["seq"], want["stateHash"]) for s in seen),
-        what=f"gateways at the engine's seq {want['seq']} and hash",
+        lambda seen: all(r == (seen[0]["seq"], seen[0]["stateHash"]) for r in seen[1]),
+        what="gateways at the engine's seq and hash (engine's state, replicas')",
     )
-    return want
+    return engine
 
 
 async def test_clients_on_two_gateways_trade_and_see_the_same_streams(
@@ -132,6 +135,22 @@ async def test_clients_on_two_gateways_trade_and_see_the_same_streams(
     assert seen[0] == seen[1]
     for c in (seller, buyer, *watchers):
         await c.close()
+
+
+async def test_stopped_gateways_and_engine_exit_by_themselves_with_status_0(
+    deployment: tuple[Deployment, dict[str, dict[str, str]]],
+) -> None:
+    """What ``systemctl stop`` does: SIGTERM, then SIGKILL if the process has not exited within
+    a grace (``ServerProcess.stop``: 10 s, whose kill would make the status -9). Each part,
+    having carried orders, leaves by itself, cleanly."""
+    d, keys = deployment
+    client = await login(d.gateways[0], keys["t1"])
+    await client.place_order("ETH_USD", "buy", "1.000", price="2000.00", client_order_id="s1")
+    await client.close()
+    await converged(d)
+    for part in (*d.gateways, d.engine):
+        assert await asyncio.to_thread(part.stop) == 0, part.output[-5:]
+        assert "stopped at seq" in part.output[-1], part.output[-5:]
 
 
 async def burst(server: ServerProcess, name: str, key: dict[str, str], orders: int,

@@ -15,6 +15,7 @@ tests/e2e/test_reference.py.)
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -28,7 +29,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tests.helpers import eventually
 from tradews.app.cli import app
+from tradews.client import Client
 from tradews.testing import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -130,6 +133,16 @@ def stop(process: subprocess.Popen[str]) -> None:
         time.sleep(1)
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+
+
+async def listed(url: str, symbol: str) -> None:
+    """Wait until the server at ``url`` lists ``symbol`` (``instruments``, no login needed)."""
+    async with await Client.connect(url) as client:
+
+        async def symbols() -> list[str]:
+            return [i["symbol"] for i in await client.call("instruments")]
+
+        await eventually(symbols, lambda seen: symbol in seen, what=f"{symbol} listed", timeout=30)
 
 
 def stream_quotes(command: str, cwd: Path, n: int = 3) -> list[str]:
@@ -277,6 +290,9 @@ def test_the_distributed_deployment_as_the_readme_says(tmp_path: Path) -> None:
         key = re.search(r"apiKey:\s+(tw_\w+)", engine_log)
         secret = re.search(r"apiSecret:\s+(\S+)", engine_log)
         assert key and secret, engine_log
+        # the gateway lists the demo's instruments once its replica has applied the engine's
+        # listing of them, which may come a moment after both banners
+        asyncio.run(listed(url, "BTC_USD"))
         quotes = stream_quotes(
             f". {ROOT}/.venv/bin/activate && tradews quotes BTC_USD --url {url} "
             f"--key {key.group(1)} --secret {secret.group(1)}",

@@ -68,10 +68,18 @@ async def quotes_keep_coming(server: ServerProcess, n: int) -> None:
         assert seqs == list(range(1, n + 1))
 
 
-async def read_all(ws: RawWebSocket, *, idle: float = 3.0) -> list[dict[str, Any]]:
-    """Read until the server has been quiet for ``idle`` seconds."""
+async def read_all(
+    ws: RawWebSocket, *, orders: int, stall: float = 30.0, idle: float = 3.0
+) -> list[dict[str, Any]]:
+    """Read until ``orders`` order updates have come (each frame within ``stall`` seconds: the
+    server is sending the backlog, however slowly a busy machine lets it), then until the
+    server has been quiet for ``idle`` seconds (what it sends once the reader has caught up)."""
     out: list[dict[str, Any]] = []
+    seen = 0
     try:
+        while seen < orders and (frame := await ws.recv(timeout=stall)) is not None:
+            out.append(json.loads(frame.payload))
+            seen += out[-1].get("method") == "orders"
         while (frame := await ws.recv(timeout=idle)) is not None:
             out.append(json.loads(frame.payload))
     except TimeoutError:
@@ -103,7 +111,7 @@ async def test_a_slow_reader_is_warned_and_catches_up_with_fresh_state(busy: Ser
 
         await asyncio.gather(until_warned(), quotes_keep_coming(busy, 20))
         assert (await asyncio.to_thread(busy.metrics))["tradews_connections_behind"] == 1
-        messages = await read_all(slow)
+        messages = await read_all(slow, orders=2 * pairs)  # each pair: new, cancelled
         slow.close()
     warnings = [m["params"] for m in messages if m.get("method") == "warning"]
     assert len(warnings) == 1 and warnings[0]["code"] == "slow_consumer"

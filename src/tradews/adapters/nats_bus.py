@@ -37,6 +37,9 @@ DUPLICATE_WINDOW_S = 120.0  # JetStream's de-duplication window for command ids
 # How long the log keeps entries (a gateway reads older ones from the store).
 LOG_MAX_AGE_S = 24 * 3600.0
 ACK_WAIT_S = 30.0  # a command taken and not acknowledged within this is delivered again
+# At close, how long the subscriptions' callbacks get to finish the messages already received
+# (the client library's default is 30 s, far longer than a stop should take).
+DRAIN_TIMEOUT_S = 2.0
 FETCH_BATCH = 256
 
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
@@ -153,6 +156,7 @@ class Bus:
         self._js: Any = None
         self.connected = asyncio.Event()
         self._closing = False
+        self._pulls: list[Any] = []  # the pull consumers' subscriptions (take_commands)
 
     async def connect(self, *, wait: bool = True) -> None:
         """Connect, retrying every second while NATS is unreachable (``wait``), then make sure
@@ -190,6 +194,7 @@ class Bus:
                     disconnected_cb=disconnected,
                     reconnected_cb=reconnected,
                     error_cb=error,
+                    drain_timeout=DRAIN_TIMEOUT_S,
                 )
                 break
             except Exception as exc:
@@ -236,7 +241,17 @@ class Bus:
                     ) from None
 
     async def close(self) -> None:
+        """Leave: drop the pull consumers' subscriptions, then drain the others and close.
+
+        A pull subscription is dropped, not drained: what it holds is never read again (the
+        status reply to a pull request that expired arrives after ``fetch`` has returned, and
+        draining would wait for it to be read until the drain timeout), and a command fetched
+        but not acknowledged is delivered again to the next engine."""
         self._closing = True
+        for sub in self._pulls:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        self._pulls = []
         if self._nc is not None:
             with contextlib.suppress(Exception):
                 await self._nc.drain()
@@ -351,7 +366,7 @@ class Bus:
         takes over continues from the same consumer)."""
         from nats.js.api import AckPolicy, ConsumerConfig
 
-        return await self._js.pull_subscribe(
+        consumer = await self._js.pull_subscribe(
             self.url.command_subject(shard),
             durable=f"engine-{shard}",
             stream=self.url.commands_stream,
@@ -359,6 +374,8 @@ class Bus:
                 ack_policy=AckPolicy.EXPLICIT, ack_wait=self._ack_wait, max_ack_pending=100_000
             ),
         )
+        self._pulls.append(consumer)
+        return consumer
 
     async def fetch(self, consumer: Any, timeout: float = 1.0) -> list[Command]:
         """The commands waiting (up to a batch), or an empty list after ``timeout``."""

@@ -1839,8 +1839,9 @@ def main() -> None:
     config.name_settings(command)
     try:
         argv, _config_file = config.config_path(sys.argv[1:])
-        known = config.settings(command)
-        values = {} if _config_file is None else config.load(_config_file, known)
+        values = {}
+        if _config_file is not None:  # the settings are only needed to check a file
+            values = config.load(_config_file, config.settings(command))
     except config.ConfigError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         sys.exit(1)

@@ -70,6 +70,7 @@ def settings(root: Any) -> dict[str, Setting]:
     found: dict[str, Setting] = {}
     ordered = sorted(_commands(root), key=lambda pc: pc[0] != ("serve",))
     for _, command in ordered:
+        hints: dict[str, Any] | None = None  # the command's annotations, resolved once
         for param in command.params:
             envvar = param.envvar
             if not isinstance(envvar, str) or not envvar.startswith(PREFIX):
@@ -78,7 +79,9 @@ def settings(root: Any) -> dict[str, Setting]:
             if key in found or envvar == CONFIG_ENV:
                 continue
             option = max(param.opts, key=len) if param.opts else param.name
-            kind, many = _kind(command, param.name)
+            if hints is None:
+                hints = typing.get_type_hints(inspect.unwrap(command.callback))
+            kind, many = _kind(hints.get(param.name, str))
             found[key] = Setting(key, envvar, option, param.default, param.help or "", kind, many)
     return found
 
@@ -149,11 +152,9 @@ def from_text(setting: Setting, text: str) -> Any:
     return text
 
 
-def _kind(command: Any, name: str) -> tuple[type, bool]:
-    """The Python type of a command's parameter (None and list taken off), and whether it is a
-    list, from the annotations of the function behind the command."""
-    function = inspect.unwrap(command.callback)
-    hint = typing.get_type_hints(function).get(name, str)
+def _kind(hint: Any) -> tuple[type, bool]:
+    """The Python type of a command's parameter, from its annotation (``hint``) with None and
+    list taken off, and whether it is a list."""
     many = False
     while True:
         args = [a for a in typing.get_args(hint) if a is not type(None)]
