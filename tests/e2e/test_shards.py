@@ -26,6 +26,7 @@ from tradews.testing import (
     fresh_bus_url,
     nats_reachable,
     run_cli,
+    run_cli_many,
 )
 
 pytestmark = pytest.mark.timeout(180)
@@ -66,17 +67,15 @@ def shards(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Sh
     with fresh_pg_database() as db:
         run_cli("db", "upgrade", "--shard", "eu", db=db)
         keys = funded_accounts(db, TRADERS)  # ETH_USD on main, funds on main
-        run_cli(
-            "instrument", "add", "BTC_EUR", "--base", "BTC", "--quote", "EUR",
-            "--tick", "0.01", "--lot", "0.0001", "--shard", "eu", db=db,
-        )  # fmt: skip
+        eu: list[tuple[str, ...]] = [
+            ("instrument", "add", "BTC_EUR", "--base", "BTC", "--quote", "EUR",
+             "--tick", "0.01", "--lot", "0.0001", "--shard", "eu"),
+        ]  # fmt: skip
         for name in TRADERS:
             for asset, amount in (("EUR", "1000000"), ("BTC", "100")):
-                out = run_cli(
-                    "deposit", name, asset, amount, "--ref", f"eu-{name}-{asset}",
-                    "--shard", "eu", "--json", db=db,
-                )  # fmt: skip
-                assert out["ok"]
+                eu.append(("deposit", name, asset, amount, "--ref", f"eu-{name}-{asset}",
+                           "--shard", "eu", "--json"))  # fmt: skip
+        assert all(out["ok"] for out in run_cli_many(*eu, db=db)[1:])
         deployment = Shards(db, bus)
         try:
             for shard in ("main", "eu"):
