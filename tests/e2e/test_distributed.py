@@ -546,3 +546,33 @@ async def test_a_signed_login_replayed_on_another_gateway_is_refused(
     assert refused.value.code == 1011
     for c in (first, replay):
         await c.close()
+
+
+async def test_a_gateway_started_before_the_engine_lists_what_the_engine_lists(
+    tmp_path: Path, bus: str
+) -> None:
+    """A gateway up before the engine's first start built its replica from a store with no
+    instruments; the engine lists the store's instruments when it is built. The engine journals
+    their listing at start, so the gateway's replica lists them too, at the same point."""
+    db = tmp_path / "tradews.db"
+    run_cli("account", "list", db=db)  # the store exists, empty
+    gateway = ServerProcess.start(db, demo=False, command="gateway", args=("--bus", bus))
+    keys = funded_accounts(db, TRADERS[:2])  # listed and funded while no engine runs
+    d = Deployment(db, bus, ServerProcess.start(db, demo=False, command="engine",
+                                                args=("--bus", bus)), [gateway])  # fmt: skip
+    try:
+
+        async def symbols() -> list[str]:
+            async with await Client.connect(gateway.url) as probe:
+                return [i["symbol"] for i in await probe.call("instruments")]
+
+        await eventually(symbols, lambda seen: seen == ["ETH_USD"], what="ETH_USD listed")
+        seller, buyer = await login(gateway, keys["t1"]), await login(gateway, keys["t2"])
+        await seller.place_order("ETH_USD", "sell", "1.000", price="3000.00")
+        filled = await buyer.place_order("ETH_USD", "buy", "1.000", price="3000.00")
+        assert filled["status"] == "filled"
+        await converged(d)  # the replica is the engine's state
+        await seller.close()
+        await buyer.close()
+    finally:
+        d.stop()

@@ -136,13 +136,14 @@ def stop(process: subprocess.Popen[str]) -> None:
 
 
 async def listed(url: str, symbol: str) -> None:
-    """Wait until the server at ``url`` lists ``symbol`` (``instruments``, no login needed)."""
-    async with await Client.connect(url) as client:
+    """Wait until the server at ``url`` lists ``symbol`` (``instruments``, no login needed; a
+    connection each time, as one without a login is closed after 10 s)."""
 
-        async def symbols() -> list[str]:
+    async def symbols() -> list[str]:
+        async with await Client.connect(url) as client:
             return [i["symbol"] for i in await client.call("instruments")]
 
-        await eventually(symbols, lambda seen: symbol in seen, what=f"{symbol} listed", timeout=30)
+    await eventually(symbols, lambda seen: symbol in seen, what=f"{symbol} listed", timeout=30)
 
 
 def stream_quotes(command: str, cwd: Path, n: int = 3) -> list[str]:

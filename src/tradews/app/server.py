@@ -329,7 +329,11 @@ class Server:
             if self.settings.serve_clients:
                 self.end_sessions()
             self.expire_deadlines()
-            self._reload_instruments()  # journal the listing of any the store has and it has not
+            # Journal the listing of any instrument the store has and the engine has not. The
+            # engine role journals every one: it listed the store's instruments when it was
+            # built, outside the journal, and a gateway whose replica was built before they
+            # were in the store learns of them only from the log.
+            self._reload_instruments(relist=not self.settings.serve_clients)
             await self.engine_host.drain()  # so is the desk's demo inventory
         if self.gateway is not None:
             await self.gateway.start()
@@ -768,13 +772,14 @@ class Server:
     def _shown_url(self) -> str:
         return parse_db_url(self.store.url).shown
 
-    def _reload_instruments(self) -> None:
-        """List the store's new instruments. The engine journals each listing (so a replica
+    def _reload_instruments(self, *, relist: bool = False) -> None:
+        """List the store's new instruments (``relist``: journal the listing of every one, a
+        no-op for the engine where listed). The engine journals each listing (so a replica
         lists it at the same point); a gateway's catalog shows what its replica has listed."""
         instruments = self.store.list_instruments()
         if self.engine_host is not None:
             for inst in instruments:
-                if inst.symbol not in self.engine.markets:
+                if relist or inst.symbol not in self.engine.markets:
                     self.submit(ListInstrument.of(self._now_ms(), inst))
                     if inst.symbol not in self.engine.markets:
                         log.error("cannot list %s (see the log)", inst.symbol)
