@@ -336,7 +336,8 @@ class TradewsRunner(Runner):
             (int(side), level.price, o.order_id, o.remaining)
             for side in (Side.BUY, Side.SELL)
             for level in book.levels(side)
-            for o in level.orders.values()
+            # a method since a level's queue is a list; a dict before (older commits as baselines)
+            for o in (level.orders() if callable(level.orders) else level.orders.values())
         ]
 
 

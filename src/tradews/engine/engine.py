@@ -526,7 +526,7 @@ class Engine:
         left = c.quantity
         cost = 0
         for level in book.levels(Side.SELL):
-            for maker in level.orders.values():
+            for maker in level.orders():
                 if maker.account_id == c.account_id:
                     return cost * market.notional_atoms
                 take = min(left, maker.remaining)
