@@ -208,6 +208,7 @@ class Market:
 
     __slots__ = (
         "base",
+        "base_rows",
         "book",
         "fee_base",
         "fee_quote",
@@ -217,6 +218,7 @@ class Market:
         "min_lots",
         "notional_atoms",
         "quote",
+        "quote_rows",
     )
 
     def __init__(
@@ -235,6 +237,9 @@ class Market:
         # in each (a fill looks neither up; rows are never removed from a ledger).
         self.fee_base: Balance | None = None
         self.fee_quote: Balance | None = None
+        # The ledger's rows in the base and the quote asset by account (see bind).
+        self.base_rows: dict[int, Balance] = {}
+        self.quote_rows: dict[int, Balance] = {}
         self.instrument: Final = instrument
         self.notional_atoms: Final = notional_atoms  # atoms of the quote asset in 1 tick x 1 lot
         self.lot_atoms: Final = lot_atoms  # atoms of the base asset in one lot
@@ -243,6 +248,13 @@ class Market:
         # The instrument's assets as fields of their own: Instrument's are slower to read.
         self.base: Final = instrument.base
         self.quote: Final = instrument.quote
+
+    def bind(self, ledger: Ledger) -> None:
+        """Find rows in ``ledger`` (the engine's, again whenever it replaces its ledger): an
+        order's rows are then one lookup by account away, not two."""
+        self.base_rows = ledger.rows_of(self.base)
+        self.quote_rows = ledger.rows_of(self.quote)
+        self.fee_base = self.fee_quote = None
 
     @classmethod
     def of(cls, inst: Instrument, touched: Touched | None = None) -> Market:
@@ -318,6 +330,7 @@ class Engine:
         if inst.symbol in self.markets:
             return
         market = self.markets[inst.symbol] = Market.of(inst, self._touched_levels)
+        market.bind(self.ledger)
         self.books[inst.symbol] = market.book
 
     def _list(self, c: ListInstrument) -> Result:
@@ -461,12 +474,16 @@ class Engine:
         ):
             return Rejected(Reject.OUT_OF_RANGE, "the order is too large")
         if side == _SELL:
-            asset, need = market.base, quantity * market.lot_atoms
+            asset, need, rows = market.base, quantity * market.lot_atoms, market.base_rows
         elif limit is not None:
             asset, need = market.quote, quantity * limit * market.notional_atoms
+            rows = market.quote_rows
         else:
             asset, need = market.quote, self._market_buy_cost(book, market, c)
-        pays = self.ledger.row(account_id, asset)
+            rows = market.quote_rows
+        pays = rows.get(account_id)
+        if pays is None:
+            pays = self.ledger.row(account_id, asset)
         if not self._lock(pays, need):
             return Rejected(Reject.INSUFFICIENT_FUNDS, f"not enough {asset} available")
 
@@ -549,10 +566,16 @@ class Engine:
         seller_pays = _pays(seller)  # base
         buyer_gets = buyer.gets
         if buyer_gets is None:
-            buyer_gets = buyer.gets = self.ledger.row(buyer.account_id, market.base)
+            buyer_gets = market.base_rows.get(buyer.account_id)
+            if buyer_gets is None:
+                buyer_gets = self.ledger.row(buyer.account_id, market.base)
+            buyer.gets = buyer_gets
         seller_gets = seller.gets
         if seller_gets is None:
-            seller_gets = seller.gets = self.ledger.row(seller.account_id, market.quote)
+            seller_gets = market.quote_rows.get(seller.account_id)
+            if seller_gets is None:
+                seller_gets = self.ledger.row(seller.account_id, market.quote)
+            seller.gets = seller_gets
         pay_from_locked(buyer_pays, notional, seller_gets)
         buyer.locked -= notional
         if buyer.type == _LIMIT and price < buyer.price:
@@ -1138,6 +1161,8 @@ class Engine:
         engine.ledger = Ledger.restore(
             [((a, asset), (av, lk)) for (a, asset), (av, lk) in state["balances"]], state["totals"]
         )
+        for market in engine.markets.values():
+            market.bind(engine.ledger)
         for order in engine.open_orders.values():  # the rows of the ledger just restored
             market = engine.markets[order.symbol]
             asset = market.quote if order.side == _BUY else market.base
