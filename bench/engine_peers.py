@@ -24,6 +24,10 @@ times on a fresh instance, interleaved with the others (the peers' process is dr
 round); the best run counts.
 
     .venv/bin/python bench/engine_peers.py [--commands 50000] [--seed 9] [--repeat 5]
+        [--events-alone]
+
+``--events-alone`` also times building tradews' events by themselves (:class:`EventsAlone`):
+the floor for an engine that returns them built eagerly, as ``Engine.apply`` does.
 
 Results are printed and saved as JSON under ``bench/results/engine_peers-<commit>.json``.
 """
@@ -336,7 +340,8 @@ class TradewsRunner(Runner):
             (int(side), level.price, o.order_id, o.remaining)
             for side in (Side.BUY, Side.SELL)
             for level in book.levels(side)
-            for o in level.orders.values()
+            # a method since a level's queue is a list; a dict before (older commits as baselines)
+            for o in (level.orders() if callable(level.orders) else level.orders.values())
         ]
 
 
@@ -547,6 +552,39 @@ class Peers:
         self.proc.wait()
 
 
+class EventsAlone:
+    """The part of tradews' time that is building its events: the events one replay returned
+    (five a command on this stream), built again from their field values, command by command,
+    each command's in a new list as ``Engine.apply`` returns them. No matching, no ledger: what
+    any engine that returns these events, built eagerly, pays at least. The same loop without
+    building the events (each command's field tuples put in a new list) is timed too: the
+    interpreter's share of that loop, which compiled code does not pay."""
+
+    def __init__(self, runner: TradewsRunner, stream: list[Command]) -> None:
+        import msgspec
+
+        outputs: list[Any] = []
+        runner.replay(runner.fresh(), runner.prepare(stream))(outputs.append)
+        astuple = msgspec.structs.astuple
+        self.commands = [[(type(e), astuple(e)) for e in events] for _, events in outputs]
+        self.events = sum(len(c) for c in self.commands)
+        self.runs: list[int] = []
+        self.loop_runs: list[int] = []
+
+    def round(self) -> None:
+        commands = self.commands
+        gc.collect()
+        t0 = time.perf_counter()
+        for events in commands:
+            DISCARD([cls(*fields) for cls, fields in events])
+        self.runs.append(round(len(commands) / (time.perf_counter() - t0)))
+        gc.collect()
+        t0 = time.perf_counter()
+        for events in commands:
+            DISCARD([fields for cls, fields in events])
+        self.loop_runs.append(round(len(commands) / (time.perf_counter() - t0)))
+
+
 def commit() -> str:
     try:
         return subprocess.run(
@@ -565,6 +603,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=9)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--no-peers", action="store_true", help="tradews and the bare loop only")
+    parser.add_argument(
+        "--events-alone",
+        action="store_true",
+        help="also time building tradews' events alone, from their field values",
+    )
     parser.add_argument("--out", type=Path, default=BENCH / "results")
     parser.add_argument("--peers-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -581,11 +624,14 @@ def main() -> None:
           f"{len(stream):,} commands (seed {args.seed}): {kinds}", flush=True)  # fmt: skip
     bench = Bench([tradews, BareRunner()], stream)
     results = bench.results
+    alone = EventsAlone(tradews, stream) if args.events_alone else None
     peers_python = None
     with tempfile.TemporaryDirectory() as tmp:
         peers = None if args.no_peers else Peers(stream, Path(tmp))
         for _ in range(args.repeat):
             bench.round()
+            if alone is not None:
+                alone.round()
             if peers is not None:
                 peers.round()
         if peers is not None:
@@ -609,6 +655,18 @@ def main() -> None:
         runs = " / ".join(f"{x:,}" for x in r["runs"])
         print(f"| {label} | {r['per_second']:,} | {runs} | {r['fills']:,} | {r['resting']:,} "
               f"| {r['levels']} | {tw / r['per_second']:.2f}x |")  # fmt: skip
+    events_alone = None
+    if alone is not None:
+        best, loop = max(alone.runs), max(alone.loop_runs)
+        events_alone = {
+            "events": alone.events, "runs": alone.runs, "per_second": best,
+            "loop_runs": alone.loop_runs, "loop_per_second": loop,
+        }  # fmt: skip
+        print(f"\ntradews' {alone.events:,} events built alone: {best:,} commands/s "
+              f"({' / '.join(f'{x:,}' for x in alone.runs)}), "
+              f"{tw / best:.0%} of tradews' time; the same loop without building them "
+              f"{loop:,} commands/s, so building them {1e9 / best - 1e9 / loop:,.0f} ns "
+              f"a command, {tw / best - tw / loop:.0%} of tradews' time")  # fmt: skip
     print(f"\nall engines agree on fills and the final book: {'yes' if agree else 'NO'}")
     record = {
         "benchmark": "engine_peers",
@@ -623,6 +681,7 @@ def main() -> None:
         "agree": agree,
         "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
         "results": results,
+        "events_alone": events_alone,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     suffix = "" if tradews.build == "compiled" else "-pure"

@@ -113,7 +113,7 @@ class BookMachine(RuleBasedStateMachine):
             (o.order_id, o.account_id, "buy" if side is Side.BUY else "sell", o.price, o.remaining)
             for side in (Side.BUY, Side.SELL)
             for level in book.levels(side)
-            for o in level.orders.values()
+            for o in level.orders()
         ]
         assert ours == self.ref.snapshot()
 

@@ -63,28 +63,35 @@ class Balance:
 
 
 class Ledger:
-    __slots__ = ("_accounts", "_totals")
+    __slots__ = ("_assets", "_totals")
 
     def __init__(self) -> None:
-        # account_id -> asset -> balance: keyed by account then asset, so that no lookup builds
-        # an (account, asset) tuple.
-        self._accounts: dict[int, dict[str, Balance]] = {}
+        # asset -> account_id -> balance: keyed by asset then account, so that no lookup builds
+        # an (account, asset) tuple, and so that the engine can hold on to an asset's rows
+        # (rows_of) and find an account's with one lookup.
+        self._assets: dict[str, dict[int, Balance]] = {}
         self._totals: dict[str, int] = {}
+
+    def rows_of(self, asset: str) -> dict[int, Balance]:
+        """The rows in ``asset`` by account: the ledger's own dict, for looking rows up (a row
+        that is not there yet is made with :meth:`row`, never by the caller)."""
+        rows = self._assets.get(asset)
+        if rows is None:
+            rows = self._assets[asset] = {}
+        return rows
 
     def row(self, account_id: int, asset: str) -> Balance:
         """The balance row, created (empty) on first use. Rows exist exactly for the pairs some
         movement or lock attempt has touched: :meth:`items` (and so the state hash) lists them."""
-        assets = self._accounts.get(account_id)
-        if assets is None:
-            assets = self._accounts[account_id] = {}
-        row = assets.get(asset)
+        rows = self.rows_of(asset)
+        row = rows.get(account_id)
         if row is None:
-            row = assets[asset] = Balance(account_id, asset)
+            row = rows[account_id] = Balance(account_id, asset)
         return row
 
     def _find(self, account_id: int, asset: str) -> Balance | None:
-        assets = self._accounts.get(account_id)
-        return None if assets is None else assets.get(asset)
+        rows = self._assets.get(asset)
+        return None if rows is None else rows.get(account_id)
 
     def balance(self, account_id: int, asset: str) -> tuple[int, int]:
         row = self._find(account_id, asset)
@@ -95,10 +102,12 @@ class Ledger:
         return 0 if row is None else row.available
 
     def balances_of(self, account_id: int) -> dict[str, tuple[int, int]]:
-        return {
-            asset: (row.available, row.locked)
-            for asset, row in self._accounts.get(account_id, {}).items()
-        }
+        out: dict[str, tuple[int, int]] = {}
+        for asset in sorted(self._assets):
+            row = self._assets[asset].get(account_id)
+            if row is not None:
+                out[asset] = (row.available, row.locked)
+        return out
 
     # External movements ---------------------------------------------------------------------
 
@@ -147,16 +156,16 @@ class Ledger:
 
     def sums(self) -> dict[str, int]:
         out: dict[str, int] = {}
-        for assets in self._accounts.values():
-            for asset, row in assets.items():
+        for asset, rows in self._assets.items():
+            for row in rows.values():
                 out[asset] = out.get(asset, 0) + row.available + row.locked
         return out
 
     def locked_by_account(self) -> dict[tuple[int, str], int]:
         return {
             (account_id, asset): row.locked
-            for account_id, assets in self._accounts.items()
-            for asset, row in assets.items()
+            for asset, rows in self._assets.items()
+            for account_id, row in rows.items()
             if row.locked
         }
 
@@ -193,8 +202,8 @@ class Ledger:
     def items(self) -> list[tuple[tuple[int, str], tuple[int, int]]]:
         return sorted(
             ((account_id, asset), (row.available, row.locked))
-            for account_id, assets in self._accounts.items()
-            for asset, row in assets.items()
+            for asset, rows in self._assets.items()
+            for account_id, row in rows.items()
         )
 
 

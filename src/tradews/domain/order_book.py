@@ -2,10 +2,11 @@
 
 Levels are kept in a dict by price (O(1) to find) plus a sorted list of prices per side (bisect to
 insert a new level; a book has tens to hundreds of levels, so this beats a tree in Python). Each
-level holds its orders in a dict, which keeps insertion order (time priority) and removes from
-the middle in O(1) (cancels). The book also counts each account's resting orders, so that
-pricing which must leave one account's orders out (RFQ quotes) knows, in O(1), whether it needs
-to look at orders at all.
+level holds its orders in a list in time priority, in which a cancelled or filled order leaves a
+gap (None) and each resting order knows its place: joining, leaving from the middle (cancels)
+and finding the head are O(1), with no hashing (see :class:`~tradews.domain.orders.Level`). The
+book also counts each account's resting orders, so that pricing which must leave one account's
+orders out (RFQ quotes) knows, in O(1), whether it needs to look at orders at all.
 
 The book only holds and matches orders. It does not validate them, lock funds or settle trades:
 the engine does that around it. ``tests/domain/reference_book.py`` is a deliberately naive book
@@ -135,7 +136,7 @@ class OrderBook:
         for level in self.levels(_SELL if side == _BUY else _BUY):
             if limit is not None and (level.price > limit if side == _BUY else level.price < limit):
                 break
-            for maker in level.orders.values():
+            for maker in level.orders():
                 if maker.account_id == account_id:
                     return got
                 got += maker.remaining
@@ -167,7 +168,7 @@ class OrderBook:
         cost = 0
         for level in self.levels(side):
             available = level.total
-            for order in level.orders.values():
+            for order in level.orders():
                 if order.account_id == account_id:
                     available -= order.remaining
             take = min(left, available)
@@ -181,16 +182,18 @@ class OrderBook:
         """Every resting order, bids then asks, each side from the best price outwards."""
         for side in (_BUY, _SELL):
             for level in self.levels(side):
-                yield from level.orders.values()
+                yield from level.orders()
 
     def holds(self, order: Order) -> bool:
         """Does ``order`` rest in this book?"""
         level = order.level
         if level is None:
             return False
-        return (self._bids if order.side == _BUY else self._asks).get(
-            order.price
-        ) is level and level.orders.get(order.key) is order
+        return (
+            (self._bids if order.side == _BUY else self._asks).get(order.price) is level
+            and 0 <= order.slot < len(level.queue)
+            and level.queue[order.slot] is order
+        )
 
     # Changing -------------------------------------------------------------------------------
 
@@ -205,7 +208,7 @@ class OrderBook:
                 emptied = Level(self.symbol, order.side, order.price)
             level = levels[price] = emptied
             insort(prices, price)
-        level.orders[order.key] = order
+        level.join(order)
         level.total += order.remaining
         order.level = level
         self.touched.add(level)
@@ -215,12 +218,12 @@ class OrderBook:
     def remove(self, order: Order) -> None:
         """Take a resting order out of the book."""
         level = _level_of(order)
-        del level.orders[order.key]
+        level.leave(order)
         order.level = None
         self._disown(order.account_id)
         level.total -= order.remaining
         self.touched.add(level)
-        if not level.orders:
+        if not level.count:
             levels, prices = self._side(order.side)
             price = order.price_key
             del levels[price]
@@ -263,10 +266,15 @@ class OrderBook:
             if limit is not None and (price > limit if is_buy else price < limit):
                 break
             level = levels[price]
-            queue = level.orders
-            while quantity and queue:
-                maker = next(iter(queue.values()))  # the head of the queue
+            queue = level.queue
+            head = level.head
+            while quantity and level.count:
+                maker = queue[head]
+                if maker is None:  # a gap: the order that was here has left
+                    head += 1
+                    continue
                 if maker.account_id == account_id:
+                    level.head = head
                     return fills, True
                 left = maker.remaining
                 take = left if left < quantity else quantity
@@ -276,12 +284,20 @@ class OrderBook:
                 maker.remaining = left - take
                 level.total -= take
                 if left == take:
-                    del queue[maker.key]
+                    queue[head] = None
+                    head += 1
+                    level.count -= 1
+                    maker.slot = -1
                     maker.level = None
                     self._disown(maker.account_id)
                 else:
                     break  # the incoming order is done
-            if not queue:
+            level.head = head
+            if level.count:
+                if len(queue) > 2 * level.count + 16:
+                    level.compact()
+            else:
+                level.empty()
                 del levels[price]
                 if is_buy:
                     del prices[0]
@@ -303,21 +319,27 @@ class OrderBook:
                 raise InvariantViolation(f"{self.symbol} {side.name}: price list and levels differ")
             for price in prices:
                 level = levels[price]
-                if not level.orders:
+                orders = level.orders()
+                if not orders:
                     raise InvariantViolation(f"{self.symbol} {side.name}: empty level at {price}")
-                total = sum(o.remaining for o in level.orders.values())
+                if level.count != len(orders) or any(level.queue[: level.head]):
+                    raise InvariantViolation(
+                        f"{self.symbol} {side.name} level {price}: {len(orders)} orders in its "
+                        f"queue after its head, {level.count} counted"
+                    )
+                total = sum(o.remaining for o in orders)
                 if level.total != total:
                     raise InvariantViolation(
                         f"{self.symbol} {side.name} level {price}: total {level.total}, "
                         f"orders add up to {total}"
                     )
                 last_priority = None
-                for order in level.orders.values():
+                for order in orders:
                     if order.side != side or order.price != price or order.remaining <= 0:
                         raise InvariantViolation(
                             f"{self.symbol}: {order!r} misplaced at {side.name} {price}"
                         )
-                    if order.level is not level:
+                    if order.level is not level or level.queue[order.slot] is not order:
                         raise InvariantViolation(
                             f"{self.symbol}: {order!r} not indexed at its level"
                         )

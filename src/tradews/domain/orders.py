@@ -134,6 +134,7 @@ class Order:
         "key",
         "level",
         "price_key",
+        "slot",
         "state",
     )
 
@@ -181,6 +182,7 @@ class Order:
         # The book level the order rests on (None when it does not rest): cancelling, reducing
         # and checking find it without a lookup by price.
         self.level: Level | None = None
+        self.slot = -1  # its place in its level's queue while it rests (see Level)
         # The engine's latest report of this order (an ``OrderUpdated``; the domain does not
         # know events, hence Any), so that a command's result needs no lookup.
         self.state: Any = None
@@ -219,15 +221,59 @@ class Level:
     """One price on one side of an order book (:mod:`tradews.domain.order_book`), here beside
     :class:`Order` because a resting order points to its level. It knows its symbol and side,
     so that a changed level can be reported (``BookChanged``) from the object alone; ``total``
-    stays right after the level is emptied and taken out of the book (0)."""
+    stays right after the level is emptied and taken out of the book (0).
 
-    __slots__ = ("key", "mark", "orders", "price", "side", "symbol", "total")
+    The queue is a list in time priority in which an order that leaves is replaced by None: a
+    resting order knows its place in it (``Order.slot``), so joining is an append, leaving is a
+    store, and the head is an index (``head``: the entries before it are all None). ``count``
+    is the number of orders in it. When the list holds more than twice as many gaps as orders
+    it is rebuilt without them (:meth:`compact`), so it stays proportional to the orders."""
+
+    __slots__ = ("count", "head", "key", "mark", "price", "queue", "side", "symbol", "total")
 
     def __init__(self, symbol: str, side: int, price: int) -> None:
         self.symbol = symbol
         self.side = side
         self.price = price
         self.key: Any = price  # as a Python int made once, for events (see Order.key)
-        self.orders: dict[int, Order] = {}
+        self.queue: list[Order | None] = []
+        self.head = 0
+        self.count = 0
         self.total = 0
         self.mark = -1  # the Touched.stamp it was last listed under
+
+    def orders(self) -> list[Order]:
+        """The orders at this level, first in the queue first."""
+        return [o for o in self.queue[self.head :] if o is not None]
+
+    def join(self, order: Order) -> None:
+        """Put ``order`` at the back of the queue."""
+        queue = self.queue
+        order.slot = len(queue)
+        queue.append(order)
+        self.count += 1
+
+    def leave(self, order: Order) -> None:
+        """Take ``order`` out of the queue, wherever it is."""
+        self.queue[order.slot] = None
+        order.slot = -1
+        self.count -= 1
+        if not self.count:
+            self.empty()
+        elif len(self.queue) > 2 * self.count + 16:
+            self.compact()
+
+    def empty(self) -> None:
+        """Forget the gaps of a queue without orders (the level may be used again)."""
+        self.queue.clear()
+        self.head = 0
+
+    def compact(self) -> None:
+        """Rebuild the queue without its gaps."""
+        queue: list[Order | None] = []
+        for order in self.queue[self.head :]:
+            if order is not None:
+                order.slot = len(queue)
+                queue.append(order)
+        self.queue = queue
+        self.head = 0

@@ -48,6 +48,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 import msgspec
+from mypy_extensions import mypyc_attr
 
 from tradews.domain.instrument import Instrument
 from tradews.domain.invariants import InvariantViolation
@@ -158,8 +159,11 @@ class Rejected:
         return f"Rejected(reason={self.reason!r}, message={self.message!r})"
 
 
+@mypyc_attr(free_list_len=1)
 class OrderResult:
-    """An order's state after the command (see :class:`Rejected` for why not a dataclass)."""
+    """An order's state after the command (see :class:`Rejected` for why not a dataclass).
+    Compiled, the one most recently freed is kept for the next (``free_list_len``): nearly every
+    command makes one, and its caller drops it before the next command."""
 
     __slots__ = ("order",)
 
@@ -197,18 +201,24 @@ Result = Rejected | OrderResult | Duplicate | Done
 
 
 class Market:
-    """An instrument as the engine uses it: with the atom scales of its two assets. A native
-    class (compiled), not a frozen dataclass, so that the engine reads its fields directly;
-    they are ``Final``: immutable once made."""
+    """An instrument as the engine uses it: with the atom scales of its two assets, its book and
+    the fee account's rows in its assets. A native class (compiled), not a frozen dataclass, so
+    that the engine reads its fields directly; the instrument's are ``Final``: immutable once
+    made."""
 
     __slots__ = (
         "base",
+        "base_rows",
+        "book",
+        "fee_base",
+        "fee_quote",
         "instrument",
         "lot_atoms",
         "max_lots",
         "min_lots",
         "notional_atoms",
         "quote",
+        "quote_rows",
     )
 
     def __init__(
@@ -218,7 +228,18 @@ class Market:
         lot_atoms: int,
         min_lots: int,
         max_lots: int | None,
+        touched: Touched | None = None,
     ) -> None:
+        # The instrument's book, here so that placing an order finds it with the market (one
+        # lookup by symbol, not two); ``touched`` is the engine's, shared by its books.
+        self.book: Final = OrderBook(instrument.symbol, touched)
+        # The fee account's rows in the base and the quote asset, found at the first fee charged
+        # in each (a fill looks neither up; rows are never removed from a ledger).
+        self.fee_base: Balance | None = None
+        self.fee_quote: Balance | None = None
+        # The ledger's rows in the base and the quote asset by account (see bind).
+        self.base_rows: dict[int, Balance] = {}
+        self.quote_rows: dict[int, Balance] = {}
         self.instrument: Final = instrument
         self.notional_atoms: Final = notional_atoms  # atoms of the quote asset in 1 tick x 1 lot
         self.lot_atoms: Final = lot_atoms  # atoms of the base asset in one lot
@@ -228,8 +249,15 @@ class Market:
         self.base: Final = instrument.base
         self.quote: Final = instrument.quote
 
+    def bind(self, ledger: Ledger) -> None:
+        """Find rows in ``ledger`` (the engine's, again whenever it replaces its ledger): an
+        order's rows are then one lookup by account away, not two."""
+        self.base_rows = ledger.rows_of(self.base)
+        self.quote_rows = ledger.rows_of(self.quote)
+        self.fee_base = self.fee_quote = None
+
     @classmethod
-    def of(cls, inst: Instrument) -> Market:
+    def of(cls, inst: Instrument, touched: Touched | None = None) -> Market:
         notional = inst.tick * inst.lot * ATOMS_PER_UNIT
         lot = inst.lot * ATOMS_PER_UNIT
         if notional != int(notional) or lot != int(lot):
@@ -237,7 +265,7 @@ class Market:
                 f"{inst.symbol}: tick x lot and lot must be multiples of 10^-8"
             )
         max_lots = None if inst.max_size is None else int(inst.max_size / inst.lot)
-        return cls(inst, int(notional), int(lot), int(inst.min_size / inst.lot), max_lots)
+        return cls(inst, int(notional), int(lot), int(inst.min_size / inst.lot), max_lots, touched)
 
 
 class Engine:
@@ -294,8 +322,6 @@ class Engine:
         # that the list keeps its storage (clearing a list frees it, the next append allocates).
         self._touched_balances: list[Balance] = []
         self._touched_count = 0
-        # The fee account's row per asset, once it has one (rows are never removed).
-        self._fee_rows: dict[str, Balance] = {}
         for inst in instruments:
             self.list_instrument(inst)
 
@@ -303,8 +329,9 @@ class Engine:
         """Make an instrument tradable. Instruments are immutable once listed."""
         if inst.symbol in self.markets:
             return
-        self.markets[inst.symbol] = Market.of(inst)
-        self.books[inst.symbol] = OrderBook(inst.symbol, self._touched_levels)
+        market = self.markets[inst.symbol] = Market.of(inst, self._touched_levels)
+        market.bind(self.ledger)
+        self.books[inst.symbol] = market.book
 
     def _list(self, c: ListInstrument) -> Result:
         if c.symbol in self.markets:
@@ -431,7 +458,7 @@ class Engine:
             limit = None
             if tif == _GTC:
                 tif = _IOC
-        book = self.books[symbol]
+        book = market.book
         if post_only:
             if tif != _GTC or otype == _MARKET:
                 return Rejected(Reject.POST_ONLY_NOT_GTC, "post-only orders must be GTC limits")
@@ -447,12 +474,16 @@ class Engine:
         ):
             return Rejected(Reject.OUT_OF_RANGE, "the order is too large")
         if side == _SELL:
-            asset, need = market.base, quantity * market.lot_atoms
+            asset, need, rows = market.base, quantity * market.lot_atoms, market.base_rows
         elif limit is not None:
             asset, need = market.quote, quantity * limit * market.notional_atoms
+            rows = market.quote_rows
         else:
             asset, need = market.quote, self._market_buy_cost(book, market, c)
-        pays = self.ledger.row(account_id, asset)
+            rows = market.quote_rows
+        pays = rows.get(account_id)
+        if pays is None:
+            pays = self.ledger.row(account_id, asset)
         if not self._lock(pays, need):
             return Rejected(Reject.INSUFFICIENT_FUNDS, f"not enough {asset} available")
 
@@ -512,7 +543,7 @@ class Engine:
         left = c.quantity
         cost = 0
         for level in book.levels(Side.SELL):
-            for maker in level.orders.values():
+            for maker in level.orders():
                 if maker.account_id == c.account_id:
                     return cost * market.notional_atoms
                 take = min(left, maker.remaining)
@@ -535,10 +566,16 @@ class Engine:
         seller_pays = _pays(seller)  # base
         buyer_gets = buyer.gets
         if buyer_gets is None:
-            buyer_gets = buyer.gets = self.ledger.row(buyer.account_id, market.base)
+            buyer_gets = market.base_rows.get(buyer.account_id)
+            if buyer_gets is None:
+                buyer_gets = self.ledger.row(buyer.account_id, market.base)
+            buyer.gets = buyer_gets
         seller_gets = seller.gets
         if seller_gets is None:
-            seller_gets = seller.gets = self.ledger.row(seller.account_id, market.quote)
+            seller_gets = market.quote_rows.get(seller.account_id)
+            if seller_gets is None:
+                seller_gets = self.ledger.row(seller.account_id, market.quote)
+            seller.gets = seller_gets
         pay_from_locked(buyer_pays, notional, seller_gets)
         buyer.locked -= notional
         if buyer.type == _LIMIT and price < buyer.price:
@@ -548,11 +585,11 @@ class Engine:
         pay_from_locked(seller_pays, base, buyer_gets)
         seller.locked -= base
         if maker is buyer:
-            maker_fee = self._fee(market.base, buyer_gets, base, maker.maker_fee_cbps)
-            taker_fee = self._fee(market.quote, seller_gets, notional, taker.taker_fee_cbps)
+            maker_fee = self._fee(market, True, buyer_gets, base, maker.maker_fee_cbps)
+            taker_fee = self._fee(market, False, seller_gets, notional, taker.taker_fee_cbps)
         else:
-            maker_fee = self._fee(market.quote, seller_gets, notional, maker.maker_fee_cbps)
-            taker_fee = self._fee(market.base, buyer_gets, base, taker.taker_fee_cbps)
+            maker_fee = self._fee(market, False, seller_gets, notional, maker.maker_fee_cbps)
+            taker_fee = self._fee(market, True, buyer_gets, base, taker.taker_fee_cbps)
         # First touches order the BalanceChanged events: the fee account's rows, then these.
         self._touch(buyer_pays)
         self._touch(buyer_gets)
@@ -588,16 +625,22 @@ class Engine:
         else:
             self._close(order, _FILLED, None)
 
-    def _fee(self, asset: str, payer: Balance, received: int, rate_cbps: int) -> int:
-        """Charge a fee out of what ``payer`` (a row in ``asset``) has just received."""
+    def _fee(
+        self, market: Market, in_base: bool, payer: Balance, received: int, rate_cbps: int
+    ) -> int:
+        """Charge a fee out of what ``payer`` (a row in the market's base asset if ``in_base``,
+        else its quote asset) has just received."""
         if not rate_cbps:
             return 0
         # Rounded up, to the atom: ceil(a / b) as floor((a + b - 1) / b), not -(-a // b): compiled,
         # multiplying a negative int takes the slow, boxing path.
         fee = (received * rate_cbps + _FEE_DIVISOR - 1) // _FEE_DIVISOR
-        fee_row = self._fee_rows.get(asset)
+        fee_row = market.fee_base if in_base else market.fee_quote
         if fee_row is None:
-            fee_row = self._fee_rows[asset] = self.ledger.row(self.fee_account_id, asset)
+            if in_base:
+                fee_row = market.fee_base = self.ledger.row(self.fee_account_id, market.base)
+            else:
+                fee_row = market.fee_quote = self.ledger.row(self.fee_account_id, market.quote)
         pay_from_available(payer, fee, fee_row)
         self._touch(fee_row)
         return fee
@@ -1118,6 +1161,8 @@ class Engine:
         engine.ledger = Ledger.restore(
             [((a, asset), (av, lk)) for (a, asset), (av, lk) in state["balances"]], state["totals"]
         )
+        for market in engine.markets.values():
+            market.bind(engine.ledger)
         for order in engine.open_orders.values():  # the rows of the ledger just restored
             market = engine.markets[order.symbol]
             asset = market.quote if order.side == _BUY else market.base
