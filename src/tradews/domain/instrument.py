@@ -64,6 +64,18 @@ def to_steps(value: Decimal, step: Decimal, *, what: str = "value") -> int:
     return int(steps)
 
 
+def fixed_point(units: int, places: int) -> str:
+    """``units`` x 10^-``places`` written with exactly ``places`` decimals, as
+    ``f"{Decimal(units).scaleb(-places):.{places}f}"`` would (``fixed_point(-5, 2)`` is
+    ``"-0.05"``), in integer arithmetic."""
+    if not places:
+        return str(units)
+    if units < 0:
+        return "-" + fixed_point(-units, places)
+    whole, fraction = divmod(units, 10**places)
+    return f"{whole}.{fraction:0{places}d}"
+
+
 @dataclass(frozen=True, slots=True)
 class Instrument:
     """A tradable pair such as ``BTC_USD``: ``base`` is bought and sold, priced in ``quote``.
@@ -86,6 +98,9 @@ class Instrument:
     spread_ladder: tuple[tuple[Decimal, Decimal], ...] = ()  # (up to quantity, bps), ascending
     _tick_places: int = field(init=False, repr=False, compare=False)
     _lot_places: int = field(init=False, repr=False, compare=False)
+    # tick and lot as whole numbers of 10^-places, to format without Decimal arithmetic
+    _tick_units: int = field(init=False, repr=False, compare=False)
+    _lot_units: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("tick", "lot", "min_size", "quote_size"):
@@ -109,6 +124,8 @@ class Instrument:
         self.check_quantity(to_steps(self.quote_size, self.lot, what="quote size"))
         object.__setattr__(self, "_tick_places", max(0, -int(self.tick.as_tuple().exponent)))
         object.__setattr__(self, "_lot_places", max(0, -int(self.lot.as_tuple().exponent)))
+        object.__setattr__(self, "_tick_units", int(self.tick.scaleb(self._tick_places)))
+        object.__setattr__(self, "_lot_units", int(self.lot.scaleb(self._lot_places)))
 
     # Prices --------------------------------------------------------------------------------
 
@@ -117,7 +134,8 @@ class Instrument:
         return to_steps(parse_decimal(text, what="price"), self.tick, what="price")
 
     def format_price(self, ticks: int) -> str:
-        return f"{Decimal(ticks) * self.tick:.{self._tick_places}f}"
+        """``ticks`` x tick with the tick's decimal places (``"65000.10"``)."""
+        return fixed_point(ticks * self._tick_units, self._tick_places)
 
     # Quantities ----------------------------------------------------------------------------
 
@@ -135,7 +153,8 @@ class Instrument:
             raise OffStep(f"quantity {qty} is above the maximum size {self.max_size}")
 
     def format_quantity(self, lots: int) -> str:
-        return f"{Decimal(lots) * self.lot:.{self._lot_places}f}"
+        """``lots`` x lot with the lot's decimal places (``"0.0010"``)."""
+        return fixed_point(lots * self._lot_units, self._lot_places)
 
     def spread_for(self, lots: int) -> Decimal | None:
         """The desk's half-spread for a quote of ``lots``, in basis points; None when the
