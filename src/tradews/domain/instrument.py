@@ -72,8 +72,8 @@ def fixed_point(units: int, places: int) -> str:
         return str(units)
     if units < 0:
         return "-" + fixed_point(-units, places)
-    whole, fraction = divmod(units, 10**places)
-    return f"{whole}.{fraction:0{places}d}"
+    text = str(units).zfill(places + 1)
+    return text[:-places] + "." + text[-places:]
 
 
 @dataclass(frozen=True, slots=True)
