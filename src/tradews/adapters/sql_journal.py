@@ -42,7 +42,6 @@ and is much faster per commit.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -96,9 +95,10 @@ _encoder = msgspec.msgpack.Encoder()
 _messages_decoder = msgspec.msgpack.Decoder(list[tuple[int, int, msgspec.Raw]])
 
 
-@dataclass(frozen=True, slots=True)
-class JournalEntry:
-    """One applied command: its sequence number, time, encoded form, and what it caused."""
+class JournalEntry(msgspec.Struct, frozen=True, gc=False):
+    """One applied command: its sequence number, time, encoded form, and what it caused.
+    (A struct: one is made per command, five times faster than a frozen dataclass. It holds
+    only values that never refer back to it: ``gc=False``.)"""
 
     seq: int
     at: int
