@@ -363,6 +363,7 @@ class Session(Generic[C]):
         # Deferred calls (slot None: a notification) are started after the loop, in the
         # order they came, so the engine sees a batch's commands in the batch's order.
         deferred: list[tuple[int | None, Call, Deferred]] = []
+        awaited = 0  # deferred calls whose reply the frame's reply waits for
         stats, encoding = self._services.stats, codec.name
         for item in frame.items:
             if self.closing:
@@ -393,16 +394,21 @@ class Session(Generic[C]):
                 else:
                     deferred.append((len(replies), item, reply))
                     replies.append(None)
+                    awaited += 1
             elif not (isinstance(item, Call) and item.is_notification):
                 replies.append(self._with_budget(reply, now_ms))
-        follow_ups = [f if isinstance(f, bytes) else codec.push(f) for f in self._follow_ups]
-        self._follow_ups.clear()
-        after_reply, self._after_reply = self._after_reply, []
-        if any(slot is not None for slot, _, _ in deferred):
+        follow_ups: list[bytes] = []
+        if self._follow_ups:
+            follow_ups = [f if isinstance(f, bytes) else codec.push(f) for f in self._follow_ups]
+            self._follow_ups.clear()
+        after_reply: list[Callable[[], None]] = []
+        if self._after_reply:
+            after_reply, self._after_reply = self._after_reply, []
+        if awaited:
             # The reply waits for durability; what follows it (a stream's first message) waits
             # with it, so that a reply always comes before its stream.
             self._await_deferred(
-                frame.is_batch, replies, deferred, follow_ups, after_reply, started
+                frame.is_batch, replies, deferred, awaited, follow_ups, after_reply, started
             )
             return out
         for _, _, d in deferred:
@@ -485,13 +491,14 @@ class Session(Generic[C]):
         is_batch: bool,
         replies: list[Any],
         deferred: list[tuple[int | None, Call, Deferred]],
+        awaited: int,
         follow_ups: list[bytes],
         after_reply: list[Callable[[], None]],
         started: int,
     ) -> None:
         """Send the reply (or the whole batch's reply), then the follow-ups, when every deferred
-        part is done."""
-        waiting = [sum(1 for slot, _, _ in deferred if slot is not None)]
+        part is done (``awaited`` of them have a slot in ``replies``)."""
+        waiting = [awaited]
         codec = self.codec
         stats = self._services.stats
         self._frames_waiting += 1
