@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tradews.domain import instrument
 from tradews.domain.instrument import Instrument, InvalidDecimal, OffStep
 
 BTC = Instrument(
@@ -65,3 +66,13 @@ def test_invalid_definitions() -> None:
         Instrument(
             "X_Y", "X", "Y", Decimal("1"), Decimal("0.5"), Decimal("1"), None, Decimal("1.25")
         )
+
+
+def test_formatted_text_is_kept_within_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(instrument, "FORMATTED_KEPT", 16)
+    inst = Instrument("X_Y", "X", "Y", Decimal("0.01"), Decimal("0.001"), Decimal("0.001"), None,
+                      Decimal("1"))  # fmt: skip
+    for n in range(100):
+        assert inst.format_price(n) == f"{Decimal(n) / 100:.2f}"
+        assert inst.format_quantity(n) == inst.format_quantity(n) == f"{Decimal(n) / 1000:.3f}"
+        assert len(inst._prices) <= 16 and len(inst._quantities) <= 16

@@ -76,6 +76,17 @@ def fixed_point(units: int, places: int) -> str:
     return text[:-places] + "." + text[-places:]
 
 
+FORMATTED_KEPT = 4096
+
+
+def _kept(cache: dict[int, str], steps: int, text: str) -> str:
+    """Remember ``text`` for ``steps`` in ``cache`` (emptied when full); return it."""
+    if len(cache) >= FORMATTED_KEPT:
+        cache.clear()
+    cache[steps] = text
+    return text
+
+
 @dataclass(frozen=True, slots=True)
 class Instrument:
     """A tradable pair such as ``BTC_USD``: ``base`` is bought and sold, priced in ``quote``.
@@ -101,6 +112,10 @@ class Instrument:
     # tick and lot as whole numbers of 10^-places, to format without Decimal arithmetic
     _tick_units: int = field(init=False, repr=False, compare=False)
     _lot_units: int = field(init=False, repr=False, compare=False)
+    # Prices and quantities as formatted before (every order reply and update has four, and
+    # they repeat): steps -> text, at most FORMATTED_KEPT of each.
+    _prices: dict[int, str] = field(init=False, repr=False, compare=False)
+    _quantities: dict[int, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("tick", "lot", "min_size", "quote_size"):
@@ -126,6 +141,8 @@ class Instrument:
         object.__setattr__(self, "_lot_places", max(0, -int(self.lot.as_tuple().exponent)))
         object.__setattr__(self, "_tick_units", int(self.tick.scaleb(self._tick_places)))
         object.__setattr__(self, "_lot_units", int(self.lot.scaleb(self._lot_places)))
+        object.__setattr__(self, "_prices", {})
+        object.__setattr__(self, "_quantities", {})
 
     # Prices --------------------------------------------------------------------------------
 
@@ -135,7 +152,12 @@ class Instrument:
 
     def format_price(self, ticks: int) -> str:
         """``ticks`` x tick with the tick's decimal places (``"65000.10"``)."""
-        return fixed_point(ticks * self._tick_units, self._tick_places)
+        text = self._prices.get(ticks)
+        if text is None:
+            text = _kept(
+                self._prices, ticks, fixed_point(ticks * self._tick_units, self._tick_places)
+            )
+        return text
 
     # Quantities ----------------------------------------------------------------------------
 
@@ -154,7 +176,12 @@ class Instrument:
 
     def format_quantity(self, lots: int) -> str:
         """``lots`` x lot with the lot's decimal places (``"0.0010"``)."""
-        return fixed_point(lots * self._lot_units, self._lot_places)
+        text = self._quantities.get(lots)
+        if text is None:
+            text = _kept(
+                self._quantities, lots, fixed_point(lots * self._lot_units, self._lot_places)
+            )
+        return text
 
     def spread_for(self, lots: int) -> Decimal | None:
         """The desk's half-spread for a quote of ``lots``, in basis points; None when the
