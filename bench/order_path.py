@@ -132,7 +132,7 @@ async def drive(db: Path, clients: int, rounds: int, phases: bool) -> dict[str, 
     for i in range(WARMUP_ROUNDS, WARMUP_ROUNDS + rounds):
         await one_round(i)
     elapsed = time.process_time() - started
-    requests = rounds * clients * 2
+    requests = max(1, rounds * clients * 2)  # none: a run only for its instruction count
     return {
         "requests": requests,
         "cpu_us_per_request": elapsed / requests * 1e6,
