@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tradews.domain import instrument
 from tradews.domain.instrument import Instrument, InvalidDecimal, OffStep
 
 BTC = Instrument(
@@ -45,6 +46,19 @@ def test_format_then_parse_is_identity(ticks: int) -> None:
     assert BTC.price_ticks(BTC.format_price(ticks)) == ticks
 
 
+@given(
+    st.integers(min_value=-(10**18), max_value=10**18),
+    st.sampled_from(["0.01", "0.05", "5", "1E+1", "0.010", "0.00000001", "0.5"]),
+)
+def test_formatting_writes_what_decimal_formatting_would(steps: int, step: str) -> None:
+    # format_price and format_quantity work in integers; the text is that of the Decimal
+    inst = Instrument("X_Y", "X", "Y", Decimal(step), Decimal(step), Decimal(step), None,
+                      Decimal(step))  # fmt: skip
+    places = max(0, -int(Decimal(step).as_tuple().exponent))
+    assert inst.format_price(steps) == f"{Decimal(steps) * Decimal(step):.{places}f}"
+    assert inst.format_quantity(steps) == f"{Decimal(steps) * Decimal(step):.{places}f}"
+
+
 def test_invalid_definitions() -> None:
     with pytest.raises(ValueError):
         Instrument("X_Y", "X", "Y", Decimal("0"), Decimal("1"), Decimal("1"), None, Decimal("1"))
@@ -52,3 +66,13 @@ def test_invalid_definitions() -> None:
         Instrument(
             "X_Y", "X", "Y", Decimal("1"), Decimal("0.5"), Decimal("1"), None, Decimal("1.25")
         )
+
+
+def test_formatted_text_is_kept_within_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(instrument, "FORMATTED_KEPT", 16)
+    inst = Instrument("X_Y", "X", "Y", Decimal("0.01"), Decimal("0.001"), Decimal("0.001"), None,
+                      Decimal("1"))  # fmt: skip
+    for n in range(100):
+        assert inst.format_price(n) == f"{Decimal(n) / 100:.2f}"
+        assert inst.format_quantity(n) == inst.format_quantity(n) == f"{Decimal(n) / 1000:.3f}"
+        assert len(inst._prices) <= 16 and len(inst._quantities) <= 16

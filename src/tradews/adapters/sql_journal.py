@@ -42,7 +42,6 @@ and is much faster per commit.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -63,6 +62,7 @@ from tradews.session.streams import (
 # The account_events (and account_events_pruned) column holding each stream's streamSeq.
 COLUMNS = {ORDERS: "orders_seq", BALANCES: "balances_seq"}
 assert set(COLUMNS) == set(PRIVATE_CHANNELS)
+assert list(COLUMNS) == [ORDERS, BALANCES]  # _number writes the heads in this order
 PRUNE_ROWS = 2000  # rows one maintenance prunes at most
 READ_PAGE = 5000  # journal rows read at once in a replay: memory stays bounded
 LOOKUP_CHUNK = 500  # msg_ids looked up per statement
@@ -95,9 +95,10 @@ _encoder = msgspec.msgpack.Encoder()
 _messages_decoder = msgspec.msgpack.Decoder(list[tuple[int, int, msgspec.Raw]])
 
 
-@dataclass(frozen=True, slots=True)
-class JournalEntry:
-    """One applied command: its sequence number, time, encoded form, and what it caused."""
+class JournalEntry(msgspec.Struct, frozen=True, gc=False):
+    """One applied command: its sequence number, time, encoded form, and what it caused.
+    (A struct: one is made per command, and a frozen dataclass's ``__init__`` costs several
+    times a struct's. It holds only values that never refer back to it: ``gc=False``.)"""
 
     seq: int
     at: int
@@ -238,6 +239,7 @@ class SqlJournal:
         numbered: list[list[StreamRecord]] = []
         rows: list[tuple[object, ...]] = []
         encode = _encoder.encode
+        astuple = msgspec.structs.astuple
         for entry in entries:
             records = []
             messages: dict[int, list[tuple[Kind, int, tuple[Any, ...]]]] = {}
@@ -245,19 +247,24 @@ class SqlJournal:
                 stream = (account_id, channel)
                 last = heads.get(stream)
                 if last is None:
-                    if stream not in known:
+                    last = known.get(stream)
+                    if last is None:
                         for name, head in _heads(self._db, account_id).items():
                             known[(account_id, name)] = head
-                    last = known[stream]
+                        last = known[stream]
                 seq = heads[stream] = last + 1
                 records.append(StreamRecord(account_id, channel, seq, kind, event))
-                messages.setdefault(account_id, []).append(
-                    (kind, seq, msgspec.structs.astuple(event))
-                )
+                mine = messages.get(account_id)
+                if mine is None:
+                    mine = messages[account_id] = []
+                mine.append((kind, seq, astuple(event)))
             for account_id, mine in messages.items():
-                # where each of the account's streams stands after this command
-                stands = [heads.get((account_id, c), known[(account_id, c)]) for c in COLUMNS]
-                rows.append((account_id, entry.seq, entry.at, *stands, encode(mine)))
+                # where each of the account's streams stands after this command, in the
+                # order of COLUMNS (orders_seq, balances_seq); a head numbered here is >= 1
+                o, b = (account_id, ORDERS), (account_id, BALANCES)
+                stands_o = heads.get(o) or known[o]
+                stands_b = heads.get(b) or known[b]
+                rows.append((account_id, entry.seq, entry.at, stands_o, stands_b, encode(mine)))
             numbered.append(records)
         return numbered, rows, heads
 

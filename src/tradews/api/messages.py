@@ -20,16 +20,32 @@ class DecimalText(Decimal):
     (``"65000.10"``: ASCII digits, an optional fraction; see ``domain.instrument.read_decimal``)
     or a JSON number, read exactly from its text. Decoded by :func:`decode_hook`."""
 
+    __slots__ = ()  # immutable like a Decimal: decode_hook hands the same one out again
+
+
+# Decimal strings already read: prices and quantities repeat (a client's few sizes, the prices
+# near the market), and a Decimal is immutable. Only valid text is kept, up to DECIMALS_KEPT
+# strings at a time, so the cache stays small whatever clients send.
+_decimals: dict[str, DecimalText] = {}
+DECIMALS_KEPT = 4096
+
 
 def decode_hook(type_: type, value: Any) -> Any:
     """msgspec's hook for the API's own types. Decoders must also pass ``float_hook=Decimal``
     so that a JSON number arrives here as an exact Decimal of its text, never a binary float."""
     if type_ is DecimalText:
         if isinstance(value, str):
+            known = _decimals.get(value)
+            if known is not None:
+                return known
             try:
-                return DecimalText(read_decimal(value))
+                text = DecimalText(read_decimal(value))
             except InvalidDecimal as exc:
                 raise ValueError(str(exc).replace("value ", "", 1)) from None
+            if len(_decimals) >= DECIMALS_KEPT:
+                _decimals.clear()
+            _decimals[value] = text
+            return text
         if isinstance(value, bool) or not isinstance(value, int | Decimal):
             raise TypeError('expected a decimal string like "65000.10"')
         number = Decimal(value)

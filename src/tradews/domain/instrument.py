@@ -64,6 +64,29 @@ def to_steps(value: Decimal, step: Decimal, *, what: str = "value") -> int:
     return int(steps)
 
 
+def fixed_point(units: int, places: int) -> str:
+    """``units`` x 10^-``places`` written with exactly ``places`` decimals, as
+    ``f"{Decimal(units).scaleb(-places):.{places}f}"`` would (``fixed_point(-5, 2)`` is
+    ``"-0.05"``), in integer arithmetic."""
+    if not places:
+        return str(units)
+    if units < 0:
+        return "-" + fixed_point(-units, places)
+    text = str(units).zfill(places + 1)
+    return text[:-places] + "." + text[-places:]
+
+
+FORMATTED_KEPT = 4096
+
+
+def _kept(cache: dict[int, str], steps: int, text: str) -> str:
+    """Remember ``text`` for ``steps`` in ``cache`` (emptied when full); return it."""
+    if len(cache) >= FORMATTED_KEPT:
+        cache.clear()
+    cache[steps] = text
+    return text
+
+
 @dataclass(frozen=True, slots=True)
 class Instrument:
     """A tradable pair such as ``BTC_USD``: ``base`` is bought and sold, priced in ``quote``.
@@ -86,6 +109,13 @@ class Instrument:
     spread_ladder: tuple[tuple[Decimal, Decimal], ...] = ()  # (up to quantity, bps), ascending
     _tick_places: int = field(init=False, repr=False, compare=False)
     _lot_places: int = field(init=False, repr=False, compare=False)
+    # tick and lot as whole numbers of 10^-places, to format without Decimal arithmetic
+    _tick_units: int = field(init=False, repr=False, compare=False)
+    _lot_units: int = field(init=False, repr=False, compare=False)
+    # Prices and quantities as formatted before (every order reply and update has four, and
+    # they repeat): steps -> text, at most FORMATTED_KEPT of each.
+    _prices: dict[int, str] = field(init=False, repr=False, compare=False)
+    _quantities: dict[int, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("tick", "lot", "min_size", "quote_size"):
@@ -109,6 +139,10 @@ class Instrument:
         self.check_quantity(to_steps(self.quote_size, self.lot, what="quote size"))
         object.__setattr__(self, "_tick_places", max(0, -int(self.tick.as_tuple().exponent)))
         object.__setattr__(self, "_lot_places", max(0, -int(self.lot.as_tuple().exponent)))
+        object.__setattr__(self, "_tick_units", int(self.tick.scaleb(self._tick_places)))
+        object.__setattr__(self, "_lot_units", int(self.lot.scaleb(self._lot_places)))
+        object.__setattr__(self, "_prices", {})
+        object.__setattr__(self, "_quantities", {})
 
     # Prices --------------------------------------------------------------------------------
 
@@ -117,7 +151,13 @@ class Instrument:
         return to_steps(parse_decimal(text, what="price"), self.tick, what="price")
 
     def format_price(self, ticks: int) -> str:
-        return f"{Decimal(ticks) * self.tick:.{self._tick_places}f}"
+        """``ticks`` x tick with the tick's decimal places (``"65000.10"``)."""
+        text = self._prices.get(ticks)
+        if text is None:
+            text = _kept(
+                self._prices, ticks, fixed_point(ticks * self._tick_units, self._tick_places)
+            )
+        return text
 
     # Quantities ----------------------------------------------------------------------------
 
@@ -135,7 +175,13 @@ class Instrument:
             raise OffStep(f"quantity {qty} is above the maximum size {self.max_size}")
 
     def format_quantity(self, lots: int) -> str:
-        return f"{Decimal(lots) * self.lot:.{self._lot_places}f}"
+        """``lots`` x lot with the lot's decimal places (``"0.0010"``)."""
+        text = self._quantities.get(lots)
+        if text is None:
+            text = _kept(
+                self._quantities, lots, fixed_point(lots * self._lot_units, self._lot_places)
+            )
+        return text
 
     def spread_for(self, lots: int) -> Decimal | None:
         """The desk's half-spread for a quote of ``lots``, in basis points; None when the

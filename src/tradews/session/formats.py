@@ -11,6 +11,7 @@ from tradews.engine.events import OrderUpdated, TradeExecuted
 SIDE_NAMES = {int(Side.BUY): "buy", int(Side.SELL): "sell"}
 TYPE_NAMES = {int(OrderType.LIMIT): "limit", int(OrderType.MARKET): "market"}
 TIF_NAMES = {int(t): t.name for t in TimeInForce}
+_LIMIT = int(OrderType.LIMIT)  # not OrderType.LIMIT on each call: see session.py, _CLOSING
 
 
 def order_state(e: OrderUpdated, inst: Instrument) -> OrderState:
@@ -20,7 +21,7 @@ def order_state(e: OrderUpdated, inst: Instrument) -> OrderState:
         symbol=e.symbol,
         side=SIDE_NAMES[e.side],
         type=TYPE_NAMES[e.type],
-        price=inst.format_price(e.price) if e.type == OrderType.LIMIT else None,
+        price=inst.format_price(e.price) if e.type == _LIMIT else None,
         quantity=inst.format_quantity(e.quantity),
         filled_quantity=inst.format_quantity(e.quantity - e.remaining),
         remaining_quantity=inst.format_quantity(e.remaining),

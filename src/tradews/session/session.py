@@ -119,6 +119,14 @@ class SessionState(enum.Enum):
     CLOSED = "closed"
 
 
+# Enum members read on every request, as module globals: read through its class, a member goes
+# through EnumType.__getattr__ (Python 3.11), some 1,500 instructions each time.
+_AUTHENTICATED = SessionState.AUTHENTICATED
+_CLOSING = SessionState.CLOSING
+_CLOSED = SessionState.CLOSED
+_LIMIT = OrderType.LIMIT
+
+
 @dataclass(frozen=True, slots=True)
 class SessionLimits:
     max_batch: int = 100
@@ -340,7 +348,7 @@ class Session(Generic[C]):
 
         If :attr:`close_reason` is set afterwards, close the connection with it: from then on
         nothing the client sent, in this frame or any other, is processed."""
-        if self.state is SessionState.CLOSING or self.state is SessionState.CLOSED:
+        if self.state is _CLOSING or self.state is _CLOSED:
             return []
         self._last_now = now_ms
         started = time.perf_counter_ns()
@@ -355,6 +363,7 @@ class Session(Generic[C]):
         # Deferred calls (slot None: a notification) are started after the loop, in the
         # order they came, so the engine sees a batch's commands in the batch's order.
         deferred: list[tuple[int | None, Call, Deferred]] = []
+        awaited = 0  # deferred calls whose reply the frame's reply waits for
         stats, encoding = self._services.stats, codec.name
         for item in frame.items:
             if self.closing:
@@ -385,16 +394,21 @@ class Session(Generic[C]):
                 else:
                     deferred.append((len(replies), item, reply))
                     replies.append(None)
+                    awaited += 1
             elif not (isinstance(item, Call) and item.is_notification):
                 replies.append(self._with_budget(reply, now_ms))
-        follow_ups = [f if isinstance(f, bytes) else codec.push(f) for f in self._follow_ups]
-        self._follow_ups.clear()
-        after_reply, self._after_reply = self._after_reply, []
-        if any(slot is not None for slot, _, _ in deferred):
+        follow_ups: list[bytes] = []
+        if self._follow_ups:
+            follow_ups = [f if isinstance(f, bytes) else codec.push(f) for f in self._follow_ups]
+            self._follow_ups.clear()
+        after_reply: list[Callable[[], None]] = []
+        if self._after_reply:
+            after_reply, self._after_reply = self._after_reply, []
+        if awaited:
             # The reply waits for durability; what follows it (a stream's first message) waits
             # with it, so that a reply always comes before its stream.
             self._await_deferred(
-                frame.is_batch, replies, deferred, follow_ups, after_reply, started
+                frame.is_batch, replies, deferred, awaited, follow_ups, after_reply, started
             )
             return out
         for _, _, d in deferred:
@@ -463,7 +477,7 @@ class Session(Generic[C]):
     @property
     def closing(self) -> bool:
         """The session asked to be closed (see :meth:`_close`, ``rpc.logout``)."""
-        return self.state is SessionState.CLOSING
+        return self.state is _CLOSING
 
     def _close(self, reason: str) -> None:
         """Ask the adapter to close the connection, and process nothing more."""
@@ -477,19 +491,20 @@ class Session(Generic[C]):
         is_batch: bool,
         replies: list[Any],
         deferred: list[tuple[int | None, Call, Deferred]],
+        awaited: int,
         follow_ups: list[bytes],
         after_reply: list[Callable[[], None]],
         started: int,
     ) -> None:
         """Send the reply (or the whole batch's reply), then the follow-ups, when every deferred
-        part is done."""
-        waiting = [sum(1 for slot, _, _ in deferred if slot is not None)]
+        part is done (``awaited`` of them have a slot in ``replies``)."""
+        waiting = [awaited]
         codec = self.codec
         stats = self._services.stats
         self._frames_waiting += 1
 
         def finish(slot: int, call: Call, value: Any) -> None:
-            if self.state is SessionState.CLOSED:
+            if self.state is _CLOSED:
                 return
             elapsed = time.perf_counter_ns() - started
             if isinstance(value, ApiError):
@@ -521,7 +536,7 @@ class Session(Generic[C]):
         try:
             if method is None:
                 raise ApiError(ErrorCode.METHOD_NOT_FOUND, data=f"no method {call.method!r}")
-            if method.needs_login and self.state is not SessionState.AUTHENTICATED:
+            if method.needs_login and self.state is not _AUTHENTICATED:
                 raise ApiError(ErrorCode.AUTH_REQUIRED, f"{call.method} requires rpc.login first")
             if method.scope is not None and method.scope.value not in self._principal().scopes:
                 scopes = ", ".join(sorted(self._principal().scopes)) or "none"
@@ -771,7 +786,7 @@ class Session(Generic[C]):
     def _m_order_place(self, p: OrderPlaceParams, now_ms: int) -> Deferred:
         inst = self._instrument_or_reject(p.symbol)
         otype = _TYPES[p.type]
-        if otype is OrderType.LIMIT:
+        if otype is _LIMIT:
             if p.price is None:
                 raise rejected(Reject.INVALID_PRICE, "a limit order needs a price")
             price = _price_ticks(inst, p.price)

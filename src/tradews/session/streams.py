@@ -78,6 +78,11 @@ CHANNEL_OF_KIND = {
 
 StreamEvent = OrderUpdated | TradeExecuted | BalanceChanged
 
+# Read for every event (see session.py, _CLOSING: a member read through its enum class is slow).
+_ORDER, _FILL_AS_MAKER, _FILL_AS_TAKER, _BALANCE = (
+    Kind.ORDER, Kind.FILL_AS_MAKER, Kind.FILL_AS_TAKER, Kind.BALANCE,
+)  # fmt: skip
+
 
 class StreamRecord(NamedTuple):
     """One message of one account's private stream, as stored: the event it is made from."""
@@ -99,12 +104,12 @@ def records_of(events: Sequence[object]) -> Iterator[tuple[int, str, Kind, Strea
     make, in the order they are numbered and sent."""
     for e in events:
         if isinstance(e, OrderUpdated):
-            yield e.account_id, ORDERS, Kind.ORDER, e
+            yield e.account_id, ORDERS, _ORDER, e
         elif isinstance(e, TradeExecuted):
-            yield e.maker_account_id, ORDERS, Kind.FILL_AS_MAKER, e
-            yield e.taker_account_id, ORDERS, Kind.FILL_AS_TAKER, e
+            yield e.maker_account_id, ORDERS, _FILL_AS_MAKER, e
+            yield e.taker_account_id, ORDERS, _FILL_AS_TAKER, e
         elif isinstance(e, BalanceChanged):
-            yield e.account_id, BALANCES, Kind.BALANCE, e
+            yield e.account_id, BALANCES, _BALANCE, e
 
 
 def message(record: StreamRecord, catalog: InstrumentCatalog) -> Push:

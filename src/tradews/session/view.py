@@ -260,20 +260,31 @@ class TradingView(Generic[C]):
         """Move the view forward by one command's durable events and notify subscribers.
         ``records`` are the command's private stream messages, numbered by the journal."""
         book_changes: dict[str, list[BookChanged]] = {}
+        seq = self.seq
         for e in events:
             if isinstance(e, BookChanged):
-                book_changes.setdefault(e.symbol, []).append(e)
+                changes = book_changes.get(e.symbol)
+                if changes is None:
+                    book_changes[e.symbol] = [e]
+                else:
+                    changes.append(e)
             elif isinstance(e, OrderUpdated):
                 self._on_order(e)
             elif isinstance(e, TradeExecuted):
                 self._on_trade(e, send)
             elif isinstance(e, BalanceChanged):
-                self._balances.setdefault(e.account_id, {})[e.asset] = (e.available, e.locked)
-            seq = getattr(e, "seq", 0)
-            if seq > self.seq:
-                self.seq = seq
-        for record in records:
-            self.streams.publish(record, send)
+                balances = self._balances.get(e.account_id)
+                if balances is None:
+                    balances = self._balances[e.account_id] = {}
+                balances[e.asset] = (e.available, e.locked)
+            e_seq = getattr(e, "seq", 0)
+            if e_seq > seq:
+                seq = e_seq
+        self.seq = seq
+        if records:
+            publish = self.streams.publish
+            for record in records:
+                publish(record, send)
         for symbol, changes in book_changes.items():
             book = self._book(symbol)
             for c in changes:
@@ -290,7 +301,9 @@ class TradingView(Generic[C]):
                         send(conn, delta)
 
     def _on_order(self, e: OrderUpdated) -> None:
-        mine = self._open.setdefault(e.account_id, {})
+        mine = self._open.get(e.account_id)
+        if mine is None:
+            mine = self._open[e.account_id] = {}
         if e.status in ("new", "partially_filled"):
             mine[e.order_id] = e
         else:
