@@ -576,3 +576,34 @@ async def test_a_gateway_started_before_the_engine_lists_what_the_engine_lists(
         await buyer.close()
     finally:
         d.stop()
+
+
+async def test_an_order_on_an_instrument_the_engine_has_not_listed_yet_is_applied_as_the_replica_does(
+    tmp_path: Path, bus: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An instrument in the store that the engine's watcher has not journaled yet (here: written
+    without telling other processes, so the watcher never notices it): a gateway that starts
+    now builds its replica with it, and its client orders on it. The engine journals the
+    listing before the order, so both apply the order alike."""
+    monkeypatch.setenv("TRADEWS_KEY_FILE", str(tmp_path / "tradews.key"))
+    with fresh_pg_database() as db:
+        keys = funded_accounts(db, TRADERS[:1])
+        engine = ServerProcess.start(db, demo=False, command="engine", args=("--bus", bus))
+        d = Deployment(db, bus, engine)
+        try:
+            import psycopg
+
+            with psycopg.connect(db, autocommit=True) as raw:  # no revision bump: unnoticed
+                raw.execute(
+                    "INSERT INTO instruments(symbol, base, quote, tick, lot, min_size,"
+                    " quote_size, spread_bps, created_at) VALUES"
+                    " ('SOL_USD', 'SOL', 'USD', '0.01', '0.01', '0.01', '1', '5', 0)"
+                )
+            gateway = d.add_gateway()
+            client = await login(gateway, keys["t1"])
+            placed = await client.place_order("SOL_USD", "buy", "1.00", price="100.00")
+            assert placed["status"] == "new"
+            await converged(d)  # the engine took the order too: the same state
+            await client.close()
+        finally:
+            d.stop()

@@ -157,6 +157,9 @@ class EngineLink:
         command = msgspec.structs.replace(command, at=self._now_ms())  # the engine's clock
         host = self.server.engine_host
         assert host is not None
+        symbol = getattr(command, "symbol", None)
+        if symbol is not None and symbol not in self.server.engine.markets:
+            self._list_from_store()
         if not host.submit(command, None, msg_id=msg_id or None):
             return  # halted: not acknowledged, the next engine takes it
         self.taken += 1
@@ -165,6 +168,17 @@ class EngineLink:
             self._acks[msg_id] = message.ack
         else:
             self._ack(message.ack)
+
+    def _list_from_store(self) -> None:
+        """A command names an instrument this engine has not listed: one the store may have
+        and the watcher not yet journaled. A gateway built its replica from the store, with the
+        instrument listed, and sent the command: journal the listing first, so the engine
+        applies the command as the replica does (and a symbol nobody listed is refused by
+        both)."""
+        try:
+            self.server.instruments_changed()
+        except Exception as exc:  # the store unreachable: the command is refused, as before
+            log.warning("engine: could not read the store's instruments: %r", exc)
 
     def _journaled(self, msg_id: str) -> bool:
         if msg_id in self.server.journal.lookup_msg_ids([msg_id]):
