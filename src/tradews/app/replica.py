@@ -155,13 +155,14 @@ class Replica:
         engine = self.engine
         assert engine is not None and self._numbers is not None
         before = engine.seq
+        listing = isinstance(command, ListInstrument) and command.symbol not in engine.markets
         result, events = engine.apply(command)
         if engine.seq != seq:
             raise RuntimeError(f"the replica reached seq {engine.seq} applying log entry {seq}")
         self.applied += 1
         if events:
             self._publish(events, self._numbers.number(before, events))
-        if isinstance(command, ListInstrument):
+        if listing:  # a new one (the engine journals a known one's listing again at each start)
             self._listed()
         if msg_id:
             self._resolved(msg_id, result)

@@ -566,8 +566,12 @@ class Server:
     view_publish = _publish  # what a gateway's replica feeds its applied entries to
 
     def instruments_changed(self) -> None:
-        """An instrument was listed (a gateway's replica applied the engine's listing)."""
-        self._reload_instruments()
+        """An instrument was listed (a gateway's replica applied the engine's listing). With
+        the store unreachable the catalog waits: the watcher reads it again once it is back."""
+        try:
+            self._reload_instruments()
+        except DatabaseUnavailable as exc:
+            self._store_lost(exc)
 
     def halt(self, error: BaseException) -> None:
         """Stop trading for good: the process exits and its restart rebuilds the state."""
