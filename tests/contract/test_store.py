@@ -252,3 +252,27 @@ def test_data_version_changes_when_another_connection_writes(
         write()
         assert store.data_version() != before
     cli.close()
+
+
+def test_processes_starting_together_share_the_system_accounts(
+    store: SqlStore, db_url: str, key_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An engine and a gateway starting at once on a new database both look for the house and
+    fee accounts; the one that finds them missing and loses the race to create them uses the
+    other's, instead of failing to start."""
+    other = open_store(db_url, key_file=key_file)
+    try:
+        first = Operations(store).system_accounts(NOW)
+        looked = {"house": False, "fees": False}
+        real = other.get_account
+
+        def late(name: str):  # type: ignore[no-untyped-def]
+            if name in looked and not looked[name]:
+                looked[name] = True
+                return None  # it looked before the first process created it
+            return real(name)
+
+        monkeypatch.setattr(other, "get_account", late)
+        assert Operations(other).system_accounts(NOW) == first
+    finally:
+        other.close()

@@ -659,12 +659,18 @@ class Operations:
         self.db = store.db
 
     def system_accounts(self, now_ms: int) -> tuple[int, int]:
-        """Ids of the ``house`` and ``fees`` accounts, created on first use."""
+        """Ids of the ``house`` and ``fees`` accounts, created on first use (by whichever
+        process of a deployment gets there first: an engine and its gateways start together)."""
         ids = []
         for name in (HOUSE_ACCOUNT, FEE_ACCOUNT):
             account = self._store.get_account(name)
             if account is None:
-                account = self._store.create_account(name, "enterprise", now_ms)
+                try:
+                    account = self._store.create_account(name, "enterprise", now_ms)
+                except StoreError:
+                    account = self._store.get_account(name)  # another process made it first
+                    if account is None:
+                        raise
             ids.append(account.id)
         return ids[0], ids[1]
 
